@@ -1,0 +1,249 @@
+"""Hugging Face checkpoint reading (config.json + safetensors) with numpy only.
+
+No torch at run time: safetensors files are parsed here (an 8-byte header length, a
+JSON header, raw little-endian tensors) and memory-mapped, so a tensor is read only
+when a device shard asks for it. Each parameter is transformed (transpose, split,
+reshape: views where possible), then placed with ``jax.make_array_from_callback``
+straight into its sharded layout; the host holds at most one tensor beyond the mmap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import flax.linen as nn
+import jax
+import ml_dtypes
+import numpy as np
+from flax import traverse_util
+from jax.sharding import Mesh, NamedSharding
+
+from archer_jax import sharding as sharding_lib
+
+_DTYPES = {
+    "F64": np.float64, "F32": np.float32, "F16": np.float16, "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64, "I32": np.int32, "I16": np.int16, "I8": np.int8, "U8": np.uint8, "BOOL": np.bool_,
+}
+
+# Files a model folder needs besides weights (tokenizer files are optional).
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint folder that cannot be read or does not match the model."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Source:
+    """Where one Flax parameter comes from: checkpoint tensor names (without the
+    model's prefix) and a numpy transform of those tensors into the Flax layout."""
+
+    keys: tuple[str, ...]
+    transform: Callable[..., np.ndarray] = lambda x: x
+
+    def build(self, tensors: Sequence[np.ndarray]) -> np.ndarray:
+        return self.transform(*tensors)
+
+
+def source(*keys: str, transform: Callable[..., np.ndarray] | None = None) -> Source:
+    return Source(tuple(keys), transform or (lambda x: x))
+
+
+def transposed(key: str, reshape: tuple[int, ...] | None = None) -> Source:
+    """A torch Linear weight [out, in] as a Flax kernel [in, out] (optionally reshaped)."""
+
+    def fn(w: np.ndarray) -> np.ndarray:
+        w = w.T
+        return w if reshape is None else w.reshape(reshape)
+
+    return Source((key,), fn)
+
+
+def reshaped(key: str, shape: tuple[int, ...]) -> Source:
+    return Source((key,), lambda w: w.reshape(shape))
+
+
+class SafetensorsFile:
+    """A memory-mapped safetensors file: ``keys()``, ``shape(k)``, ``get(k)``."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                if n > os.path.getsize(path):
+                    raise ValueError("header length exceeds the file size")
+                header = json.loads(f.read(n))
+        except (OSError, ValueError, struct.error) as e:
+            raise CheckpointError(f"{path}: not a readable safetensors file ({e}); re-download it") from e
+        header.pop("__metadata__", None)
+        self._entries = header
+        self._offset = 8 + n
+        self._mmap = np.memmap(path, dtype=np.uint8, mode="r")
+
+    def keys(self) -> Iterable[str]:
+        return self._entries.keys()
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return tuple(self._entries[key]["shape"])
+
+    def get(self, key: str) -> np.ndarray:
+        entry = self._entries[key]
+        dtype = np.dtype(_DTYPES[entry["dtype"]])
+        start, end = entry["data_offsets"]
+        raw = self._mmap[self._offset + start: self._offset + end]
+        return raw.view(dtype).reshape(entry["shape"])
+
+
+class CheckpointReader:
+    """All tensors of a Hugging Face folder: one ``model.safetensors`` or a sharded
+    set listed in ``model.safetensors.index.json``."""
+
+    def __init__(self, folder: str | os.PathLike):
+        self.folder = Path(folder)
+        index = self.folder / "model.safetensors.index.json"
+        single = self.folder / "model.safetensors"
+        if index.exists():
+            try:
+                weight_map = json.loads(index.read_text())["weight_map"]
+            except (ValueError, KeyError) as e:
+                raise CheckpointError(f"{index}: malformed index ({e}); re-download the checkpoint") from e
+            files = {name: self.folder / name for name in set(weight_map.values())}
+            for name, path in files.items():
+                if not path.exists():
+                    raise CheckpointError(f"{index} lists {name}, which is missing from {self.folder}")
+            opened = {name: SafetensorsFile(p) for name, p in files.items()}
+            self._where = {k: opened[f] for k, f in weight_map.items()}
+        elif single.exists():
+            f = SafetensorsFile(single)
+            self._where = {k: f for k in f.keys()}
+        else:
+            found = sorted(p.name for p in self.folder.iterdir()) if self.folder.is_dir() else []
+            hint = (" (found PyTorch .bin weights: convert them to safetensors, e.g. with "
+                    "transformers' save_pretrained(safe_serialization=True))"
+                    if any(n.endswith(".bin") or n.endswith(".pt") for n in found) else "")
+            raise CheckpointError(f"{self.folder}: no model.safetensors or model.safetensors.index.json{hint}")
+
+    def keys(self) -> list[str]:
+        return list(self._where)
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        return self._where[key].shape(key)
+
+    def get(self, key: str) -> np.ndarray:
+        return self._where[key].get(key)
+
+
+def resolve_folder(path_or_name: str) -> Path:
+    """A local folder as is; otherwise a hub repo id downloaded (config, tokenizer and
+    safetensors only). Offline, the error says how to get the folder by hand."""
+    path = Path(os.path.expanduser(path_or_name))
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise CheckpointError(f"{path}: no config.json; pass a Hugging Face model folder")
+        return path
+    if path.exists() or path_or_name.startswith((".", "/", "~")) or path_or_name.count("/") > 1:
+        raise CheckpointError(f"{path_or_name}: no such model folder")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(path_or_name, allow_patterns=HUB_PATTERNS))
+    except Exception as e:  # noqa: BLE001 -- any hub failure gets the same advice
+        raise CheckpointError(
+            f"'{path_or_name}' is not a local folder and could not be fetched from the Hugging Face hub "
+            f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). On a machine with internet run "
+            f"`huggingface-cli download {path_or_name} --local-dir DIR` and pass DIR instead."
+        ) from e
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot read the model config ({e})") from e
+
+
+def _fake(shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A zero-byte stand-in of a tensor, to learn a transform's output shape."""
+    return np.broadcast_to(np.zeros((), dtype), shape)
+
+
+def _detect_prefix(keys: Sequence[str], wanted: set[str], prefixes: Sequence[str]) -> str:
+    best, hits = "", -1
+    for prefix in prefixes:
+        n = sum(1 for k in keys if k.startswith(prefix) and k[len(prefix):] in wanted)
+        if n > hits:
+            best, hits = prefix, n
+    return best
+
+
+def load_params(
+    reader: CheckpointReader,
+    spec: Mapping[str, Source],
+    abstract_params: Any,
+    *,
+    prefixes: Sequence[str] = ("",),
+    ignore: Sequence[str] = (),
+    mesh: Mesh | None = None,
+    rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
+) -> Any:
+    """Loads ``spec`` from ``reader`` into the (boxed) abstract param tree's layout.
+
+    All mismatches (missing, unexpected, mis-shaped tensors) are collected first and
+    raised as one ``CheckpointError`` that lists them; nothing is read before that.
+    """
+    flat = traverse_util.flatten_dict(abstract_params, sep="/", is_leaf=lambda _, x: isinstance(x, nn.Partitioned))
+    if mesh is None:
+        mesh = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1, 1), sharding_lib.MESH_AXES)
+    wanted = {k for src in spec.values() for k in src.keys}
+    prefix = _detect_prefix(reader.keys(), wanted, prefixes)
+    available = {(k[len(prefix):] if k.startswith(prefix) else k): k for k in reader.keys()}
+
+    missing, misshaped, no_source = [], [], []
+    for path, leaf in flat.items():
+        target = leaf.value if isinstance(leaf, nn.Partitioned) else leaf
+        src = spec.get(path)
+        if src is None:
+            no_source.append(path)
+            continue
+        absent = [k for k in src.keys if k not in available]
+        if absent:
+            missing.extend(absent)
+            continue
+        fakes = [_fake(reader.shape(available[k]), np.float32) for k in src.keys]
+        got = tuple(src.build(fakes).shape)
+        if got != tuple(target.shape):
+            misshaped.append(f"{', '.join(src.keys)} -> {path}: checkpoint gives {got}, model needs {tuple(target.shape)}")
+    ignore_re = [re.compile(p) for p in ignore]
+    unexpected = sorted(k for k in available if k not in wanted and not any(r.search(k) for r in ignore_re))
+    if no_source:
+        raise RuntimeError(f"internal: no checkpoint source declared for params {no_source}")
+    if missing or misshaped or unexpected:
+        lines = [f"{reader.folder}: the checkpoint does not match the model config."]
+        if missing:
+            lines.append(f"  missing tensors ({len(missing)}): {', '.join(sorted(set(missing)))}")
+        if unexpected:
+            lines.append(f"  unexpected tensors ({len(unexpected)}): {', '.join(unexpected)}")
+        if misshaped:
+            lines.append(f"  mis-shaped tensors ({len(misshaped)}):")
+            lines.extend(f"    {m}" for m in misshaped)
+        raise CheckpointError("\n".join(lines))
+
+    out = {}
+    for path, leaf in flat.items():
+        target = leaf.value if isinstance(leaf, nn.Partitioned) else leaf
+        names = leaf.names if isinstance(leaf, nn.Partitioned) else (None,) * len(target.shape)
+        sharding = NamedSharding(mesh, sharding_lib.logical_to_spec(names, target.shape, mesh, rules))
+        src = spec[path]
+        full = np.asarray(src.build([reader.get(available[k]) for k in src.keys]), dtype=target.dtype)
+        out[path] = jax.make_array_from_callback(target.shape, sharding, lambda idx, full=full: full[idx])
+        del full
+    return traverse_util.unflatten_dict(out, sep="/")

@@ -1,0 +1,162 @@
+"""Building blocks shared by the model families: dense layers with logical axes,
+the KV cache, masking and grouped-query dot-product attention.
+
+Conventions every family follows:
+- attention projections are ``DenseGeneral`` with kernels [embed, heads, head_dim]
+  (logical ('embed', 'heads', 'head_dim')) and outputs [heads, head_dim, embed];
+- ``dtype`` is the compute dtype, ``param_dtype`` the stored (master) dtype;
+- masks are 1 for real tokens; batches may be left-padded, so positions come from
+  the mask (``positions_from_mask``), never from the column index.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Dtype = jnp.dtype
+
+
+def logical_init(init: nn.initializers.Initializer, names: Sequence[str | None]) -> nn.initializers.Initializer:
+    return nn.with_logical_partitioning(init, tuple(names))
+
+
+def dense(
+    features: int | Sequence[int],
+    kernel_axes: Sequence[str | None],
+    *,
+    axis: int | Sequence[int] = -1,
+    use_bias: bool = True,
+    dtype: Dtype = jnp.float32,
+    param_dtype: Dtype = jnp.float32,
+    init_std: float = 0.02,
+    name: str | None = None,
+) -> nn.DenseGeneral:
+    """A DenseGeneral whose kernel (and bias) carry logical axis names.
+
+    ``kernel_axes`` names the kernel's dims (input dims first, then output dims).
+    """
+    out_ndim = 1 if isinstance(features, int) else len(features)
+    return nn.DenseGeneral(
+        features=features,
+        axis=axis,
+        use_bias=use_bias,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        kernel_init=logical_init(nn.initializers.normal(init_std), kernel_axes),
+        bias_init=logical_init(nn.initializers.zeros_init(), tuple(kernel_axes)[-out_ndim:]),
+        name=name,
+    )
+
+
+def embed(num: int, features: int, axes: Sequence[str | None], *, param_dtype: Dtype, dtype: Dtype,
+          init_std: float = 0.02, name: str | None = None) -> nn.Embed:
+    return nn.Embed(
+        num_embeddings=num,
+        features=features,
+        dtype=dtype,
+        param_dtype=param_dtype,
+        embedding_init=logical_init(nn.initializers.normal(init_std), axes),
+        name=name,
+    )
+
+
+def positions_from_mask(mask: jax.Array) -> jax.Array:
+    """0-based position of each real token in a left- or right-padded row."""
+    return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)
+
+
+@flax.struct.dataclass
+class KVCache:
+    """Keys and values of every layer for incremental decoding.
+
+    ``k[i]``/``v[i]``: [B, S, kv_heads, head_dim]; ``mask``: [B, S], True where a slot
+    holds a real token; ``index``: the next slot to write (same for all rows, since
+    prompts are left-padded to one length).
+    """
+
+    k: tuple[jax.Array, ...]
+    v: tuple[jax.Array, ...]
+    mask: jax.Array
+    index: jax.Array
+
+    @classmethod
+    def init(cls, batch: int, max_len: int, num_layers: int, num_kv_heads: int, head_dim: int,
+             dtype: Dtype = jnp.float32) -> KVCache:
+        zeros = jnp.zeros((batch, max_len, num_kv_heads, head_dim), dtype)
+        return cls(
+            k=tuple(zeros for _ in range(num_layers)),
+            v=tuple(zeros for _ in range(num_layers)),
+            mask=jnp.zeros((batch, max_len), jnp.bool_),
+            index=jnp.zeros((), jnp.int32),
+        )
+
+    @property
+    def max_len(self) -> int:
+        return self.mask.shape[1]
+
+    def next_positions(self, length: int) -> jax.Array:
+        """Positions for ``length`` new tokens: continue after each row's real tokens."""
+        count = jnp.sum(self.mask, axis=-1, dtype=jnp.int32)
+        return count[:, None] + jnp.arange(length, dtype=jnp.int32)[None, :]
+
+
+def write_cache(buf: jax.Array, new: jax.Array, index: jax.Array) -> jax.Array:
+    return jax.lax.dynamic_update_slice(buf, new.astype(buf.dtype), (0, index, 0, 0))
+
+
+def extend_mask(cache: KVCache, attention_mask: jax.Array) -> jax.Array:
+    return jax.lax.dynamic_update_slice(cache.mask, attention_mask.astype(jnp.bool_), (0, cache.index))
+
+
+def attention_bias(key_mask: jax.Array, query_len: int, *, causal: bool, query_offset: jax.Array | int = 0,
+                   sliding_window: int | None = None, dtype: Dtype = jnp.float32) -> jax.Array:
+    """Additive bias [B, 1, Lq, Lk] from a key mask [B, Lk].
+
+    Query i sits at slot ``query_offset + i``; a causal query sees keys at slots <= its
+    own (and, with a sliding window, within ``sliding_window`` slots). A finite large
+    negative keeps fully masked (padding) rows NaN-free.
+    """
+    visible = key_mask[:, None, None, :].astype(jnp.bool_)
+    if causal:
+        q_slot = query_offset + jnp.arange(query_len)[:, None]
+        k_slot = jnp.arange(key_mask.shape[-1])[None, :]
+        allowed = k_slot <= q_slot
+        if sliding_window is not None:
+            allowed = allowed & (k_slot > q_slot - sliding_window)
+        visible = visible & allowed[None, None]
+    return jnp.where(visible, 0.0, jnp.finfo(dtype).min).astype(dtype)
+
+
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, *,
+                          scale: float | None = None) -> jax.Array:
+    """Grouped-query attention. q [B,L,H,D]; k, v [B,S,Hkv,D]; bias broadcastable to
+    [B,H,L,S]. Softmax in fp32 whatever the compute dtype. Returns [B,L,H,D]."""
+    b, l, h, d = q.shape
+    hkv = k.shape[2]
+    groups = h // hkv
+    if scale is None:
+        scale = d ** -0.5
+    qg = q.reshape(b, l, hkv, groups, d)
+    logits = jnp.einsum("blkgd,bskd->bkgls", qg, k).astype(jnp.float32) * scale
+    bias = jnp.broadcast_to(bias.astype(jnp.float32), (b, h, l, k.shape[1])).reshape(b, hkv, groups, l, -1)
+    weights = jax.nn.softmax(logits + bias, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgls,bskd->blkgd", weights, v)
+    return out.reshape(b, l, h, d)
+
+
+@flax.struct.dataclass
+class CausalLMOutput:
+    logits: jax.Array  # [B, L, vocab], float32
+    hidden: jax.Array  # [B, L, embed], final (normed) hidden states
+    cache: KVCache | None = None
+
+
+@flax.struct.dataclass
+class EncoderOutput:
+    hidden: jax.Array  # [B, L, embed]
+    pooled: jax.Array  # [B, embed]

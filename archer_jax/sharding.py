@@ -1,0 +1,123 @@
+"""Device mesh, logical-axis rules and sharded state creation.
+
+Parameters carry logical axis names (``nn.with_logical_partitioning``); the config
+holds the logical -> mesh rules. A logical axis maps to mesh axes only where the
+dimension divides evenly (GPT-2's 12 heads on a tensor axis of 8 stay replicated
+rather than failing), so any checkpoint runs on any mesh.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+MESH_AXES = ("data", "fsdp", "tensor")
+
+# Logical axis -> mesh axes. 'batch' and 'capacity' (the replay buffer's rows) split
+# across the data-parallel axes; weights split their large dims across fsdp/tensor.
+DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
+    ("batch", ("data", "fsdp")),
+    ("capacity", ("data", "fsdp")),
+    ("vocab", "tensor"),
+    ("embed", "fsdp"),
+    ("mlp", "tensor"),
+    ("heads", "tensor"),
+    ("kv_heads", "tensor"),
+    ("head_dim", None),
+    ("positions", None),
+    ("relpos_buckets", None),
+    ("norm", None),
+)
+
+
+def make_mesh(mesh_shape: Sequence[int], devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """Builds a ('data', 'fsdp', 'tensor') mesh; one entry may be -1 (the rest)."""
+    devices = list(jax.devices() if devices is None else devices)
+    shape = list(mesh_shape)
+    if len(shape) != len(MESH_AXES):
+        raise ValueError(f"mesh_shape must have {len(MESH_AXES)} entries {MESH_AXES}, got {shape}")
+    if shape.count(-1) > 1:
+        raise ValueError(f"mesh_shape may hold at most one -1, got {shape}")
+    known = math.prod(d for d in shape if d != -1)
+    if -1 in shape:
+        if len(devices) % known:
+            raise ValueError(f"mesh_shape {shape}: {len(devices)} devices are not divisible by {known}")
+        shape[shape.index(-1)] = len(devices) // known
+    if math.prod(shape) != len(devices):
+        raise ValueError(
+            f"mesh_shape {shape} needs {math.prod(shape)} devices but {len(devices)} are available; "
+            "use -1 for one axis to take the rest"
+        )
+    return Mesh(np.asarray(devices).reshape(shape), MESH_AXES)
+
+
+def _mesh_axes_for(logical: str | None, rules: Sequence[tuple[str, Any]]) -> tuple[str, ...]:
+    if logical is None:
+        return ()
+    for name, target in rules:
+        if name == logical:
+            if target is None:
+                return ()
+            return (target,) if isinstance(target, str) else tuple(target)
+    raise KeyError(f"logical axis {logical!r} has no rule in the sharding rules {[r[0] for r in rules]}")
+
+
+def logical_to_spec(
+    logical_axes: Sequence[str | None], shape: Sequence[int], mesh: Mesh, rules: Sequence[tuple[str, Any]]
+) -> PartitionSpec:
+    """Maps logical names to a PartitionSpec, keeping only mesh axes that divide the dim."""
+    used: set[str] = set()
+    spec = []
+    for logical, dim in zip(logical_axes, shape, strict=True):
+        kept = []
+        size = 1
+        for axis in _mesh_axes_for(logical, rules):
+            n = mesh.shape[axis]
+            if axis in used or n == 1 or dim % (size * n):
+                continue
+            kept.append(axis)
+            size *= n
+        used.update(kept)
+        spec.append(tuple(kept) if len(kept) > 1 else (kept[0] if kept else None))
+    return PartitionSpec(*spec)
+
+
+def tree_shardings(abstract_tree: Any, mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> Any:
+    """NamedShardings for a (possibly boxed) abstract tree; unannotated leaves are replicated."""
+
+    def one(leaf: Any) -> NamedSharding:
+        if isinstance(leaf, nn.Partitioned):
+            value = leaf.value
+            return NamedSharding(mesh, logical_to_spec(leaf.names, value.shape, mesh, rules))
+        return NamedSharding(mesh, PartitionSpec())
+
+    return jax.tree.map(one, abstract_tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+
+
+def init_sharded(
+    init_fn: Callable[..., Any], mesh: Mesh, rules: Sequence[tuple[str, Any]], *args: Any
+) -> tuple[Any, Any]:
+    """Runs ``init_fn(*args)`` already sharded; returns (unboxed tree, its shardings).
+
+    ``jax.eval_shape`` gives the logical annotations without allocating, then one jit
+    with ``out_shardings`` materialises every leaf straight into its layout.
+    """
+    abstract = jax.eval_shape(init_fn, *args)
+    shardings = tree_shardings(abstract, mesh, rules)
+    init = jax.jit(lambda *a: nn.meta.unbox(init_fn(*a)), out_shardings=shardings)
+    return init(*args), shardings
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
+    """Leading axis split over ('data', 'fsdp'); the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec(("data", "fsdp"), *([None] * (ndim - 1))))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
