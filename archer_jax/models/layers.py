@@ -99,10 +99,11 @@ class KVCache:
     def max_len(self) -> int:
         return self.mask.shape[1]
 
-    def next_positions(self, length: int) -> jax.Array:
-        """Positions for ``length`` new tokens: continue after each row's real tokens."""
+    def next_positions(self, attention_mask: jax.Array) -> jax.Array:
+        """Positions of new tokens [B, L]: continue after each row's cached real tokens,
+        counting only the new tokens' real ones (a left-padded prefill starts at 0)."""
         count = jnp.sum(self.mask, axis=-1, dtype=jnp.int32)
-        return count[:, None] + jnp.arange(length, dtype=jnp.int32)[None, :]
+        return count[:, None] + positions_from_mask(attention_mask)
 
 
 def write_cache(buf: jax.Array, new: jax.Array, index: jax.Array) -> jax.Array:

@@ -24,7 +24,9 @@ class Family:
     build(config) -> the Flax module; init_inputs(config) -> dummy args for init;
     weight_spec(config) -> {flax param path 'a/b/kernel': Source};
     prefixes: names a checkpoint may put before every tensor ('transformer.', ...);
-    ignore: regexes of checkpoint buffers that carry no weights.
+    ignore: regexes of checkpoint buffers that carry no weights;
+    kind: 'causal_lm' (ids, mask -> CausalLMOutput), 'encoder' (ids, mask ->
+    EncoderOutput) or 'seq2seq' (ids, mask, decoder ids -> logits).
     """
 
     name: str
@@ -34,6 +36,7 @@ class Family:
     weight_spec: Callable[[Any], Mapping[str, hf_loading.Source]]
     prefixes: tuple[str, ...] = ("",)
     ignore: tuple[str, ...] = ()
+    kind: str = "causal_lm"
 
 
 def _families() -> dict[str, Family]:

@@ -1,0 +1,150 @@
+"""The config shared by every conversation task; task files pick the task and variant.
+
+Variants: 'paper' (Hugging Face weights, paper hyperparameters), 'demo' (CPU, tiny
+models from scratch, no downloads), 'smoke' (seconds, for tests). Every field carries
+a comment; derived values (buffer shapes, step counts) are computed by the trainer.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from archer_jax import sharding
+
+VARIANTS = ("paper", "demo", "smoke")
+
+# Per-task paper hyperparameters (ARCHER_FACTS.md, reference configs).
+PAPER = {
+    "guess_city": dict(actor_lr=1e-5, critic_lr=2e-5, warmup_iter=10, rollout_size=128, gamma=0.95),
+    "twenty_questions": dict(actor_lr=1e-6, critic_lr=2e-5, warmup_iter=20, rollout_size=128, gamma=0.95),
+    "twenty_questions_subset": dict(actor_lr=1e-6, critic_lr=2e-5, warmup_iter=20, rollout_size=128, gamma=0.95),
+}
+
+
+def _model(kind: str, checkpoint: str, **dims) -> ml_collections.ConfigDict:
+    return ml_collections.ConfigDict(dict(
+        kind=kind,  # model family: 'gpt2' | 'llama' (actor); 'roberta' (critic encoder)
+        checkpoint=checkpoint,  # HF folder or hub name; '' = random init from the dims below
+        dtype="float32",  # compute dtype: 'float32' | 'bfloat16' (params stay float32)
+        **dims,  # dims used only when checkpoint == ''
+    ))
+
+
+def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
+    variant = arg or "paper"
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown config variant '{variant}' for {task}; choose one of {VARIANTS}")
+    if task not in PAPER:
+        raise ValueError(f"unknown task '{task}'; known: {sorted(PAPER)}")
+    hp = PAPER[task]
+    c = ml_collections.ConfigDict()
+    c.task = task  # environment: 'guess_city' | 'twenty_questions' | 'twenty_questions_subset'
+    c.variant = variant  # which preset this config started from (informational)
+    c.seed = 0  # seeds model init, data simulation, rollouts and sampling
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.shape = (-1, 1, 1)  # devices along ('data', 'fsdp', 'tensor'); -1 = the rest
+    c.mesh.rules = sharding.DEFAULT_RULES  # logical axis -> mesh axes
+
+    c.env = ml_collections.ConfigDict()
+    c.env.max_turns = 20  # turn cap of a conversation
+    c.env.oracle = "kb"  # 'kb' = embedded knowledge-base oracle (no weights)
+
+    c.tokens = ml_collections.ConfigDict()
+    c.tokens.obs_len = 256  # observation tokens kept (left-truncated: newest turns kept)
+    c.tokens.action_len = 32  # max new tokens per utterance (paper: 32)
+    c.tokens.terminator = "\n"  # an utterance ends at its first newline
+
+    c.actor = _model("gpt2", "gpt2", n_layer=2, n_embd=128, n_head=4)
+    c.actor.lr = hp["actor_lr"]  # Adam learning rate of the policy
+    c.actor.max_grad_norm = 1.0  # global-norm gradient clipping
+    c.critic = _model("roberta", "roberta-base", num_layers=2, hidden_size=128, num_heads=4, mlp_dim=512)
+    c.critic.lr = hp["critic_lr"]  # Adam learning rate of the critic (encoder and heads)
+    c.critic.max_grad_norm = 1.0  # global-norm gradient clipping
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dir = ""  # where the simulated-episodes TFDS dataset lives; '' = <workdir>/data
+    c.data.num_episodes = 4000  # simulated episodes from the scripted questioners
+    c.data.seed = 0  # simulation seed (the dataset is rebuilt only if this changes)
+
+    c.bc = ml_collections.ConfigDict()
+    c.bc.iterations = 20  # BC warm-start iterations (0 skips the stage)
+    c.bc.steps = 100  # optimizer steps per BC iteration (one jitted dispatch)
+    c.bc.batch_size = 64  # (obs, action) rows per BC step
+    c.bc.lr = 1e-4  # BC learning rate
+
+    c.archer = ml_collections.ConfigDict()
+    c.archer.iterations = 200  # online iterations (rollout + critic phase + actor phase)
+    c.archer.rollout_size = hp["rollout_size"]  # trajectories collected per iteration
+    c.archer.rollout_batch = 32  # environments stepped together (one generate call per turn)
+    c.archer.capacity = 100_000  # replay buffer rows (transitions)
+    c.archer.critic_epochs = 50  # critic steps per iteration (one jitted lax.scan)
+    c.archer.actor_epochs = 3  # actor steps per iteration after warm-up
+    c.archer.batch_size = 256  # transitions per critic/actor step (paper: 8 x 32 accumulation)
+    c.archer.gamma = hp["gamma"]  # discount
+    c.archer.tau = 0.1  # Polyak rate of the target critic, after every critic step
+    c.archer.warmup_iter = hp["warmup_iter"]  # iterations that train only the critic
+    c.archer.temperature = 1.0  # rollout and update sampling temperature
+    c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
+    c.archer.eval_size = 64  # trajectories per greedy evaluation
+
+    c.checkpoint_every = 5  # iterations between checkpoints (also at the end of each stage)
+    c.transcripts = 4  # dialogues written per evaluation
+
+    if variant == "demo":
+        _demo(c)
+    elif variant == "smoke":
+        _demo(c)
+        _smoke(c)
+    return c
+
+
+def _demo(c: ml_collections.ConfigDict) -> None:
+    c.tokens.obs_len = 96
+    c.tokens.action_len = 12
+    c.actor = _model("gpt2", "", n_layer=2, n_embd=128, n_head=4)
+    c.actor.lr = 3e-4
+    c.actor.max_grad_norm = 1.0
+    c.critic = _model("roberta", "", num_layers=2, hidden_size=128, num_heads=4, mlp_dim=256)
+    c.critic.lr = 3e-4
+    c.critic.max_grad_norm = 1.0
+    c.data.num_episodes = 2000
+    c.bc.iterations = 6
+    c.bc.steps = 100
+    c.bc.batch_size = 64
+    c.bc.lr = 1e-3
+    c.archer.iterations = 30
+    c.archer.rollout_size = 32
+    c.archer.rollout_batch = 32
+    c.archer.capacity = 20_000
+    c.archer.critic_epochs = 20
+    c.archer.actor_epochs = 3
+    c.archer.batch_size = 64
+    c.archer.warmup_iter = 5
+    c.archer.eval_every = 5
+    c.archer.eval_size = 64
+    c.checkpoint_every = 5
+
+
+def _smoke(c: ml_collections.ConfigDict) -> None:
+    c.tokens.obs_len = 48
+    c.tokens.action_len = 8
+    c.env.max_turns = 4
+    c.actor.n_layer, c.actor.n_embd, c.actor.n_head = 1, 32, 2
+    c.critic.num_layers, c.critic.hidden_size, c.critic.num_heads, c.critic.mlp_dim = 1, 32, 2, 64
+    c.data.num_episodes = 64
+    c.bc.iterations = 1
+    c.bc.steps = 2
+    c.bc.batch_size = 8
+    c.archer.iterations = 2
+    c.archer.rollout_size = 8
+    c.archer.rollout_batch = 8
+    c.archer.capacity = 256
+    c.archer.critic_epochs = 2
+    c.archer.actor_epochs = 1
+    c.archer.batch_size = 8
+    c.archer.warmup_iter = 1
+    c.archer.eval_every = 1
+    c.archer.eval_size = 8
+    c.checkpoint_every = 1
+    c.transcripts = 2
