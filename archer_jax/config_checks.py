@@ -1,0 +1,89 @@
+"""Config validation: every user-caused problem is reported before expensive work,
+with the field to fix."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import ml_collections
+
+from archer_jax.models import hf_loading
+
+_MODEL_KINDS = {"actor": ("gpt2", "llama"), "critic": ("roberta",)}
+_DTYPES = ("float32", "bfloat16")
+
+
+class ConfigError(ValueError):
+    """A config field with an unusable value."""
+
+
+def _positive(config: ml_collections.ConfigDict, path: str, *, allow_zero: bool = False) -> None:
+    value = _get(config, path)
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"config.{path} = {value!r}: must be a {'non-negative' if allow_zero else 'positive'} number")
+
+
+def _get(config: ml_collections.ConfigDict, path: str) -> Any:
+    node: Any = config
+    for part in path.split("."):
+        node = node[part]
+    return node
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ConfigError naming the first bad field."""
+    for path in ("tokens.obs_len", "tokens.action_len", "env.max_turns", "archer.rollout_size",
+                 "archer.rollout_batch", "archer.capacity", "archer.critic_epochs", "archer.batch_size",
+                 "archer.eval_size", "archer.eval_every", "archer.tau", "actor.lr", "critic.lr", "checkpoint_every",
+                 "data.num_episodes", "bc.steps", "bc.batch_size", "bc.lr"):
+        _positive(config, path)
+    for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
+                 "archer.temperature", "transcripts"):
+        _positive(config, path, allow_zero=True)
+    if not 0.0 <= config.archer.gamma <= 1.0:
+        raise ConfigError(f"config.archer.gamma = {config.archer.gamma}: must lie in [0, 1]")
+    if not 0.0 < config.archer.tau <= 1.0:
+        raise ConfigError(f"config.archer.tau = {config.archer.tau}: must lie in (0, 1]")
+    if config.archer.rollout_size % config.archer.rollout_batch:
+        raise ConfigError(f"config.archer.rollout_size = {config.archer.rollout_size} must be a multiple of "
+                          f"config.archer.rollout_batch = {config.archer.rollout_batch}")
+    if config.archer.eval_size % config.archer.rollout_batch:
+        raise ConfigError(f"config.archer.eval_size = {config.archer.eval_size} must be a multiple of "
+                          f"config.archer.rollout_batch = {config.archer.rollout_batch}")
+    if config.env.oracle != "kb":
+        raise ConfigError(f"config.env.oracle = {config.env.oracle!r}: only 'kb' (knowledge-base oracle) "
+                          "is available for this task")
+    for role, kinds in _MODEL_KINDS.items():
+        model = config[role]
+        if model.kind not in kinds:
+            raise ConfigError(f"config.{role}.kind = {model.kind!r}: choose one of {kinds}")
+        if model.dtype not in _DTYPES:
+            raise ConfigError(f"config.{role}.dtype = {model.dtype!r}: choose one of {_DTYPES}")
+        if model.checkpoint:
+            _check_checkpoint(role, model.checkpoint)
+
+
+def _check_checkpoint(role: str, checkpoint: str) -> None:
+    try:
+        hf_loading.resolve_folder(checkpoint)
+    except hf_loading.CheckpointError as e:
+        raise ConfigError(
+            f"config.{role}.checkpoint = {checkpoint!r} cannot be loaded: {e}\n"
+            f"Set --config.{role}.checkpoint=/path/to/hf_folder (config.json + model.safetensors), or "
+            f"try the CPU demo, which needs no downloads: --config=<task>.py:demo"
+        ) from e
+
+
+def check_context_lengths(config: ml_collections.ConfigDict, actor_max_positions: int | None,
+                          critic_max_positions: int | None, bridge_extra: int = 0) -> None:
+    """Prompt + utterance must fit the actor's context; observations the critic's."""
+    need = config.tokens.obs_len + config.tokens.action_len
+    if actor_max_positions is not None and need > actor_max_positions:
+        raise ConfigError(
+            f"config.tokens.obs_len + config.tokens.action_len = {need} exceeds the actor's context of "
+            f"{actor_max_positions} positions; lower config.tokens.obs_len")
+    critic_need = max(config.tokens.obs_len, config.tokens.action_len) + bridge_extra
+    if critic_max_positions is not None and critic_need > critic_max_positions:
+        raise ConfigError(
+            f"config.tokens.obs_len = {config.tokens.obs_len} (+{bridge_extra} for the critic's BOS) exceeds the "
+            f"critic's context of {critic_max_positions} positions; lower config.tokens.obs_len")
