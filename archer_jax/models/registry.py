@@ -4,7 +4,7 @@ a Flax module with sharded params out."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 import flax.linen as nn
@@ -26,7 +26,9 @@ class Family:
     prefixes: names a checkpoint may put before every tensor ('transformer.', ...);
     ignore: regexes of checkpoint buffers that carry no weights;
     kind: 'causal_lm' (ids, mask -> CausalLMOutput), 'encoder' (ids, mask ->
-    EncoderOutput) or 'seq2seq' (ids, mask, decoder ids -> logits).
+    EncoderOutput) or 'seq2seq' (ids, mask, decoder ids -> logits);
+    adapt_config(config, tensor_names): where config.json alone cannot tell the
+    architecture (transformers 5 marks every T5 tied), settle it from the tensors.
     """
 
     name: str
@@ -37,6 +39,7 @@ class Family:
     prefixes: tuple[str, ...] = ("",)
     ignore: tuple[str, ...] = ()
     kind: str = "causal_lm"
+    adapt_config: Callable[[Any, Collection[str]], Any] | None = None
 
 
 def _families() -> dict[str, Family]:
@@ -92,6 +95,8 @@ def load_pretrained(
     family = family_for(model_type)
     config = family.config_from_hf(hf_config, jnp.dtype(dtype), jnp.dtype(param_dtype))
     reader = hf_loading.CheckpointReader(folder)
+    if family.adapt_config is not None:
+        config = family.adapt_config(config, reader.keys())
     params = hf_loading.load_params(
         reader, family.weight_spec(config), abstract_params(family, config),
         prefixes=family.prefixes, ignore=family.ignore, mesh=mesh, rules=rules)
