@@ -1,0 +1,242 @@
+"""Where a run's numbers go: metrics.jsonl, TensorBoard, a console progress bar, and
+readable dialogue transcripts.
+
+One ``log`` call per logged iteration takes the whole metrics tree (device arrays
+welcome) and brings it to the host with ONE ``jax.device_get``. Names are
+namespaced ('critic/q1_loss', 'actor/pg_loss', 'rollout/return_mean'); nested dicts
+are joined with '/'.
+
+Files under the workdir:
+  metrics.jsonl                one JSON object per logged iteration:
+                               {"stage", "iteration", "time", <metric>: value, ...}
+                               (non-finite floats are written as NaN / Infinity, which
+                               Python's json and pandas read back)
+  tensorboard/<stage>/         tensorboardX event files, step = iteration
+  transcripts/<stage>_<iteration:06d>.txt   sample dialogues
+
+Resuming: the first ``start_stage`` (or ``log``) of a stage drops that stage's lines
+with iteration >= the resumed iteration, so a rerun from a checkpoint does not
+duplicate them; TensorBoard hides them too (``purge_step``). Earlier lines stay.
+On multi-host runs pass ``enabled=jax.process_index() == 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+
+METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+TRANSCRIPTS_DIR = "transcripts"
+_POSTFIX_ITEMS = 4
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "_"
+
+
+def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(_flatten(value, f"{name}/"))
+        else:
+            out[name] = value
+    return out
+
+
+def _to_python(value: Any) -> Any:
+    """Host value -> JSON-able Python (scalars as int/float/bool, arrays as lists)."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        return value.item() if value.ndim == 0 else value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_to_python(v) for v in value]
+    return value
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+class MetricsLogger:
+    """metrics.jsonl + TensorBoard + tqdm bar + transcripts for one run.
+
+    total_iterations: the progress bar's length (per stage unless ``start_stage``
+    says otherwise); enabled: False makes every method a no-op (non-primary hosts);
+    postfix_keys: metrics shown after the bar (default: up to four, returns and
+    losses first); console: show the bar.
+    """
+
+    def __init__(self, workdir: str | Path, *, total_iterations: int, enabled: bool = True,
+                 postfix_keys: Sequence[str] | None = None, console: bool = True) -> None:
+        self.workdir = Path(workdir)
+        self.total_iterations = int(total_iterations)
+        self.enabled = enabled
+        self.postfix_keys = None if postfix_keys is None else tuple(postfix_keys)
+        self.console = console
+        self.stage: str | None = None
+        self._started: set[str] = set()
+        self._writers: dict[str, Any] = {}
+        self._bar: Any = None
+        self._file: Any = None
+        if enabled:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.workdir / METRICS_FILE
+
+    # -- stages ---------------------------------------------------------------------
+
+    def start_stage(self, stage: str, *, start_iteration: int = 0, total_iterations: int | None = None) -> None:
+        """Begins (or resumes at ``start_iteration``) a stage: drops the stage's stale
+        lines (iteration >= start_iteration) and opens its bar and TensorBoard writer."""
+        if not self.enabled:
+            return
+        start_iteration = int(start_iteration)
+        self._truncate(stage, start_iteration)
+        self._started.add(stage)
+        self.stage = stage
+        if stage in self._writers:
+            self._writers.pop(stage).close()
+        from tensorboardX import SummaryWriter
+
+        self._writers[stage] = SummaryWriter(
+            str(self.workdir / TENSORBOARD_DIR / _safe_name(stage)),
+            purge_step=start_iteration if start_iteration > 0 else None, flush_secs=30)
+        if self._bar is not None:
+            self._bar.close()
+        from tqdm.auto import tqdm
+
+        total = self.total_iterations if total_iterations is None else int(total_iterations)
+        self._bar = tqdm(total=total, initial=min(start_iteration, total), desc=stage, dynamic_ncols=True,
+                         disable=not self.console, leave=True)
+
+    def _truncate(self, stage: str, start_iteration: int) -> None:
+        """Rewrites metrics.jsonl without the stage's lines at or after start_iteration
+        (and without a line cut short by a killed run)."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        path = self.metrics_path
+        if path.exists():
+            kept = []
+            with path.open("r", encoding="utf-8") as f:
+                for line in f:
+                    try:
+                        record = json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+                    if not isinstance(record, dict):
+                        continue
+                    if record.get("stage") == stage and record.get("iteration", -1) >= start_iteration:
+                        continue
+                    kept.append(line if line.endswith("\n") else line + "\n")
+            tmp = path.with_name(path.name + ".tmp")
+            with tmp.open("w", encoding="utf-8") as f:
+                f.writelines(kept)
+            os.replace(tmp, path)
+        self._file = path.open("a", encoding="utf-8")
+
+    # -- logging ----------------------------------------------------------------------
+
+    def log(self, stage: str, iteration: int, metrics: Mapping[str, Any]) -> dict[str, Any]:
+        """Writes one iteration's metrics everywhere; returns them as Python values.
+
+        ``metrics`` may hold jax arrays (fetched with a single ``jax.device_get``) and
+        nested dicts. A stage seen for the first time is started at ``iteration``.
+        """
+        if not self.enabled:
+            return {}
+        if stage not in self._started or stage != self.stage:
+            if stage in self._started:
+                self.stage = stage
+            else:
+                self.start_stage(stage, start_iteration=iteration)
+        values = {k: _to_python(v) for k, v in _flatten(jax.device_get(dict(metrics))).items()}
+        iteration = int(iteration)
+        record = {"stage": stage, "iteration": iteration, "time": time.time(), **values}
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+        writer = self._writers[stage]
+        for name, value in values.items():
+            if isinstance(value, (int, float)):  # bool included
+                writer.add_scalar(name, float(value), iteration)
+            elif isinstance(value, list) and value:
+                try:
+                    array = np.asarray(value, dtype=np.float64)
+                except (TypeError, ValueError):
+                    continue
+                writer.add_histogram(name, array, iteration)
+        if self._bar is not None and not self._bar.disable:
+            self._bar.set_postfix({k: _format(values[k]) for k in self._postfix(values)}, refresh=False)
+            self._bar.update(max(0, min(iteration + 1, self._bar.total or iteration + 1) - self._bar.n))
+        return values
+
+    def _postfix(self, values: Mapping[str, Any]) -> list[str]:
+        scalars = [k for k, v in values.items() if isinstance(v, (int, float))]
+        if self.postfix_keys is not None:
+            return [k for k in self.postfix_keys if k in values]
+
+        def rank(k: str) -> int:
+            return 0 if "return" in k else 1 if "loss" in k else 2
+
+        return sorted(scalars, key=rank)[:_POSTFIX_ITEMS]
+
+    def info(self, message: str) -> None:
+        """Prints a line without breaking the progress bar."""
+        if not self.enabled:
+            return
+        if self._bar is not None and self.console:
+            self._bar.write(message)
+        elif self.console:
+            print(message, flush=True)
+
+    def write_transcripts(self, stage: str, iteration: int, dialogues: Sequence[str]) -> Path | None:
+        """Writes sample dialogues to transcripts/<stage>_<iteration:06d>.txt (replacing
+        one from an earlier life of the run); returns the path."""
+        if not self.enabled:
+            return None
+        folder = self.workdir / TRANSCRIPTS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{_safe_name(stage)}_{int(iteration):06d}.txt"
+        rule = "=" * 72
+        parts = [f"stage {stage}, iteration {int(iteration)}, {len(dialogues)} dialogues\n"]
+        for i, dialogue in enumerate(dialogues):
+            parts.append(f"{rule}\ndialogue {i}\n{rule}\n{str(dialogue).rstrip()}\n")
+        path.write_text("\n".join(parts), encoding="utf-8")
+        return path
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
+        for writer in self._writers.values():
+            writer.flush()
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+    def __enter__(self) -> MetricsLogger:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

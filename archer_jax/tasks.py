@@ -1,0 +1,56 @@
+"""The registry of conversation tasks: one entry per task, used by the trainer, the
+data builders and the configs (no per-task copies of the training code)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+
+from archer_jax.envs import guess_city, scripted
+from archer_jax.envs.question_game import OBSERVATION_HEADER, BatchedQuestionGame, QuestionTask
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpec:
+    """make(max_turns=...) -> QuestionTask with its knowledge-base oracle;
+    questioners / default_mix: the scripted players that simulate offline episodes;
+    question_pool() -> every templated question those players ask."""
+
+    make: Callable[..., QuestionTask]
+    questioners: Mapping[str, scripted.Questioner]
+    default_mix: Mapping[str, float]
+    question_pool: Callable[[], Sequence[str]]
+
+
+TASKS: dict[str, TaskSpec] = {
+    "guess_city": TaskSpec(guess_city.guess_city_task, scripted.QUESTIONERS, scripted.DEFAULT_MIX,
+                           scripted.question_pool),
+}
+
+
+def spec(name: str) -> TaskSpec:
+    if name not in TASKS:
+        raise ValueError(f"unknown task {name!r} (config.task); known: {sorted(TASKS)}")
+    return TASKS[name]
+
+
+def make_task(name: str, *, max_turns: int) -> QuestionTask:
+    return spec(name).make(max_turns=max_turns)
+
+
+def make_batched_env(task: QuestionTask, batch_size: int) -> BatchedQuestionGame:
+    return BatchedQuestionGame(task, batch_size)
+
+
+def corpus(task: QuestionTask) -> Iterator[str]:
+    """Every text a templated player can meet: each pooled question and the oracle's
+    answer to it for every hidden item (one batched oracle call per item), plus the
+    observation header and the win answer. A word tokenizer built from this covers the
+    demo's whole vocabulary without any download."""
+    questions = list(spec(task.name).question_pool())
+    yield OBSERVATION_HEADER
+    yield task.win_answer
+    for item in task.items:
+        answers = task.oracle.answer([item] * len(questions), questions)
+        for question, answer in zip(questions, answers):
+            yield f"{question} {answer}\n"

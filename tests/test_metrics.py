@@ -1,0 +1,76 @@
+"""metrics.jsonl lines, resume truncation, transcripts and TensorBoard files."""
+
+import json
+
+import jax.numpy as jnp
+import numpy as np
+
+from archer_jax import metrics
+
+
+def _lines(workdir):
+    return [json.loads(line) for line in (workdir / metrics.METRICS_FILE).read_text().splitlines()]
+
+
+def test_jsonl_lines_from_device_values(tmp_path):
+    with metrics.MetricsLogger(tmp_path, total_iterations=3, console=False) as logger:
+        for it in range(3):
+            values = logger.log("archer", it, {
+                "critic": {"q1_loss": jnp.float32(0.5 * it)},
+                "rollout/return_mean": jnp.asarray(-3.0 + it),
+                "rollout/success": np.bool_(it == 2),
+                "actor/token_logprob": jnp.arange(3.0),
+                "env_steps": 16 * (it + 1),
+            })
+        assert values["critic/q1_loss"] == 1.0 and isinstance(values["critic/q1_loss"], float)
+    lines = _lines(tmp_path)
+    assert [(r["stage"], r["iteration"]) for r in lines] == [("archer", 0), ("archer", 1), ("archer", 2)]
+    assert lines[2]["critic/q1_loss"] == 1.0 and lines[2]["rollout/return_mean"] == -1.0
+    assert lines[2]["rollout/success"] is True and lines[2]["actor/token_logprob"] == [0.0, 1.0, 2.0]
+    assert lines[0]["env_steps"] == 16 and "time" in lines[0]
+    events = list((tmp_path / metrics.TENSORBOARD_DIR / "archer").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 0
+
+
+def test_resume_drops_stale_lines_of_the_stage(tmp_path):
+    with metrics.MetricsLogger(tmp_path, total_iterations=10, console=False) as logger:
+        for it in range(3):
+            logger.log("bc", it, {"bc/loss": 1.0})
+        for it in range(6):
+            logger.log("archer", it, {"critic/q1_loss": float(it)})
+    with (tmp_path / metrics.METRICS_FILE).open("a") as f:
+        f.write('{"stage": "archer", "iteration": 6, "crit')  # a line cut by kill -9
+    # Resumed from a checkpoint at archer iteration 4: iterations 4 and 5 are redone.
+    with metrics.MetricsLogger(tmp_path, total_iterations=10, console=False) as logger:
+        logger.start_stage("archer", start_iteration=4)
+        logger.log("archer", 4, {"critic/q1_loss": 40.0})
+    lines = _lines(tmp_path)
+    assert [(r["stage"], r["iteration"]) for r in lines] == [
+        ("bc", 0), ("bc", 1), ("bc", 2), ("archer", 0), ("archer", 1), ("archer", 2), ("archer", 3), ("archer", 4)]
+    assert lines[-1]["critic/q1_loss"] == 40.0
+    # Without start_stage the first log of a stage marks the resume point.
+    with metrics.MetricsLogger(tmp_path, total_iterations=10, console=False) as logger:
+        logger.log("archer", 2, {"critic/q1_loss": 20.0})
+    assert [r["iteration"] for r in _lines(tmp_path) if r["stage"] == "archer"] == [0, 1, 2]
+
+
+def test_transcripts_file(tmp_path):
+    logger = metrics.MetricsLogger(tmp_path, total_iterations=1, console=False)
+    path = logger.write_transcripts("archer", 12, ["Is it Paris?\nNo.", "Is it Rome?\nYes."])
+    logger.close()
+    assert path == tmp_path / metrics.TRANSCRIPTS_DIR / "archer_000012.txt"
+    text = path.read_text()
+    assert "iteration 12" in text and "dialogue 1" in text and "Is it Rome?\nYes." in text
+
+
+def test_disabled_logger_writes_nothing(tmp_path):
+    with metrics.MetricsLogger(tmp_path / "run", total_iterations=1, enabled=False) as logger:
+        assert logger.log("archer", 0, {"a": 1.0}) == {}
+        assert logger.write_transcripts("archer", 0, ["x"]) is None
+    assert not (tmp_path / "run").exists()
+
+
+def test_progress_bar_postfix(tmp_path, capsys):
+    with metrics.MetricsLogger(tmp_path, total_iterations=4, postfix_keys=["rollout/return_mean"]) as logger:
+        logger.log("archer", 1, {"rollout/return_mean": -2.5, "critic/q1_loss": 0.1})
+        assert logger._bar.n == 2 and logger._bar.postfix == "rollout/return_mean=-2.5"

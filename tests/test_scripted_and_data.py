@@ -1,0 +1,139 @@
+"""Scripted questioners, the episode simulator and the TFDS (ArrayRecord) dataset."""
+
+import glob
+import logging
+
+import pytest
+
+from archer_jax.data import simulated_episodes as se
+from archer_jax.envs import guess_city as gc
+from archer_jax.envs import scripted
+from archer_jax.envs.question_game import WIN_ANSWER, MAX_TURNS
+
+logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS logs "custom data configuration"
+TASK = gc.guess_city_task()
+
+
+def _stats(mix, n=50, seed=0):
+    return scripted.summarize(scripted.simulate_episodes(TASK, mix, n, seed))["all"]
+
+
+def test_every_template_answer_reads_back_as_the_fact_it_states():
+    """The informative player's reader and the KB oracle's phrasing agree for every city."""
+    for probe in scripted.PROBES:
+        for city in gc.CITIES:
+            answer = gc.CityOracle().answer_one(city, probe.question)
+            value = probe.read(answer)
+            if answer == WIN_ANSWER or (value is None and answer == gc.CANT_ANSWER):
+                continue  # "Is the city in Singapore?" wins; Singapore's country is refused
+            assert value == probe.feature(city), (city.name, probe.question, answer)
+
+
+def test_informative_questioner_wins_most_games():
+    stats = _stats({"informative": 1.0})
+    assert stats["win_rate"] >= 0.8
+    assert 3 <= stats["mean_turns"] <= 10
+
+
+def test_mixture_is_clearly_worse_than_informative():
+    best = _stats({"informative": 1.0}, n=100)
+    mix = _stats(scripted.DEFAULT_MIX, n=100)
+    assert mix["win_rate"] <= best["win_rate"] - 0.2
+    assert mix["mean_return"] <= best["mean_return"] - 4
+    for name in ("redundant", "noisy", "early_guesser"):
+        assert _stats({name: 1.0})["mean_return"] < best["mean_return"], name
+
+
+def test_questions_come_from_the_template_pool():
+    pool = set(scripted.question_pool())
+    assert len(pool) < 300
+    for episode in scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 40, seed=3):
+        assert {q for q, _ in episode["turns"]} <= pool
+
+
+def test_simulation_is_deterministic_and_independent_of_batching():
+    a = scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 30, seed=5, batch_size=7)
+    b = scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 30, seed=5, batch_size=30)
+    tail = scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 10, seed=5, first_episode=20)
+    assert a == b and a[20:] == tail
+    assert a != scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 30, seed=6)
+
+
+def test_episode_records_are_well_formed():
+    for ep in scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 30, seed=1):
+        n = len(ep["turns"])
+        assert 1 <= n <= MAX_TURNS and len(ep["rewards"]) == n
+        assert ep["success"] == (ep["turns"][-1][1] == WIN_ANSWER)
+        assert ep["rewards"] == [-1.0] * (n - 1) + [0.0 if ep["success"] else -1.0]
+        assert ep["success"] or n == MAX_TURNS
+
+
+def test_unknown_questioner_is_named():
+    with pytest.raises(ValueError, match="genius"):
+        scripted.simulate_episodes(TASK, {"genius": 1.0}, 1, seed=0)
+
+
+def test_tfds_round_trip(tmp_path):
+    config = se.episodes_config("guess_city", num_episodes=60, seed=11)
+    episodes = se.load_episodes(tmp_path, config)
+    assert episodes == scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 60, seed=11)
+    assert glob.glob(str(tmp_path / "simulated_episodes/*/1.0.0/*.array_record-*"))
+    assert se.load_episodes(tmp_path, config, build=False) == episodes  # read again, no rebuild
+
+
+def test_custom_mix_gets_its_own_config_name():
+    default = se.episodes_config("guess_city", 10, 0)
+    custom = se.episodes_config("guess_city", 10, 0, mix={"noisy": 1.0})
+    assert default.name != custom.name and custom.mix_dict() == {"noisy": 1.0}
+    assert default.mix_dict() == scripted.DEFAULT_MIX
+
+
+def test_corrupt_file_error_names_the_file(tmp_path):
+    config = se.episodes_config("guess_city", num_episodes=20, seed=2)
+    se.load_episodes(tmp_path, config)
+    (path,) = glob.glob(str(tmp_path / "simulated_episodes/*/1.0.0/*.array_record-*"))
+    data = bytearray(open(path, "rb").read())
+    for i in range(100, len(data) - 100, 13):
+        data[i] ^= 0xFF
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(se.EpisodeDataError, match="delete the folder") as error:
+        se.load_episodes(tmp_path, config)
+    assert path in str(error.value)
+
+
+def test_missing_data_without_build_is_a_clear_error(tmp_path):
+    with pytest.raises(se.EpisodeDataError, match="no prepared dataset"):
+        se.load_episodes(tmp_path, se.episodes_config("guess_city", 5, 0), build=False)
+
+
+def test_transitions_and_mc_return_by_hand():
+    episode = scripted.Episode(
+        task="guess_city", hidden="Paris", questioner="informative", success=True,
+        turns=[("Is the city in Asia?", "No, the city is not in Asia."),
+               ("Is the city a capital?", "Yes, it is the capital of its country."),
+               ("Is the city Paris?", WIN_ANSWER)],
+        rewards=[-1.0, -1.0, 0.0])
+    t = se.episode_transitions(episode, gamma=0.9)
+    assert [x.mc_return for x in t] == pytest.approx([-1.9, -1.0, 0.0])  # -1 + 0.9 * (-1 + 0.9 * 0)
+    assert [x.done for x in t] == [False, False, True]
+    assert [x.reward for x in t] == [-1.0, -1.0, 0.0]
+    assert t[0].observation == "Questions:\n" and t[0].action == "Is the city in Asia?"
+    assert t[1].observation == t[0].next_observation == (
+        "Questions:\nIs the city in Asia? No, the city is not in Asia.\n")
+    assert t[2].next_observation.endswith(f"Is the city Paris? {WIN_ANSWER}\n")
+
+
+def test_task_corpus_holds_dialogues_and_questions():
+    episodes = scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 5, seed=0)
+    texts = list(se.task_corpus(episodes))
+    assert texts[0].startswith("Questions:\n")
+    assert sum(len(ep["turns"]) for ep in episodes) + len(episodes) == len(texts)
+    assert all(texts)
+
+
+def test_load_transitions_columns(tmp_path):
+    columns = se.load_transitions("guess_city", tmp_path, num_episodes=8, seed=4, gamma=0.5)
+    episodes = se.load_episodes(tmp_path, se.episodes_config("guess_city", 8, 4))
+    expected = [t for ep in episodes for t in se.episode_transitions(ep, 0.5)]
+    assert list(columns) == list(se.Transition._fields)
+    assert [se.Transition(*row) for row in zip(*columns.values())] == expected
