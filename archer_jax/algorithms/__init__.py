@@ -1,0 +1,1 @@
+"""Update phases of the training algorithms: jitted, module-level pure functions."""

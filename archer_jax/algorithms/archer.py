@@ -1,0 +1,217 @@
+"""Online ArCHer's two update phases, each one jitted call with no host round trip.
+
+``critic_phase`` runs ``hp.critic_epochs`` double-critic steps and ``actor_phase``
+``hp.actor_epochs`` token-level policy-gradient steps, each phase as one
+``lax.scan`` over steps. Every step samples its own minibatch from the on-device
+replay buffer and a fresh utterance a ~ pi(.|s) from the current actor.
+
+Both are module-level pure functions ``(state, buffer) -> (state, metrics)``; the
+models, optimizer, hyper-parameters and token bridge are bound with
+``functools.partial`` and ``make_phases`` jits them once with explicit shardings,
+donating the state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from archer_jax import losses, replay, sampling
+from archer_jax import sharding as sharding_lib
+from archer_jax.train_state import ArcherState, step_key
+
+# (ids [B, L], mask [B, L]) in the actor's vocabulary -> the same in the critic's.
+Bridge = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
+Metrics = dict[str, jax.Array]
+
+
+@dataclasses.dataclass(frozen=True)
+class ArcherHParams:
+    """Static hyper-parameters of the update phases (hashable, so safe to bind into jit)."""
+
+    gamma: float = 0.95  # discount per turn
+    tau: float = 0.1  # Polyak step of the target critic, after every critic step
+    critic_batch_size: int = 256  # transitions per critic step
+    actor_batch_size: int = 256  # states per actor step
+    critic_epochs: int = 50  # critic steps per phase
+    actor_epochs: int = 3  # actor steps per phase
+    max_new_tokens: int = 32  # length of a sampled utterance
+    temperature: float = 1.0  # sampling temperature of a ~ pi(.|s) in both phases
+    stop_ids: tuple[int, ...] = ()  # utterance terminator ids (e.g. the id of "\n")
+    pad_id: int = 0  # actor pad id written after a sampled utterance's terminator
+
+    def __post_init__(self) -> None:
+        for name in ("critic_batch_size", "actor_batch_size", "critic_epochs", "actor_epochs", "max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 1")
+        if not 0.0 <= self.gamma <= 1.0:
+            raise ValueError(f"ArcherHParams.gamma = {self.gamma}: must lie in [0, 1]")
+        if not 0.0 < self.tau <= 1.0:
+            raise ValueError(f"ArcherHParams.tau = {self.tau}: must lie in (0, 1]")
+
+
+def sample_batch(buffer: replay.ReplayBuffer, rng: jax.Array, batch_size: int, mesh: Mesh | None,
+                 rules: Sequence[tuple[str, Any]]) -> replay.Transitions:
+    """A uniform minibatch of filled rows, split over the data axes when ``mesh`` is given."""
+    idx = replay.sample_indices(rng, buffer.size, batch_size)
+    return replay.constrain_batch(replay.gather(buffer, idx), mesh, rules)
+
+
+def action_logits(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array,
+                  action: jax.Array, action_mask: jax.Array) -> jax.Array:
+    """The logits [B, T, V] that predict each action token given obs, from ONE forward
+    pass over [obs (left-padded); action (right-padded)].
+
+    Positions come from the joint mask, so the action continues right after the
+    observation's last real token; logits at column P - 1 + t predict action token t.
+    """
+    prompt_len, action_len = obs.shape[1], action.shape[1]
+    ids = jnp.concatenate([obs, action], axis=1)
+    mask = jnp.concatenate([obs_mask, action_mask], axis=1)
+    logits = actor.apply({"params": params}, ids, mask).logits
+    return logits[:, prompt_len - 1:prompt_len - 1 + action_len]
+
+
+def action_logprobs(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array,
+                    action: jax.Array, action_mask: jax.Array) -> jax.Array:
+    """log pi(action tokens | obs), [B, T], 0 at padding (see ``action_logits``)."""
+    logits = action_logits(actor, params, obs, obs_mask, action, action_mask)
+    return losses.sequence_logprobs(logits, action, action_mask)
+
+
+def _sample_actions(actor: nn.Module, params: Any, batch: replay.Transitions, rng: jax.Array,
+                    hp: ArcherHParams) -> sampling.Generation:
+    return sampling.generate(actor, params, batch.obs, batch.obs_mask, rng, hp.temperature,
+                             max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
+
+
+def _critic_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, critic: nn.Module,
+                 hp: ArcherHParams, bridge: Bridge, tx: optax.GradientTransformation,
+                 mesh: Mesh | None, rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
+    k_batch, k_action = jax.random.split(step_key(state))
+    batch = sample_batch(buffer, k_batch, hp.critic_batch_size, mesh, rules)
+    pi = _sample_actions(actor, state.actor_params, batch, k_action, hp)
+
+    obs, obs_mask = bridge(batch.obs, batch.obs_mask)
+    act, act_mask = bridge(batch.action, batch.action_mask)
+    next_obs, next_mask = bridge(batch.next_obs, batch.next_obs_mask)
+    pi_act, pi_mask = bridge(pi.tokens, pi.mask)
+    target = {"params": state.target_critic_params}
+    # V_i(s) regresses on the TARGET Q_i of an utterance the current actor would say.
+    target_pi = critic.apply(target, obs, obs_mask, pi_act, pi_mask)
+    target_v1_next, target_v2_next = critic.apply(target, next_obs, next_mask, method="values")
+
+    def loss_fn(params: Any) -> tuple[jax.Array, Metrics]:
+        out = critic.apply({"params": params}, obs, obs_mask, act, act_mask)
+        return losses.critic_loss(out.q1, out.q2, out.v1, out.v2, target_pi.q1, target_pi.q2,
+                                  target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma)
+
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(state.critic_params)
+    updates, opt_state = tx.update(grads, state.critic_opt_state, state.critic_params)
+    params = optax.apply_updates(state.critic_params, updates)
+    state = state.replace(
+        step=state.step + 1,
+        critic_params=params,
+        critic_opt_state=opt_state,
+        target_critic_params=optax.incremental_update(params, state.target_critic_params, hp.tau),
+    )
+    metrics = {f"critic/{k}": v for k, v in metrics.items()}
+    metrics["critic/grad_norm"] = optax.tree.norm(grads)
+    return state, metrics
+
+
+def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, critic: nn.Module,
+                hp: ArcherHParams, bridge: Bridge, tx: optax.GradientTransformation,
+                mesh: Mesh | None, rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
+    k_batch, k_action = jax.random.split(step_key(state))
+    batch = sample_batch(buffer, k_batch, hp.actor_batch_size, mesh, rules)
+    pi = _sample_actions(actor, state.actor_params, batch, k_action, hp)
+
+    obs, obs_mask = bridge(batch.obs, batch.obs_mask)
+    pi_act, pi_mask = bridge(pi.tokens, pi.mask)
+    # The ONLINE critic scores the fresh utterance; no normalisation (as in ArCHer).
+    values = critic.apply({"params": state.critic_params}, obs, obs_mask, pi_act, pi_mask)
+    advantage = losses.advantages(values.q1, values.q2, values.v1, values.v2)
+
+    def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
+        logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, pi.tokens, pi.mask)
+        return losses.policy_gradient_loss(logp, pi.mask, advantage), logp
+
+    (loss, logp), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
+    updates, opt_state = tx.update(grads, state.actor_opt_state, state.actor_params)
+    state = state.replace(step=state.step + 1, actor_params=optax.apply_updates(state.actor_params, updates),
+                          actor_opt_state=opt_state)
+    metrics = {
+        "actor/pg_loss": loss,
+        "actor/advantage_mean": jnp.mean(advantage),
+        "actor/advantage_std": jnp.std(advantage),
+        "actor/logp_mean": jnp.sum(logp) / jnp.maximum(jnp.sum(pi.mask), 1),
+        "actor/grad_norm": optax.tree.norm(grads),
+    }
+    return state, metrics
+
+
+def scan_steps(step_fn: Callable[[ArcherState, Any], tuple[ArcherState, Metrics]], state: ArcherState,
+               buffer: Any, length: int) -> tuple[ArcherState, Metrics]:
+    """``length`` steps in one lax.scan; metrics averaged over the steps."""
+    state, metrics = jax.lax.scan(lambda s, _: step_fn(s, buffer), state, length=length)
+    return state, jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
+
+
+def critic_phase(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, critic: nn.Module,
+                 hp: ArcherHParams, bridge: Bridge, tx: optax.GradientTransformation, mesh: Mesh | None = None,
+                 rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> tuple[ArcherState, Metrics]:
+    """``hp.critic_epochs`` critic steps (sample, a ~ pi, targets, clipped Adam, Polyak).
+
+    ``tx``: the critic optimizer. ``mesh``: when given, minibatches are split over its
+    data axes ('batch' in ``rules``). The buffer must hold at least one transition.
+    """
+    step = functools.partial(_critic_step, actor=actor, critic=critic, hp=hp, bridge=bridge, tx=tx, mesh=mesh,
+                             rules=rules)
+    return scan_steps(step, state, buffer, hp.critic_epochs)
+
+
+def actor_phase(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, critic: nn.Module,
+                hp: ArcherHParams, bridge: Bridge, tx: optax.GradientTransformation, mesh: Mesh | None = None,
+                rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> tuple[ArcherState, Metrics]:
+    """``hp.actor_epochs`` token-level REINFORCE steps weighted by the online critic's
+    utterance-level advantage. ``tx``: the actor optimizer."""
+    step = functools.partial(_actor_step, actor=actor, critic=critic, hp=hp, bridge=bridge, tx=tx, mesh=mesh,
+                             rules=rules)
+    return scan_steps(step, state, buffer, hp.actor_epochs)
+
+
+class Phases(NamedTuple):
+    critic: Callable[[ArcherState, replay.ReplayBuffer], tuple[ArcherState, Metrics]]
+    actor: Callable[[ArcherState, replay.ReplayBuffer], tuple[ArcherState, Metrics]]
+
+
+def jit_phase(phase: Callable[..., tuple[ArcherState, Metrics]], state_shardings: ArcherState,
+              data_shardings: Any, mesh: Mesh) -> Callable[..., tuple[ArcherState, Metrics]]:
+    """Jits ``phase(state, data)`` once: explicit shardings, the state donated, metrics
+    replicated (one ``device_get`` per iteration reads them)."""
+    return jax.jit(phase, in_shardings=(state_shardings, data_shardings),
+                   out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())), donate_argnums=0)
+
+
+def make_phases(*, actor: nn.Module, critic: nn.Module, hp: ArcherHParams, bridge: Bridge,
+                actor_tx: optax.GradientTransformation, critic_tx: optax.GradientTransformation,
+                state_shardings: ArcherState, buffer_shardings: replay.ReplayBuffer, mesh: Mesh,
+                rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> Phases:
+    """The critic and actor phases, each jitted once; call as ``state, metrics =
+    phases.critic(state, buffer)``. The state passed in is donated (do not reuse it)."""
+    common = dict(actor=actor, critic=critic, hp=hp, bridge=bridge, mesh=mesh, rules=rules)
+    return Phases(
+        critic=jit_phase(functools.partial(critic_phase, tx=critic_tx, **common), state_shardings,
+                         buffer_shardings, mesh),
+        actor=jit_phase(functools.partial(actor_phase, tx=actor_tx, **common), state_shardings,
+                        buffer_shardings, mesh),
+    )

@@ -1,0 +1,59 @@
+"""Behaviour cloning of the actor on dataset turns stored in a ReplayBuffer.
+
+Simulated or offline episodes are loaded into the same buffer struct ArCHer uses, so
+BC pre-training shares the sampling, gathering and sharding code of the RL phases.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from archer_jax import losses, replay
+from archer_jax import sharding as sharding_lib
+from archer_jax.algorithms.archer import ArcherHParams, Metrics, action_logits, jit_phase, sample_batch, scan_steps
+from archer_jax.train_state import ArcherState, step_key
+
+
+def _bc_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, hp: ArcherHParams,
+             tx: optax.GradientTransformation, mesh: Mesh | None,
+             rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
+    batch = sample_batch(buffer, step_key(state), hp.actor_batch_size, mesh, rules)
+
+    def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
+        logits = action_logits(actor, params, batch.obs, batch.obs_mask, batch.action, batch.action_mask)
+        logp = losses.sequence_logprobs(logits, batch.action, batch.action_mask)
+        return losses.bc_loss(logp, batch.action_mask), logits
+
+    (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
+    updates, opt_state = tx.update(grads, state.actor_opt_state, state.actor_params)
+    state = state.replace(step=state.step + 1, actor_params=optax.apply_updates(state.actor_params, updates),
+                          actor_opt_state=opt_state)
+    hits = (jnp.argmax(logits, axis=-1) == batch.action) & batch.action_mask
+    accuracy = jnp.sum(hits) / jnp.maximum(jnp.sum(batch.action_mask), 1)
+    return state, {"bc/loss": loss, "bc/token_accuracy": accuracy, "bc/grad_norm": optax.tree.norm(grads)}
+
+
+def bc_phase(state: ArcherState, dataset_buffer: replay.ReplayBuffer, *, actor: nn.Module, hp: ArcherHParams,
+             tx: optax.GradientTransformation, steps: int, mesh: Mesh | None = None,
+             rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> tuple[ArcherState, Metrics]:
+    """``steps`` BC updates of the actor (token-mean NLL of the dataset actions given
+    their observations), ``hp.actor_batch_size`` rows each. ``tx``: the actor optimizer."""
+    step = functools.partial(_bc_step, actor=actor, hp=hp, tx=tx, mesh=mesh, rules=rules)
+    return scan_steps(step, state, dataset_buffer, steps)
+
+
+def make_bc_phase(*, actor: nn.Module, hp: ArcherHParams, tx: optax.GradientTransformation, steps: int,
+                  state_shardings: ArcherState, buffer_shardings: replay.ReplayBuffer, mesh: Mesh,
+                  rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
+                  ) -> Callable[[ArcherState, replay.ReplayBuffer], tuple[ArcherState, Metrics]]:
+    """``bc_phase`` jitted once (state donated): ``state, metrics = fn(state, dataset_buffer)``."""
+    phase = functools.partial(bc_phase, actor=actor, hp=hp, tx=tx, steps=steps, mesh=mesh, rules=rules)
+    return jit_phase(phase, state_shardings, buffer_shardings, mesh)

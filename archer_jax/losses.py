@@ -1,0 +1,100 @@
+"""ArCHer's losses as small pure functions (rlax style).
+
+Names carry the time step: ``r_t`` and ``done_t`` belong to the transition taken at
+``s_t``, ``v_tp1`` is a value of ``s_{t+1}``. Every function works on a batch, checks
+its shapes with chex, and stops gradients through targets itself, so callers cannot
+forget to.
+"""
+
+from __future__ import annotations
+
+import chex
+import jax
+import jax.numpy as jnp
+
+
+def td_targets(r_t: chex.Array, done_t: chex.Array, v_tp1: chex.Array, gamma: float) -> jax.Array:
+    """One-step targets r_t + gamma * (1 - done_t) * v_tp1, all [B]."""
+    chex.assert_rank([r_t, done_t, v_tp1], 1)
+    chex.assert_equal_shape([r_t, done_t, v_tp1])
+    not_done = 1.0 - done_t.astype(jnp.float32)
+    return r_t.astype(jnp.float32) + gamma * not_done * v_tp1.astype(jnp.float32)
+
+
+def _mse(x: jax.Array, target: jax.Array) -> jax.Array:
+    return jnp.mean(jnp.square(x - jax.lax.stop_gradient(target)))
+
+
+def critic_loss(
+    q1: chex.Array, q2: chex.Array, v1: chex.Array, v2: chex.Array,
+    target_q1: chex.Array, target_q2: chex.Array,
+    target_v1_next: chex.Array, target_v2_next: chex.Array,
+    reward: chex.Array, done: chex.Array, gamma: float,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """ArCHer's double-critic loss, the sum of four MSE terms (all inputs [B]).
+
+    ``q_i``/``v_i``: the online heads at (s, a_data) and s. ``target_q_i``: the target
+    critic's Q heads at (s, a ~ pi(.|s)); ``target_v_i_next``: its V heads at s'.
+    Each head regresses on its OWN target head, with no min across heads:
+    Q_i -> r + gamma (1 - done) Vbar_i(s'),  V_i -> Qbar_i(s, a~pi).
+    """
+    chex.assert_rank([q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next, reward, done], 1)
+    chex.assert_equal_shape([q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next, reward, done])
+    q1_loss = _mse(q1, td_targets(reward, done, target_v1_next, gamma))
+    q2_loss = _mse(q2, td_targets(reward, done, target_v2_next, gamma))
+    v1_loss = _mse(v1, target_q1)
+    v2_loss = _mse(v2, target_q2)
+    loss = q1_loss + q2_loss + v1_loss + v2_loss
+    metrics = {
+        "q1_loss": q1_loss,
+        "q2_loss": q2_loss,
+        "v1_loss": v1_loss,
+        "v2_loss": v2_loss,
+        "loss": loss,
+        "q_mean": 0.5 * jnp.mean(q1 + q2),
+        "v_mean": 0.5 * jnp.mean(v1 + v2),
+    }
+    return loss, metrics
+
+
+def advantages(q1: chex.Array, q2: chex.Array, v1: chex.Array, v2: chex.Array) -> jax.Array:
+    """Utterance-level advantage min(Q1, Q2) - min(V1, V2), [B]; no normalisation."""
+    chex.assert_rank([q1, q2, v1, v2], 1)
+    chex.assert_equal_shape([q1, q2, v1, v2])
+    return jnp.minimum(q1, q2) - jnp.minimum(v1, v2)
+
+
+def sequence_logprobs(logits: chex.Array, tokens: chex.Array, mask: chex.Array) -> jax.Array:
+    """log pi(tokens[b, t]) from ``logits[b, t]`` (the logits that predict that token),
+    [B, T] float32, 0 where ``mask`` is False."""
+    chex.assert_rank(logits, 3)
+    chex.assert_rank([tokens, mask], 2)
+    chex.assert_equal_shape([tokens, mask])
+    chex.assert_equal_shape_prefix([logits, tokens], 2)
+    logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    # A one-hot contraction rather than take_along_axis: with the vocab dim sharded
+    # over 'tensor', XLA partitions the contraction cleanly but would replicate the
+    # activations for the gather (and XLA fuses the one-hot away).
+    token_logp = jnp.sum(logp * jax.nn.one_hot(tokens, logits.shape[-1], dtype=logp.dtype), axis=-1)
+    return jnp.where(mask, token_logp, 0.0)
+
+
+def policy_gradient_loss(token_logp: chex.Array, token_mask: chex.Array, advantage: chex.Array) -> jax.Array:
+    """Token-level REINFORCE: -mean_b(sum_t log pi(a_t) * A_b) over real tokens.
+
+    The advantage is a constant reward signal for the actor, never trained through.
+    """
+    chex.assert_rank([token_logp, token_mask], 2)
+    chex.assert_rank(advantage, 1)
+    chex.assert_equal_shape([token_logp, token_mask])
+    chex.assert_equal_shape_prefix([token_logp, advantage], 1)
+    seq_logp = jnp.sum(jnp.where(token_mask, token_logp, 0.0), axis=-1)
+    return -jnp.mean(seq_logp * jax.lax.stop_gradient(advantage))
+
+
+def bc_loss(token_logp: chex.Array, token_mask: chex.Array) -> jax.Array:
+    """Token-mean negative log-likelihood over the real tokens of the batch."""
+    chex.assert_rank([token_logp, token_mask], 2)
+    chex.assert_equal_shape([token_logp, token_mask])
+    count = jnp.maximum(jnp.sum(token_mask), 1)
+    return -jnp.sum(jnp.where(token_mask, token_logp, 0.0)) / count

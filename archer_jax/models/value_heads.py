@@ -1,0 +1,76 @@
+"""ArCHer's utterance-level double critic: one text encoder, two Q and two V heads.
+
+The encoder (any family returning ``EncoderOutput``) embeds the observation and,
+separately, the action into pooled vectors. Q heads read [obs; act] through an MLP
+2d -> d -> d -> 1, V heads read obs through d -> d -> d -> 1 (ReLU between layers).
+The param tree is {'encoder', 'q1', 'q2', 'v1', 'v2'}, so pretrained encoder weights
+drop in at ``params['encoder']``.
+"""
+
+from __future__ import annotations
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+
+@flax.struct.dataclass
+class CriticOutput:
+    q1: jax.Array  # [B] float32, Q_1(s, a)
+    q2: jax.Array
+    v1: jax.Array  # [B] float32, V_1(s)
+    v2: jax.Array
+
+
+def _dense(features: int, names: tuple[str | None, str | None], name: str) -> nn.Dense:
+    # Lecun-normal like nn.Dense's default: the heads start from scratch on top of a
+    # pretrained encoder and should produce O(1) values from the first step.
+    return nn.Dense(
+        features,
+        kernel_init=nn.with_logical_partitioning(nn.initializers.lecun_normal(), names),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), names[-1:]),
+        name=name,
+    )
+
+
+class ValueMLP(nn.Module):
+    """in -> d -> d -> 1 with ReLU, returning [B] float32."""
+
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = nn.relu(_dense(self.hidden_size, ("embed", "mlp"), "fc1")(x.astype(jnp.float32)))
+        x = nn.relu(_dense(self.hidden_size, ("mlp", "embed"), "fc2")(x))
+        return _dense(1, ("embed", None), "out")(x)[:, 0]
+
+
+class DoubleCritic(nn.Module):
+    """``__call__(obs_ids, obs_mask, act_ids, act_mask) -> CriticOutput`` ([B] each).
+
+    ``values(obs_ids, obs_mask) -> (v1, v2)`` skips the action encoding (targets at s').
+    Ids are in the encoder's vocabulary (the token bridge maps actor ids first).
+    """
+
+    encoder: nn.Module
+    hidden_size: int
+
+    def setup(self) -> None:
+        self.q1 = ValueMLP(self.hidden_size)
+        self.q2 = ValueMLP(self.hidden_size)
+        self.v1 = ValueMLP(self.hidden_size)
+        self.v2 = ValueMLP(self.hidden_size)
+
+    def _embed(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
+        return self.encoder(ids, mask).pooled.astype(jnp.float32)
+
+    def values(self, obs_ids: jax.Array, obs_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        obs = self._embed(obs_ids, obs_mask)
+        return self.v1(obs), self.v2(obs)
+
+    def __call__(self, obs_ids: jax.Array, obs_mask: jax.Array, act_ids: jax.Array,
+                 act_mask: jax.Array) -> CriticOutput:
+        obs = self._embed(obs_ids, obs_mask)
+        obs_act = jnp.concatenate([obs, self._embed(act_ids, act_mask)], axis=-1)
+        return CriticOutput(q1=self.q1(obs_act), q2=self.q2(obs_act), v1=self.v1(obs), v2=self.v2(obs))

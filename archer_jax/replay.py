@@ -1,0 +1,186 @@
+"""The replay buffer: utterance-level transitions as token ids, on device.
+
+Rows are split over the data-parallel mesh axes (logical axis 'capacity'), so the
+buffer grows with the pod instead of one host's memory. Insertion is one jitted,
+donated scatter at a ring pointer; sampling and gathering run inside the update
+phases, so a whole phase needs no host round trip.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import chex
+import flax
+import jax
+import jax.numpy as jnp
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from archer_jax import sharding as sharding_lib
+
+
+@flax.struct.dataclass
+class Transitions:
+    """A batch of N turns; observations left-padded, actions right-padded."""
+
+    obs: jax.Array  # [N, P] int32
+    obs_mask: jax.Array  # [N, P] bool
+    action: jax.Array  # [N, T] int32
+    action_mask: jax.Array  # [N, T] bool
+    next_obs: jax.Array  # [N, P] int32
+    next_obs_mask: jax.Array  # [N, P] bool
+    reward: jax.Array  # [N] float32
+    done: jax.Array  # [N] bool
+    mc_return: jax.Array  # [N] float32
+
+    @property
+    def num_rows(self) -> int:
+        return self.reward.shape[0]
+
+
+TRANSITION_FIELDS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(Transitions))
+
+
+@flax.struct.dataclass
+class ReplayBuffer:
+    """Capacity C rows of every Transitions field, plus the ring pointer and the
+    number of filled rows."""
+
+    obs: jax.Array  # [C, P] int32
+    obs_mask: jax.Array  # [C, P] bool
+    action: jax.Array  # [C, T] int32
+    action_mask: jax.Array  # [C, T] bool
+    next_obs: jax.Array  # [C, P] int32
+    next_obs_mask: jax.Array  # [C, P] bool
+    reward: jax.Array  # [C] float32
+    done: jax.Array  # [C] bool
+    mc_return: jax.Array  # [C] float32
+    ptr: jax.Array  # int32 scalar: the next row to write
+    size: jax.Array  # int32 scalar: rows filled, at most C
+
+    @property
+    def capacity(self) -> int:
+        return self.reward.shape[0]
+
+    @property
+    def rows(self) -> Transitions:
+        """Every row (filled or not) as one Transitions struct."""
+        return Transitions(**{name: getattr(self, name) for name in TRANSITION_FIELDS})
+
+    @classmethod
+    def create(cls, capacity: int, obs_len: int, action_len: int) -> ReplayBuffer:
+        def ids(length: int) -> jax.Array:
+            return jnp.zeros((capacity, length), jnp.int32)
+
+        def mask(length: int) -> jax.Array:
+            return jnp.zeros((capacity, length), jnp.bool_)
+
+        return cls(
+            obs=ids(obs_len), obs_mask=mask(obs_len),
+            action=ids(action_len), action_mask=mask(action_len),
+            next_obs=ids(obs_len), next_obs_mask=mask(obs_len),
+            reward=jnp.zeros((capacity,), jnp.float32),
+            done=jnp.zeros((capacity,), jnp.bool_),
+            mc_return=jnp.zeros((capacity,), jnp.float32),
+            ptr=jnp.zeros((), jnp.int32),
+            size=jnp.zeros((), jnp.int32),
+        )
+
+
+def _leading_axis_sharding(leaf: Any, logical: str, mesh: Mesh, rules: Sequence[tuple[str, Any]]) -> NamedSharding:
+    # Scalars (ptr, size) are replicated; a leading dim the data axes do not divide
+    # stays replicated rather than failing (logical_to_spec's rule).
+    names = (logical,) + (None,) * (leaf.ndim - 1) if leaf.ndim else ()
+    return NamedSharding(mesh, sharding_lib.logical_to_spec(names, leaf.shape, mesh, rules))
+
+
+def buffer_shardings(buffer: ReplayBuffer, mesh: Mesh,
+                     rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> ReplayBuffer:
+    """NamedShardings for a (concrete or ``jax.eval_shape``) buffer: rows along the
+    'capacity' logical axis, ``ptr``/``size`` replicated."""
+    return jax.tree.map(lambda x: _leading_axis_sharding(x, "capacity", mesh, rules), buffer)
+
+
+def create_sharded(capacity: int, obs_len: int, action_len: int, mesh: Mesh,
+                   rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> tuple[ReplayBuffer, ReplayBuffer]:
+    """An empty buffer materialised straight into its sharded layout, and its shardings."""
+    make = lambda: ReplayBuffer.create(capacity, obs_len, action_len)  # noqa: E731
+    shardings = buffer_shardings(jax.eval_shape(make), mesh, rules)
+    return jax.jit(make, out_shardings=shardings)(), shardings
+
+
+def insert(buffer: ReplayBuffer, batch: Transitions, n: jax.Array | int | None = None) -> ReplayBuffer:
+    """Writes the first ``n`` rows of ``batch`` (all N rows when None) at the ring
+    pointer, wrapping around.
+
+    ``n`` may be traced, so batches padded to one fixed N share one compiled program
+    however many rows are real. When more than C rows arrive only the newest C are
+    kept (where a row-by-row insertion would have left them); the rest are scattered
+    out of bounds and dropped, so every kept index is unique.
+    """
+    capacity, rows_in = buffer.capacity, batch.num_rows
+    # Row shapes and dtypes must match the buffer's: a scatter would cast silently.
+    for name in TRANSITION_FIELDS:
+        want, got = getattr(buffer, name), getattr(batch, name)
+        if got.shape != (rows_in, *want.shape[1:]) or got.dtype != want.dtype:
+            raise ValueError(f"insert: batch field '{name}' is {got.dtype}{list(got.shape)}, "
+                             f"the buffer needs {want.dtype}{[rows_in, *want.shape[1:]]}")
+    n = jnp.asarray(rows_in if n is None else n, jnp.int32)
+    i = jnp.arange(rows_in, dtype=jnp.int32)
+    kept = (i < n) & (i >= n - capacity)
+    slots = jnp.where(kept, (buffer.ptr + i) % capacity, capacity + i)
+    data = jax.tree.map(lambda buf, new: buf.at[slots].set(new, mode="drop", unique_indices=True),
+                        buffer.rows, batch)
+    return ReplayBuffer(
+        **{name: getattr(data, name) for name in TRANSITION_FIELDS},
+        ptr=(buffer.ptr + n) % capacity,
+        size=jnp.minimum(buffer.size + n, capacity),
+    )
+
+
+def make_insert(shardings: ReplayBuffer, mesh: Mesh, rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
+                ) -> Callable[..., ReplayBuffer]:
+    """``insert_fn(buffer, batch, n=None) -> buffer``: ``insert`` jitted once per batch
+    shape, the buffer donated and kept in its sharding.
+
+    The batch (host numpy or device arrays) is first placed with its rows split over
+    the data axes ('batch' in ``rules``), so each device receives only rows of its
+    own, and ``n`` travels as a device scalar: a fixed padded N never recompiles.
+    Single-process placement; multi-host runs must build global arrays first.
+    """
+    jitted = jax.jit(insert, in_shardings=(shardings, None, NamedSharding(mesh, PartitionSpec())),
+                     out_shardings=shardings, donate_argnums=0)
+
+    def insert_fn(buffer: ReplayBuffer, batch: Transitions, n: int | None = None) -> ReplayBuffer:
+        batch = jax.device_put(batch, jax.tree.map(lambda x: _leading_axis_sharding(x, "batch", mesh, rules), batch))
+        return jitted(buffer, batch, batch.num_rows if n is None else n)
+
+    return insert_fn
+
+
+def sample_indices(rng: jax.Array, size: jax.Array, batch_size: int) -> jax.Array:
+    """``batch_size`` row indices drawn uniformly (with replacement) from the filled
+    rows [0, size). The buffer must hold at least one row."""
+    return jax.random.randint(rng, (batch_size,), 0, jnp.maximum(size, 1), dtype=jnp.int32)
+
+
+def gather(buffer: ReplayBuffer, idx: jax.Array) -> Transitions:
+    """The rows ``idx`` [B] as a Transitions batch."""
+    chex.assert_rank(idx, 1)
+    return jax.tree.map(lambda x: x[idx], buffer.rows)
+
+
+def constrain_batch(tree: Any, mesh: Mesh | None,
+                    rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> Any:
+    """Splits the leading (batch) dim of every leaf over the data axes.
+
+    A gather from a capacity-sharded buffer would otherwise come out replicated and
+    every device would run the whole batch. No-op without a mesh.
+    """
+    if mesh is None:
+        return tree
+    return jax.tree.map(
+        lambda x: jax.lax.with_sharding_constraint(x, _leading_axis_sharding(x, "batch", mesh, rules)), tree)
+

@@ -1,0 +1,123 @@
+"""ArCHer's train state: actor, critic and target critic in one sharded pytree.
+
+The optimizers are optax GradientTransformations kept out of the pytree (they are
+code, not data): the steps receive them through ``functools.partial``. The state is
+created already sharded: ``jax.eval_shape`` of the boxed init gives every leaf's
+logical axes, ``sharding.tree_shardings`` maps them to the mesh, and one
+``jax.jit(init, out_shardings=...)`` materialises each leaf in its place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from jax.sharding import Mesh
+
+from archer_jax import sharding as sharding_lib
+
+
+@flax.struct.dataclass
+class ArcherState:
+    step: jax.Array  # int32 scalar: update steps taken so far (critic, actor and BC alike)
+    rng: jax.Array  # uint32 [2] raw key data; steps fold in ``step`` for fresh randomness
+    actor_params: Any
+    actor_opt_state: Any
+    critic_params: Any  # {'encoder', 'q1', 'q2', 'v1', 'v2'}
+    critic_opt_state: Any
+    target_critic_params: Any  # Polyak average of critic_params
+
+
+def make_optimizer(learning_rate: float | optax.Schedule, max_grad_norm: float | None = 1.0,
+                   weight_decay: float = 0.0) -> optax.GradientTransformation:
+    """Adam (AdamW when ``weight_decay`` > 0) after global-norm clipping, as in ArCHer."""
+    opt = optax.adamw(learning_rate, weight_decay=weight_decay) if weight_decay else optax.adam(learning_rate)
+    if max_grad_norm is None:
+        return opt
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), opt)
+
+
+def step_key(state: ArcherState) -> jax.Array:
+    """A typed key unique to this update step."""
+    return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+
+
+def _dummy_inputs() -> tuple[jax.Array, jax.Array]:
+    ids = jnp.zeros((1, 1), jnp.int32)
+    return ids, jnp.ones_like(ids)
+
+
+def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *, actor: nn.Module,
+                critic: nn.Module, actor_tx: optax.GradientTransformation,
+                critic_tx: optax.GradientTransformation) -> ArcherState:
+    """The state, boxed (nn.Partitioned) wherever params come from a random init.
+
+    Optimizer states are built on the boxed params so that their moments carry the
+    same logical axes as the params they follow.
+    """
+    k_actor, k_critic, k_state = jax.random.split(rng, 3)
+    ids, mask = _dummy_inputs()
+    if actor_params is None:
+        actor_params = actor.init(k_actor, ids, mask)["params"]
+    critic_params = critic.init(k_critic, ids, mask, ids, mask)["params"]
+    if critic_encoder_params is not None:
+        critic_params = {**critic_params, "encoder": critic_encoder_params}
+    return ArcherState(
+        step=jnp.zeros((), jnp.int32),
+        rng=jax.random.key_data(k_state),
+        actor_params=actor_params,
+        actor_opt_state=actor_tx.init(actor_params),
+        critic_params=critic_params,
+        critic_opt_state=critic_tx.init(critic_params),
+        # A real copy: the target must not alias the online critic's buffers, or
+        # donating the state would hand XLA one buffer twice.
+        target_critic_params=jax.tree.map(jnp.copy, critic_params),
+    )
+
+
+def create_state(
+    rng: jax.Array,
+    *,
+    actor: nn.Module,
+    critic: nn.Module,
+    actor_tx: optax.GradientTransformation,
+    critic_tx: optax.GradientTransformation,
+    mesh: Mesh,
+    rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
+    actor_params: Any = None,
+    critic_encoder_params: Any = None,
+) -> tuple[ArcherState, ArcherState]:
+    """Builds the train state already sharded on ``mesh``; returns (state, shardings).
+
+    ``rng``: a jax key (typed or raw). ``actor_params`` / ``critic_encoder_params``:
+    pretrained, unboxed param trees (e.g. ``load_pretrained(...).params``) with the
+    structure of a random init; None means random init. The critic's heads always
+    start from random init; the target critic starts as an exact copy of the critic.
+    ``shardings`` is an ArcherState of NamedShardings for the steps' in/out shardings
+    and for checkpoint restore.
+    """
+    if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
+        rng = jax.random.wrap_key_data(rng)
+
+    def init(rng: jax.Array, actor_params: Any, critic_encoder_params: Any) -> ArcherState:
+        return _init_state(rng, actor_params, critic_encoder_params, actor=actor, critic=critic,
+                           actor_tx=actor_tx, critic_tx=critic_tx)
+
+    # The abstract state comes from a fully random init: only that one is boxed
+    # everywhere, and pretrained trees must (and are checked to) match its structure.
+    abstract = jax.eval_shape(init, rng, None, None)
+    shardings = sharding_lib.tree_shardings(abstract, mesh, rules)
+    abstract = nn.meta.unbox(abstract)
+    for name, given, expected in (("actor_params", actor_params, abstract.actor_params),
+                                  ("critic_encoder_params", critic_encoder_params, abstract.critic_params["encoder"])):
+        if given is not None and jax.tree.structure(given) != jax.tree.structure(expected):
+            raise ValueError(f"create_state: {name} do not match the model's param tree; "
+                             f"expected {jax.tree.structure(expected)}, got {jax.tree.structure(given)}")
+    state = jax.jit(lambda *a: nn.meta.unbox(init(*a)), out_shardings=shardings)(
+        rng, actor_params, critic_encoder_params)
+    return state, shardings

@@ -1,0 +1,239 @@
+"""ArCHer's jitted critic / actor / BC phases with a tiny GPT-2 actor and RoBERTa critic.
+
+Obs length 12, action length 6, vocab 50. Compiles dominate the runtime, so every
+compiled phase lives in a module fixture and each test starts from a fresh copy of
+the initial state (the phases donate it).
+"""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from archer_jax import replay, sharding, train_state
+from archer_jax.algorithms import archer, bc
+from archer_jax.models.gpt2 import GPT2Config, GPT2LMHeadModel
+from archer_jax.models.roberta import RobertaConfig, RobertaModel
+from archer_jax.models.value_heads import DoubleCritic
+
+OBS_LEN, ACTION_LEN, VOCAB, PAD, STOP = 12, 6, 50, 0, 2
+CAPACITY = 16
+
+ACTOR = GPT2LMHeadModel(GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=16, n_layer=1, n_head=2))
+CRITIC = DoubleCritic(
+    RobertaModel(RobertaConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=32, max_position_embeddings=24)),
+    hidden_size=16)
+# One critic step per phase makes the per-step Polyak update observable from outside;
+# the actor and BC phases cover multi-step scans.
+HP = archer.ArcherHParams(gamma=0.9, tau=0.1, critic_batch_size=8, actor_batch_size=8, critic_epochs=1,
+                          actor_epochs=2, max_new_tokens=ACTION_LEN, stop_ids=(STOP,), pad_id=PAD)
+ACTOR_TX = train_state.make_optimizer(1e-3, max_grad_norm=1.0)
+CRITIC_TX = train_state.make_optimizer(1e-3, max_grad_norm=1.0)
+
+CRITIC_METRICS = {"critic/q1_loss", "critic/q2_loss", "critic/v1_loss", "critic/v2_loss", "critic/loss",
+                  "critic/q_mean", "critic/v_mean", "critic/grad_norm"}
+ACTOR_METRICS = {"actor/pg_loss", "actor/advantage_mean", "actor/advantage_std", "actor/logp_mean",
+                 "actor/grad_norm"}
+
+
+class CountingBridge:
+    """The identity token bridge; it runs once per trace, so it counts traces."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, ids, mask):
+        self.calls += 1
+        return ids, mask
+
+
+def random_transitions(n: int, seed: int = 0) -> replay.Transitions:
+    """Left-padded observations, right-padded actions, reward -1, 30% terminal."""
+    rng = np.random.default_rng(seed)
+    obs_len = rng.integers(1, OBS_LEN + 1, n)
+    next_len = np.minimum(obs_len + 3, OBS_LEN)
+    act_len = rng.integers(1, ACTION_LEN + 1, n)
+    obs_mask = np.arange(OBS_LEN)[None] >= (OBS_LEN - obs_len)[:, None]
+    next_mask = np.arange(OBS_LEN)[None] >= (OBS_LEN - next_len)[:, None]
+    act_mask = np.arange(ACTION_LEN)[None] < act_len[:, None]
+
+    def ids(mask):
+        return jnp.asarray(np.where(mask, rng.integers(3, VOCAB, mask.shape), PAD), jnp.int32)
+
+    return replay.Transitions(
+        obs=ids(obs_mask), obs_mask=jnp.asarray(obs_mask), action=ids(act_mask), action_mask=jnp.asarray(act_mask),
+        next_obs=ids(next_mask), next_obs_mask=jnp.asarray(next_mask),
+        reward=-jnp.ones((n,), jnp.float32), done=jnp.asarray(rng.random(n) < 0.3),
+        mc_return=jnp.zeros((n,), jnp.float32))
+
+
+class Setup:
+    """A state, a filled buffer and the jitted phases on one mesh."""
+
+    def __init__(self, mesh):
+        self.mesh = mesh
+        self.bridge = CountingBridge()
+        state, self.state_shardings = train_state.create_state(
+            jax.random.key(0), actor=ACTOR, critic=CRITIC, actor_tx=ACTOR_TX, critic_tx=CRITIC_TX, mesh=mesh)
+        self.initial = jax.device_get(state)
+        buffer, self.buffer_shardings = replay.create_sharded(CAPACITY, OBS_LEN, ACTION_LEN, mesh)
+        self.buffer = replay.make_insert(self.buffer_shardings, mesh)(buffer, random_transitions(CAPACITY))
+        self.phases = archer.make_phases(
+            actor=ACTOR, critic=CRITIC, hp=HP, bridge=self.bridge, actor_tx=ACTOR_TX, critic_tx=CRITIC_TX,
+            state_shardings=self.state_shardings, buffer_shardings=self.buffer_shardings, mesh=mesh)
+
+    def fresh_state(self):
+        return jax.device_put(self.initial, self.state_shardings)
+
+
+@pytest.fixture(scope="module")
+def sharded():
+    return Setup(sharding.make_mesh((2, 2, 2)))
+
+
+def tree_allclose(a, b, atol):
+    return all(jax.tree.leaves(jax.tree.map(lambda x, y: np.allclose(x, y, atol=atol, rtol=0), a, b)))
+
+
+def tree_changed(a, b):
+    return not tree_allclose(a, b, atol=0)
+
+
+def test_critic_params_carry_logical_axes_and_the_expected_tree():
+    ids, mask = jnp.ones((2, 5), jnp.int32), jnp.ones((2, 5), jnp.bool_)
+    init = jax.jit(CRITIC.init)
+    boxed = jax.eval_shape(init, jax.random.key(0), ids, mask, ids[:, :3], mask[:, :3])["params"]
+    assert set(boxed) == {"encoder", "q1", "q2", "v1", "v2"}
+    leaves = jax.tree.leaves(boxed, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+    assert all(isinstance(leaf, nn.Partitioned) for leaf in leaves)
+    assert boxed["q1"]["fc1"]["kernel"].value.shape == (32, 16)  # [obs; act] -> d
+    assert boxed["v1"]["fc1"]["kernel"].value.shape == (16, 16)
+
+    params = nn.meta.unbox(init(jax.random.key(0), ids, mask, ids[:, :3], mask[:, :3])["params"])
+    out = jax.jit(CRITIC.apply)({"params": params}, ids, mask, ids[:, :3], mask[:, :3])
+    v1, v2 = jax.jit(functools.partial(CRITIC.apply, method="values"))({"params": params}, ids, mask)
+    assert out.q1.shape == out.v2.shape == (2,) and out.q1.dtype == jnp.float32
+    np.testing.assert_allclose(v1, out.v1, rtol=1e-6)
+    np.testing.assert_allclose(v2, out.v2, rtol=1e-6)
+    assert not np.allclose(out.q1, out.q2)  # independent heads
+
+
+def test_phases_run_and_change_only_their_own_params(sharded):
+    state = sharded.fresh_state()
+    before = sharded.initial
+    state, metrics = sharded.phases.critic(state, sharded.buffer)
+    metrics = jax.device_get(metrics)
+    assert set(metrics) == CRITIC_METRICS
+    assert all(np.isfinite(v) for v in metrics.values())
+    after_critic = jax.device_get(state)
+    assert int(after_critic.step) == HP.critic_epochs
+    assert tree_changed(before.critic_params, after_critic.critic_params)
+    assert tree_changed(before.target_critic_params, after_critic.target_critic_params)
+    assert tree_allclose(before.actor_params, after_critic.actor_params, atol=0)
+    # The state stays where the shardings say (the phase's out_shardings).
+    kernel = lambda params: params["q1"]["fc1"]["kernel"]  # noqa: E731
+    assert kernel(state.critic_params).sharding == kernel(sharded.state_shardings.critic_params)
+
+    state, metrics = sharded.phases.actor(state, sharded.buffer)
+    metrics = jax.device_get(metrics)
+    assert set(metrics) == ACTOR_METRICS
+    assert all(np.isfinite(v) for v in metrics.values())
+    assert metrics["actor/logp_mean"] < 0
+    after_actor = jax.device_get(state)
+    assert int(after_actor.step) == HP.critic_epochs + HP.actor_epochs
+    assert tree_changed(after_critic.actor_params, after_actor.actor_params)
+    assert tree_allclose(after_critic.critic_params, after_actor.critic_params, atol=0)
+    assert tree_allclose(after_critic.target_critic_params, after_actor.target_critic_params, atol=0)
+
+
+def test_each_phase_compiles_once_over_three_calls(sharded):
+    state = sharded.fresh_state()
+    state, _ = sharded.phases.critic(state, sharded.buffer)
+    state, _ = sharded.phases.actor(state, sharded.buffer)
+    traces = sharded.bridge.calls
+    assert traces > 0
+    for _ in range(2):
+        state, _ = sharded.phases.critic(state, sharded.buffer)
+        state, _ = sharded.phases.actor(state, sharded.buffer)
+    jax.block_until_ready(state)
+    assert sharded.bridge.calls == traces
+    assert sharded.phases.critic._cache_size() == 1
+    assert sharded.phases.actor._cache_size() == 1
+
+
+def test_target_moves_toward_online_by_tau_each_step(sharded):
+    assert HP.critic_epochs == 1
+    start = sharded.initial
+    # Move the target away from the online critic so the Polyak step is visible.
+    start = start.replace(target_critic_params=jax.tree.map(lambda x: x + 1.0, start.critic_params))
+    state = jax.device_put(start, sharded.state_shardings)
+    for _ in range(2):
+        before = jax.device_get(state)
+        state, _ = sharded.phases.critic(state, sharded.buffer)
+        after = jax.device_get(state)
+        expected = jax.tree.map(lambda t, p: 0.9 * t + 0.1 * p, before.target_critic_params, after.critic_params)
+        assert tree_allclose(after.target_critic_params, expected, atol=1e-6)
+        assert tree_changed(before.target_critic_params, after.target_critic_params)
+
+
+def test_sharded_update_equals_single_device_update(sharded):
+    single = Setup(sharding.make_mesh((1, 1, 1), jax.devices()[:1]))
+    assert tree_allclose(single.initial, sharded.initial, atol=0)
+    results = []
+    for setup in (single, sharded):
+        state = setup.fresh_state()
+        state, critic_metrics = setup.phases.critic(state, setup.buffer)
+        state, actor_metrics = setup.phases.actor(state, setup.buffer)
+        results.append(jax.device_get((state, critic_metrics, actor_metrics)))
+    assert tree_allclose(results[0], results[1], atol=1e-5)
+    assert tree_changed(single.initial.actor_params, results[0][0].actor_params)
+
+
+def test_critic_loss_decreases_on_a_fixed_buffer(sharded):
+    state = sharded.fresh_state()
+    losses = []
+    for _ in range(16):
+        state, metrics = sharded.phases.critic(state, sharded.buffer)
+        losses.append(metrics["critic/loss"])
+    losses = np.asarray(jax.device_get(losses))
+    assert np.mean(losses[-4:]) < 0.5 * np.mean(losses[:4]), losses
+    assert int(jax.device_get(state.step)) == 16 * HP.critic_epochs
+
+
+def test_create_state_takes_pretrained_actor_and_encoder(sharded):
+    pretrained = jax.device_put(sharded.initial, sharded.state_shardings)
+    state, shardings = train_state.create_state(
+        jax.random.key(1), actor=ACTOR, critic=CRITIC, actor_tx=ACTOR_TX, critic_tx=CRITIC_TX, mesh=sharded.mesh,
+        actor_params=pretrained.actor_params, critic_encoder_params=pretrained.critic_params["encoder"])
+    host = jax.device_get(state)
+    assert tree_allclose(host.actor_params, sharded.initial.actor_params, atol=0)
+    assert tree_allclose(host.critic_params["encoder"], sharded.initial.critic_params["encoder"], atol=0)
+    assert tree_changed(host.critic_params["q1"], sharded.initial.critic_params["q1"])  # fresh heads
+    assert tree_allclose(host.target_critic_params, host.critic_params, atol=0)
+    assert jax.tree.structure(shardings) == jax.tree.structure(sharded.state_shardings)
+    # The target is a copy, not an alias: donating the state must not hit one buffer twice.
+    state, _ = sharded.phases.critic(state, sharded.buffer)
+    assert int(jax.device_get(state.step)) == HP.critic_epochs
+
+    with pytest.raises(ValueError, match="actor_params"):
+        train_state.create_state(jax.random.key(1), actor=ACTOR, critic=CRITIC, actor_tx=ACTOR_TX,
+                                 critic_tx=CRITIC_TX, mesh=sharded.mesh, actor_params={"wte": {}})
+
+
+def test_bc_phase_fits_the_dataset_actions(sharded):
+    phase = bc.make_bc_phase(actor=ACTOR, hp=HP, tx=ACTOR_TX, steps=10, state_shardings=sharded.state_shardings,
+                             buffer_shardings=sharded.buffer_shardings, mesh=sharded.mesh)
+    state = sharded.fresh_state()
+    history = []
+    for _ in range(4):
+        state, metrics = phase(state, sharded.buffer)
+        history.append(jax.device_get(metrics))
+    assert set(history[0]) == {"bc/loss", "bc/token_accuracy", "bc/grad_norm"}
+    assert history[-1]["bc/loss"] < history[0]["bc/loss"] - 0.3, history
+    assert history[-1]["bc/token_accuracy"] > history[0]["bc/token_accuracy"]
+    assert int(jax.device_get(state.step)) == 40
+    assert phase._cache_size() == 1
