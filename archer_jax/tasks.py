@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
+import numpy as np
+
 from archer_jax.envs import guess_city, scripted
 from archer_jax.envs.question_game import OBSERVATION_HEADER, BatchedQuestionGame, QuestionTask
 
@@ -34,8 +36,18 @@ def spec(name: str) -> TaskSpec:
     return TASKS[name]
 
 
-def make_task(name: str, *, max_turns: int) -> QuestionTask:
-    return spec(name).make(max_turns=max_turns)
+def make_task(name: str, *, max_turns: int = 20, num_items: int = 0) -> QuestionTask:
+    """The task with its KB oracle; ``num_items`` > 0 hides only a fixed subset of the
+    items (seeded, so every run and dataset agrees on it), as the paper's Twenty
+    Questions Subset does. Players and the oracle still know every item."""
+    task = spec(name).make(max_turns=max_turns)
+    if num_items:
+        if not 0 < num_items <= len(task.items):
+            raise ValueError(f"num_items = {num_items} (config.env.num_items) must lie in [1, {len(task.items)}] "
+                             f"for task {name!r}, or be 0 for all items")
+        chosen = np.sort(np.random.default_rng(0).permutation(len(task.items))[:num_items])
+        task = dataclasses.replace(task, items=tuple(task.items[i] for i in chosen))
+    return task
 
 
 def make_batched_env(task: QuestionTask, batch_size: int) -> BatchedQuestionGame:

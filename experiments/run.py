@@ -10,10 +10,11 @@ command resumes from the workdir's last checkpoint. ``--distributed`` starts
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from pathlib import Path
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -37,17 +38,60 @@ def resolve_config_path(argv: list[str]) -> list[str]:
     return out
 
 
+def unknown_overrides(argv: list[str]) -> list[str]:
+    """Messages for ``--config.a.b=...`` overrides that name no config field (ml_collections
+    would otherwise fail with a bare AttributeError)."""
+    spec = next((a[len("--config="):] for a in argv if a.startswith("--config=")), None)
+    if spec is None:
+        return []
+    path, _, variant = spec.partition(":")
+    if not Path(path).is_file():
+        return [f"--config={spec}: no such config file (bare names resolve against {CONFIGS})"]
+    module_spec = importlib.util.spec_from_file_location("_config_check", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    try:
+        config = module.get_config(variant or None)
+    except ValueError as e:
+        return [f"--config={spec}: {e}"]
+    problems = []
+    for a in argv:
+        if not a.startswith("--config."):
+            continue
+        field = a[len("--config."):].split("=", 1)[0]
+        node = config
+        for i, part in enumerate(field.split(".")):
+            if not hasattr(node, "keys") or part not in node:
+                parent = ".".join(field.split(".")[:i]) or "config"
+                known = sorted(node.keys()) if hasattr(node, "keys") else []
+                problems.append(f"{a}: unknown config field 'config.{field}'; "
+                                f"{'fields of config.' + parent if i else 'top-level fields'}: {known}")
+                break
+            node = node[part]
+    return problems
+
+
 def main(argv: list[str]) -> None:
     del argv
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # Orbax logs every file it writes at INFO
     import jax
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
     from archer_jax import trainer
 
-    trainer.train(_CONFIG.value, _WORKDIR.value)
+    try:
+        trainer.train(_CONFIG.value, _WORKDIR.value)
+    except trainer.USER_ERRORS as e:
+        # A bad field, file or checkpoint: one message, no traceback; nothing is lost.
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":
     sys.argv = resolve_config_path(sys.argv)
+    if problems := unknown_overrides(sys.argv):
+        print("error: " + "\nerror: ".join(problems), file=sys.stderr)
+        sys.exit(2)
     app.run(main)

@@ -40,13 +40,16 @@ class SimulatedEpisodesConfig(tfds.core.BuilderConfig):
     seed: int = 0
     # (questioner, weight) pairs; empty means the task's default mix.
     mix: tuple[tuple[str, float], ...] = ()
+    max_turns: int = 20  # turn cap of the simulated games
+    num_items: int = 0  # hidden items drawn from the task's first-N subset (0 = all)
 
     def mix_dict(self) -> dict[str, float]:
         return dict(self.mix) if self.mix else dict(tasks.spec(self.task).default_mix)
 
 
 def episodes_config(task: str = "guess_city", num_episodes: int = 100_000, seed: int = 0,
-                    mix: Mapping[str, float] | None = None) -> SimulatedEpisodesConfig:
+                    mix: Mapping[str, float] | None = None, max_turns: int = 20,
+                    num_items: int = 0) -> SimulatedEpisodesConfig:
     """A config whose name encodes every parameter, so different data never share a folder."""
     tasks.spec(task)  # unknown task names fail here, naming the known ones
     if num_episodes < 1:
@@ -55,10 +58,15 @@ def episodes_config(task: str = "guess_city", num_episodes: int = 100_000, seed:
     name = f"{task}_n{num_episodes}_s{seed}"
     if pairs:
         name += "_mix" + hashlib.sha1(json.dumps(pairs).encode()).hexdigest()[:8]
+    if max_turns != 20:
+        name += f"_t{max_turns}"
+    if num_items:
+        name += f"_k{num_items}"
     return SimulatedEpisodesConfig(name=name, version="1.0.0", task=task, num_episodes=num_episodes,
-                                   seed=seed, mix=pairs,
+                                   seed=seed, mix=pairs, max_turns=max_turns, num_items=num_items,
                                    description=f"{num_episodes} scripted {task} episodes, seed {seed}, "
-                                               f"mix {dict(pairs) or 'default'}")
+                                               f"mix {dict(pairs) or 'default'}, {max_turns} turns, "
+                                               f"{num_items or 'all'} items")
 
 
 class SimulatedEpisodes(tfds.core.GeneratorBasedBuilder):
@@ -103,9 +111,8 @@ class SimulatedEpisodes(tfds.core.GeneratorBasedBuilder):
 
     def _generate_examples(self):
         config = self.builder_config
-        spec = tasks.spec(config.task)
-        task = spec.make()
-        questioners = spec.questioners
+        task = tasks.make_task(config.task, max_turns=config.max_turns, num_items=config.num_items)
+        questioners = tasks.spec(config.task).questioners
         for first in range(0, config.num_episodes, _CHUNK):
             n = min(_CHUNK, config.num_episodes - first)
             episodes = scripted.simulate_episodes(task, config.mix_dict(), n, config.seed,
@@ -212,10 +219,11 @@ def episode_transitions(episode: scripted.Episode, gamma: float) -> list[Transit
 
 
 def load_transitions(task: str, data_dir: epath.PathLike, num_episodes: int, seed: int, gamma: float,
-                     mix: Mapping[str, float] | None = None) -> dict[str, list]:
+                     mix: Mapping[str, float] | None = None, max_turns: int = 20,
+                     num_items: int = 0) -> dict[str, list]:
     """Every turn of the simulated episodes as columns named like `Transition`'s fields
     (observation, action, reward, next_observation, done, mc_return), built if absent."""
-    episodes = load_episodes(data_dir, episodes_config(task, num_episodes, seed, mix))
+    episodes = load_episodes(data_dir, episodes_config(task, num_episodes, seed, mix, max_turns, num_items))
     rows = [t for episode in episodes for t in episode_transitions(episode, gamma)]
     return {field: [getattr(t, field) for t in rows] for field in Transition._fields}
 

@@ -49,6 +49,7 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.env = ml_collections.ConfigDict()
     c.env.max_turns = 20  # turn cap of a conversation
     c.env.oracle = "kb"  # 'kb' = embedded knowledge-base oracle (no weights)
+    c.env.num_items = 0  # hide only a fixed subset of this many items (0 = all, as in the paper)
 
     c.tokens = ml_collections.ConfigDict()
     c.tokens.obs_len = 256  # observation tokens kept (left-truncated: newest turns kept)
@@ -100,7 +101,11 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _demo(c: ml_collections.ConfigDict) -> None:
-    c.tokens.obs_len = 96
+    # 20 hidden cities and a 10-turn cap keep a whole conversation inside 176 tokens,
+    # so tiny models trained from scratch see everything they asked.
+    c.env.num_items = 20
+    c.env.max_turns = 10
+    c.tokens.obs_len = 176
     c.tokens.action_len = 12
     c.actor = _model("gpt2", "", n_layer=2, n_embd=128, n_head=4)
     c.actor.lr = 3e-4
@@ -127,6 +132,7 @@ def _demo(c: ml_collections.ConfigDict) -> None:
 
 
 def _smoke(c: ml_collections.ConfigDict) -> None:
+    c.env.num_items = 0
     c.tokens.obs_len = 48
     c.tokens.action_len = 8
     c.env.max_turns = 4

@@ -1,0 +1,117 @@
+"""The host-side rollout loop: environments on the host, generation on the devices.
+
+Per turn: the observations of the still-running conversations are tokenized into one
+fixed-shape, left-padded batch; one jitted ``generate`` returns the utterances; the
+host decodes them, cuts at the terminator and steps every environment at once (one
+oracle call per batch). Transitions keep the exact token ids the policy emitted, in
+fixed [max_turns * batch] arrays with a ``valid`` mask, so inserting them into the
+device buffer never recompiles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+from archer_jax.data import tokenization
+from archer_jax.sampling import Generation
+
+# (params, prompt_ids, prompt_mask, rng, temperature) -> Generation, jitted by the caller.
+PolicyFn = Callable[[Any, np.ndarray, np.ndarray, jax.Array, float], Generation]
+
+
+@dataclasses.dataclass
+class Rollout:
+    """One batch of finished conversations."""
+
+    transitions: dict[str, np.ndarray]  # fields of replay.Transitions, [max_turns * B, ...]
+    valid: np.ndarray  # [max_turns * B] bool: rows that hold a real turn
+    returns: np.ndarray  # [B] undiscounted episode returns
+    successes: np.ndarray  # [B] bool
+    lengths: np.ndarray  # [B] turns taken
+    dialogues: list[str]  # final observation texts (for transcripts)
+    hidden: list[str]  # what each conversation was about (city, object, ...)
+
+    @property
+    def num_turns(self) -> int:
+        return int(self.valid.sum())
+
+
+def discounted_returns(rewards: np.ndarray, valid: np.ndarray, gamma: float) -> np.ndarray:
+    """Monte-Carlo returns over the turn axis of [T, B] arrays (0 past an episode's end)."""
+    out = np.zeros_like(rewards, dtype=np.float32)
+    running = np.zeros(rewards.shape[1], np.float32)
+    for t in range(rewards.shape[0] - 1, -1, -1):
+        running = np.where(valid[t], rewards[t] + gamma * running, 0.0)
+        out[t] = running
+    return out
+
+
+class RolloutRunner:
+    """Plays batches of conversations with the current policy."""
+
+    def __init__(self, env: Any, policy: PolicyFn, tokenizer: Any, *, obs_len: int, terminator: str,
+                 pad_id: int, gamma: float, max_turns: int):
+        self.env = env
+        self.policy = policy
+        self.tokenizer = tokenizer
+        self.obs_len = obs_len
+        self.terminator = terminator
+        self.pad_id = pad_id
+        self.gamma = gamma
+        self.max_turns = max_turns
+
+    def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        return tokenization.encode_left(self.tokenizer, list(texts), self.obs_len, pad_id=self.pad_id)
+
+    def run(self, params: Any, seeds: Sequence[int], rng: jax.Array, temperature: float) -> Rollout:
+        b, t_max = len(seeds), self.max_turns
+        observations = self.env.reset(list(seeds))
+        obs_ids, obs_mask = self._encode(observations)
+        done = np.zeros(b, bool)
+        fields: dict[str, list[np.ndarray]] = {k: [] for k in
+                                               ("obs", "obs_mask", "action", "action_mask", "next_obs",
+                                                "next_obs_mask", "reward", "done")}
+        valid, returns, lengths = [], np.zeros(b, np.float32), np.zeros(b, np.int32)
+        successes = np.zeros(b, bool)
+        for turn in range(t_max):
+            active = ~done
+            if not active.any():
+                break
+            rng, key = jax.random.split(rng)
+            gen = jax.device_get(self.policy(params, obs_ids, obs_mask, key, temperature))
+            actions = tokenization.decode_utterances(self.tokenizer, gen.tokens, gen.mask, self.terminator)
+            observations, rewards, dones = self.env.step(actions)
+            rewards = np.where(active, np.asarray(rewards, np.float32), 0.0)
+            dones = np.asarray(dones, bool) | (turn == t_max - 1)
+            next_ids, next_mask = self._encode(observations)
+            for name, value in (("obs", obs_ids), ("obs_mask", obs_mask), ("action", gen.tokens),
+                                ("action_mask", gen.mask), ("next_obs", next_ids), ("next_obs_mask", next_mask),
+                                ("reward", rewards), ("done", dones & active)):
+                fields[name].append(np.asarray(value))
+            valid.append(active)
+            returns += rewards
+            lengths += active
+            # A conversation that ends before the cap with reward 0 on its last turn was won.
+            successes |= active & dones & (rewards == 0) & (turn < t_max - 1 or rewards == 0)
+            done |= dones
+            obs_ids, obs_mask = next_ids, next_mask
+        return self._package(fields, np.asarray(valid), returns, successes, lengths, observations)
+
+    def _package(self, fields: dict[str, list[np.ndarray]], valid: np.ndarray, returns: np.ndarray,
+                 successes: np.ndarray, lengths: np.ndarray, final_obs: Sequence[str]) -> Rollout:
+        t_real, b = valid.shape
+        pad_turns = self.max_turns - t_real
+        stacked = {k: np.stack(v) for k, v in fields.items()}  # [t_real, B, ...]
+        stacked["mc_return"] = discounted_returns(stacked["reward"], valid, self.gamma)
+        valid = np.concatenate([valid, np.zeros((pad_turns, b), bool)])
+        out = {}
+        for k, v in stacked.items():
+            v = np.concatenate([v, np.zeros((pad_turns, *v.shape[1:]), v.dtype)])
+            out[k] = v.reshape(self.max_turns * b, *v.shape[2:])
+        return Rollout(out, valid.reshape(-1), returns, successes, lengths, list(final_obs),
+                       list(getattr(self.env, "hidden", [""] * b)))

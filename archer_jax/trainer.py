@@ -1,0 +1,401 @@
+"""The training run: simulated data, a BC warm start, then online ArCHer.
+
+``train(config, workdir)`` builds everything once (mesh, task, tokenizer, models,
+sharded state, device replay buffer, jitted phases), restores the workdir's latest
+checkpoint if there is one, and runs the stages that are not finished yet. Each
+stage checkpoints (train state, replay buffer, progress) every
+``config.checkpoint_every`` iterations and when it ends; SIGTERM (TPU preemption)
+writes a final checkpoint at the next iteration boundary. Rerunning the same command
+continues where the last checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import transformers
+
+from archer_jax import checkpointing, config_checks, metrics, replay, rollout, sampling, sharding, tasks
+from archer_jax import token_bridge, train_state
+from archer_jax.algorithms import archer, bc
+from archer_jax.data import simulated_episodes, tokenization
+from archer_jax.models import gpt2, hf_loading, llama, registry, roberta, value_heads
+
+STAGES = ("bc", "archer")
+# Checkpoint steps are stage * STAGE_STRIDE + iteration: monotonic across stages.
+STAGE_STRIDE = 1_000_000
+EVAL_SEED_BASE = 10_000_000  # evaluation episodes never share seeds with rollouts
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+# Errors a user causes (a config field, a file, a checkpoint): the entry point prints
+# their message alone. Non-finite losses are listed too: the message says what to do.
+USER_ERRORS = (config_checks.ConfigError, hf_loading.CheckpointError, simulated_episodes.EpisodeDataError,
+               checkpointing.CheckpointMismatchError, FloatingPointError)
+
+
+class CompileCounter:
+    """Counts XLA compilations, so each metrics row can show that none happen after
+    the first iteration (``time/compiles``)."""
+
+    count = 0
+    _registered = False
+
+    @classmethod
+    def register(cls) -> None:
+        if not cls._registered:
+            jax.monitoring.register_event_duration_secs_listener(cls._on_event)
+            cls._registered = True
+
+    @classmethod
+    def _on_event(cls, event: str, duration_secs: float, **kwargs: Any) -> None:
+        del duration_secs, kwargs
+        if event == _COMPILE_EVENT:
+            cls.count += 1
+
+
+@dataclasses.dataclass
+class Run:
+    """Everything built once per run; the stages read and update ``state``/``buffer``."""
+
+    config: ml_collections.ConfigDict
+    workdir: Path
+    mesh: jax.sharding.Mesh
+    task: Any
+    tokenizer: Any
+    actor: Any
+    critic: Any
+    hp: archer.ArcherHParams
+    state: train_state.ArcherState
+    state_shardings: Any
+    buffer: replay.ReplayBuffer
+    buffer_shardings: Any
+    checkpointer: checkpointing.Checkpointer
+    logger: metrics.MetricsLogger
+    runner: rollout.RolloutRunner
+    bridge: Any
+    progress: dict[str, Any]
+
+
+# ----------------------------------------------------------------------------- setup
+
+
+def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: Path, task: Any) -> Any:
+    """The checkpoint's tokenizer, or (from scratch) a word tokenizer built from the
+    task's own text once and kept in the workdir so a resumed run keeps its ids."""
+    if config.actor.checkpoint:
+        return registry.load_tokenizer(config.actor.checkpoint)
+    folder = workdir / "tokenizer"
+    if (folder / "tokenizer.json").exists():
+        return transformers.AutoTokenizer.from_pretrained(str(folder))
+    tokenizer = tokenization.build_word_tokenizer(tasks.corpus(task))
+    tokenizer.save_pretrained(str(folder))
+    return tokenizer
+
+
+def _build_actor(config: ml_collections.ConfigDict, tokenizer: Any, mesh: jax.sharding.Mesh) -> tuple[Any, Any]:
+    """(module, params or None for a random init)."""
+    c = config.actor
+    dtype = jnp.dtype(c.dtype)
+    if c.checkpoint:
+        loaded = registry.load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
+        return loaded.module, loaded.params
+    positions = config.tokens.obs_len + config.tokens.action_len
+    if c.kind == "gpt2":
+        cfg = gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_embd=c.n_embd, n_layer=c.n_layer,
+                              n_head=c.n_head, dtype=dtype)
+        return gpt2.GPT2LMHeadModel(cfg), None
+    cfg = llama.LlamaConfig(vocab_size=len(tokenizer), hidden_size=c.n_embd, intermediate_size=4 * c.n_embd,
+                            num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, num_key_value_heads=c.n_head,
+                            max_position_embeddings=positions, tie_word_embeddings=True, dtype=dtype)
+    return llama.LlamaForCausalLM(cfg), None
+
+
+def _build_critic(config: ml_collections.ConfigDict, actor_tokenizer: Any,
+                  mesh: jax.sharding.Mesh) -> tuple[Any, Any, Any]:
+    """(DoubleCritic module, pretrained encoder params or None, critic tokenizer)."""
+    c = config.critic
+    dtype = jnp.dtype(c.dtype)
+    if c.checkpoint:
+        loaded = registry.load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
+        critic = value_heads.DoubleCritic(encoder=loaded.module, hidden_size=loaded.config.hidden_size)
+        return critic, loaded.params, registry.load_tokenizer(c.checkpoint)
+    # From scratch the critic shares the actor's tokenizer (identity bridge).
+    pad_id = actor_tokenizer.pad_token_id
+    cfg = roberta.RobertaConfig(
+        vocab_size=len(actor_tokenizer), hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
+        num_attention_heads=c.num_heads, intermediate_size=c.mlp_dim, pad_token_id=pad_id,
+        max_position_embeddings=max(config.tokens.obs_len, config.tokens.action_len) + pad_id + 2, dtype=dtype)
+    return value_heads.DoubleCritic(encoder=roberta.RobertaModel(cfg), hidden_size=c.hidden_size), None, \
+        actor_tokenizer
+
+
+def _pad_id(tokenizer: Any) -> int:
+    # GPT-2 has no pad token: any id works, padded slots are masked out.
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
+    """Validates the config, then builds (or restores) every part of the run."""
+    config_checks.check_config(config)
+    CompileCounter.register()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    mesh = sharding.make_mesh(config.mesh.shape)
+    rules = config.mesh.rules
+    task = tasks.make_task(config.task, max_turns=config.env.max_turns, num_items=config.env.num_items)
+    tokenizer = _actor_tokenizer(config, workdir, task)
+    actor, actor_params = _build_actor(config, tokenizer, mesh)
+    critic, encoder_params, critic_tokenizer = _build_critic(config, tokenizer, mesh)
+    add_bos = bool(config.critic.checkpoint)  # a pretrained RoBERTa expects <s> first
+    bridge = token_bridge.make_bridge(tokenizer, critic_tokenizer, add_bos=add_bos,
+                                      actor_vocab_size=actor.config.vocab_size)
+    config_checks.check_context_lengths(config, actor.config.max_positions,
+                                        getattr(critic.encoder.config, "max_positions", None),
+                                        bridge_extra=int(add_bos))
+    pad_id = _pad_id(tokenizer)
+    hp = archer.ArcherHParams(
+        gamma=config.archer.gamma, tau=config.archer.tau, critic_batch_size=config.archer.batch_size,
+        actor_batch_size=config.archer.batch_size, critic_epochs=config.archer.critic_epochs,
+        actor_epochs=max(config.archer.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
+        temperature=config.archer.temperature,
+        stop_ids=tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id=pad_id)
+
+    actor_tx = train_state.make_optimizer(config.actor.lr, config.actor.max_grad_norm)
+    critic_tx = train_state.make_optimizer(config.critic.lr, config.critic.max_grad_norm)
+    state, state_shardings = train_state.create_state(
+        jax.random.key(config.seed), actor=actor, critic=critic, actor_tx=actor_tx, critic_tx=critic_tx,
+        mesh=mesh, rules=rules, actor_params=actor_params, critic_encoder_params=encoder_params)
+    capacity = _round_up(config.archer.capacity, mesh.shape["data"] * mesh.shape["fsdp"])
+    buffer, buffer_shardings = replay.create_sharded(capacity, config.tokens.obs_len, config.tokens.action_len,
+                                                     mesh, rules)
+
+    checkpointer = checkpointing.Checkpointer(workdir, config_hints={
+        "buffer": "config.archer.capacity or config.tokens.* changed",
+        "state/actor_params": "config.actor.* (model size or checkpoint) changed",
+        "state/critic_params": "config.critic.* (model size or checkpoint) changed",
+        "state/target_critic_params": "config.critic.* (model size or checkpoint) changed",
+    })
+    progress = {"stage": STAGES[0], "iteration": 0, "env_steps": 0, "finished": []}
+    restored = checkpointer.restore_latest(checkpointing.abstract_tree(state),
+                                           checkpointing.abstract_tree(buffer))
+    if restored is not None:
+        _, state, buffer, progress = restored
+
+    policy = jax.jit(functools.partial(sampling.generate, actor, max_new_tokens=hp.max_new_tokens,
+                                       stop_ids=hp.stop_ids, pad_id=pad_id))
+    env = tasks.make_batched_env(task, config.archer.rollout_batch)
+    runner = rollout.RolloutRunner(env, lambda params, *a: policy(params, *a), tokenizer,
+                                   obs_len=config.tokens.obs_len, terminator=config.tokens.terminator,
+                                   pad_id=pad_id, gamma=config.archer.gamma, max_turns=config.env.max_turns)
+    logger = metrics.MetricsLogger(workdir, total_iterations=config.archer.iterations,
+                                   enabled=jax.process_index() == 0)
+    return Run(config, workdir, mesh, task, tokenizer, actor, critic, hp, state, state_shardings, buffer,
+               buffer_shardings, checkpointer, logger, runner, bridge, progress)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+# ----------------------------------------------------------------------------- shared
+
+
+def _save(run: Run, stage: str, iteration: int, *, finished: bool = False) -> None:
+    if finished and stage not in run.progress["finished"]:
+        run.progress["finished"].append(stage)
+    run.progress.update(stage=stage, iteration=iteration)
+    step = STAGES.index(stage) * STAGE_STRIDE + iteration
+    run.checkpointer.save(step, state=run.state, buffer=run.buffer, progress=run.progress)
+
+
+def evaluate(run: Run, stage: str, iteration: int) -> dict[str, float]:
+    """Greedy rollouts on a fixed set of seeds (comparable across iterations)."""
+    c = run.config
+    returns, successes, lengths, dialogues = [], [], [], []
+    rng = jax.random.key(0)
+    for start in range(0, c.archer.eval_size, c.archer.rollout_batch):
+        seeds = [EVAL_SEED_BASE + start + i for i in range(c.archer.rollout_batch)]
+        result = run.runner.run(run.state.actor_params, seeds, rng, 0.0)
+        returns.append(result.returns)
+        successes.append(result.successes)
+        lengths.append(result.lengths)
+        dialogues.extend(f"[{h}]\n{d}" for h, d in zip(result.hidden, result.dialogues))
+    if c.transcripts:
+        run.logger.write_transcripts(stage, iteration, dialogues[: c.transcripts])
+    returns, successes = np.concatenate(returns), np.concatenate(successes)
+    return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
+            "eval/success_rate": float(successes.mean()), "eval/turns_mean": float(np.concatenate(lengths).mean())}
+
+
+def _check_finite(row: dict[str, Any], stage: str, iteration: int, run: Run) -> None:
+    bad = [k for k, v in row.items() if isinstance(v, float) and not np.isfinite(v)]
+    if bad:
+        raise FloatingPointError(
+            f"non-finite {bad} at {stage} iteration {iteration} (update step {int(run.state.step)}); "
+            f"the last good checkpoint in {run.checkpointer.directory} is kept. Lower the learning rate "
+            "(config.actor.lr / config.critic.lr) and rerun the same command to resume from it.")
+
+
+def _timing(t0: float, compiles: int, run: Run) -> dict[str, float]:
+    return {"env_steps": run.progress["env_steps"], "time/iteration_s": time.perf_counter() - t0,
+            "time/compiles": CompileCounter.count - compiles}
+
+
+def _stop_requested(run: Run, stage: str, iteration: int) -> bool:
+    if not checkpointing.preemption_requested():
+        return False
+    run.logger.info(f"SIGTERM: writing a final checkpoint at {stage} iteration {iteration}")
+    _save(run, stage, iteration)
+    run.checkpointer.wait()
+    return True
+
+
+# ----------------------------------------------------------------------------- stages
+
+
+def run_bc(run: Run) -> bool:
+    """BC warm start on the simulated episodes. Returns False if preempted."""
+    c = run.config
+    if c.bc.iterations == 0:
+        return True
+    transitions = simulated_episodes.load_transitions(
+        c.task, data_dir=c.data.dir or str(run.workdir / "data"), num_episodes=c.data.num_episodes,
+        seed=c.data.seed, gamma=c.archer.gamma, max_turns=c.env.max_turns, num_items=c.env.num_items)
+    dataset = _dataset_buffer(run, transitions)
+    hp = dataclasses.replace(run.hp, actor_batch_size=c.bc.batch_size)
+    tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
+    phase = bc.make_bc_phase(actor=run.actor, hp=hp, tx=tx, steps=c.bc.steps, state_shardings=run.state_shardings,
+                             buffer_shardings=replay.buffer_shardings(dataset, run.mesh, c.mesh.rules), mesh=run.mesh,
+                             rules=c.mesh.rules).lower(run.state, dataset).compile()
+    start = run.progress["iteration"] if run.progress["stage"] == "bc" else 0
+    run.logger.start_stage("bc", start_iteration=start, total_iterations=c.bc.iterations)
+    for it in range(start, c.bc.iterations):
+        t0, compiles = time.perf_counter(), CompileCounter.count
+        run.state, m = phase(run.state, dataset)
+        row = jax.device_get(m)
+        last = it == c.bc.iterations - 1
+        if last or (it + 1) % c.archer.eval_every == 0:
+            row.update(evaluate(run, "bc", it + 1))
+        row = {k: float(v) for k, v in row.items()}
+        row.update(_timing(t0, compiles, run))
+        _check_finite(row, "bc", it, run)
+        run.logger.log("bc", it + 1, row)
+        if last:
+            _save(run, "bc", it + 1, finished=True)
+        elif (it + 1) % c.checkpoint_every == 0:
+            _save(run, "bc", it + 1)
+        if _stop_requested(run, "bc", it + 1):
+            return False
+    return True
+
+
+def _dataset_buffer(run: Run, transitions: dict[str, list[Any]]) -> replay.ReplayBuffer:
+    """Tokenizes the dataset's turns once into a device buffer BC samples from."""
+    c, tok = run.config, run.tokenizer
+    pad = run.hp.pad_id
+    obs, obs_mask = tokenization.encode_left(tok, transitions["observation"], c.tokens.obs_len, pad_id=pad)
+    nxt, nxt_mask = tokenization.encode_left(tok, transitions["next_observation"], c.tokens.obs_len, pad_id=pad)
+    act, act_mask = tokenization.encode_right(tok, transitions["action"], c.tokens.action_len, pad_id=pad,
+                                              append_ids=run.hp.stop_ids[:1])
+    n = len(obs)
+    rows = replay.Transitions(obs=obs, obs_mask=obs_mask, action=act, action_mask=act_mask, next_obs=nxt,
+                              next_obs_mask=nxt_mask, reward=np.asarray(transitions["reward"], np.float32),
+                              done=np.asarray(transitions["done"], bool),
+                              mc_return=np.asarray(transitions["mc_return"], np.float32))
+    capacity = _round_up(n, run.mesh.shape["data"] * run.mesh.shape["fsdp"])
+    buffer, shardings = replay.create_sharded(capacity, c.tokens.obs_len, c.tokens.action_len, run.mesh,
+                                              c.mesh.rules)
+    return replay.make_insert(shardings, run.mesh, c.mesh.rules)(buffer, rows, n)
+
+
+def _collect(run: Run, iteration: int, insert: Any) -> dict[str, float]:
+    """``rollout_size`` sampled trajectories into the replay buffer."""
+    c = run.config
+    returns, successes, turns = [], [], 0
+    rng = jax.random.fold_in(jax.random.key(c.seed + 1), iteration)
+    for start in range(0, c.archer.rollout_size, c.archer.rollout_batch):
+        seeds = [c.seed * STAGE_STRIDE + iteration * c.archer.rollout_size + start + i
+                 for i in range(c.archer.rollout_batch)]
+        rng, key = jax.random.split(rng)
+        result = run.runner.run(run.state.actor_params, seeds, key, c.archer.temperature)
+        rows = {k: v[result.valid] for k, v in result.transitions.items()}
+        n = len(rows["reward"])
+        padded = {k: np.concatenate([v, np.zeros((len(result.valid) - n, *v.shape[1:]), v.dtype)])
+                  for k, v in rows.items()}
+        run.buffer = insert(run.buffer, replay.Transitions(**padded), n)
+        returns.append(result.returns)
+        successes.append(result.successes)
+        turns += n
+    run.progress["env_steps"] += turns
+    returns = np.concatenate(returns)
+    return {"rollout/return_mean": float(returns.mean()), "rollout/success_rate": float(np.mean(successes)),
+            "rollout/turns": float(turns)}
+
+
+def run_archer(run: Run) -> bool:
+    """Online ArCHer. Row ``iterations`` is a final greedy evaluation. Returns False if
+    preempted."""
+    c = run.config
+    actor_tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
+    start = run.progress["iteration"] if run.progress["stage"] == "archer" else 0
+    if start == 0:
+        # BC's Adam moments (another loss, another learning rate) do not carry over.
+        reset = jax.jit(lambda s: s.replace(actor_opt_state=actor_tx.init(s.actor_params)),
+                        in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
+        run.state = reset(run.state)
+    phases = archer.make_phases(actor=run.actor, critic=run.critic, hp=run.hp, bridge=run.bridge,
+                                actor_tx=actor_tx,
+                                critic_tx=train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm),
+                                state_shardings=run.state_shardings, buffer_shardings=run.buffer_shardings,
+                                mesh=run.mesh, rules=c.mesh.rules)
+    # Compiled ahead of time: no iteration (not even the first actor one) compiles.
+    critic_phase = phases.critic.lower(run.state, run.buffer).compile()
+    actor_phase = phases.actor.lower(run.state, run.buffer).compile()
+    insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
+    run.logger.start_stage("archer", start_iteration=start, total_iterations=c.archer.iterations + 1)
+    for it in range(start, c.archer.iterations + 1):
+        t0, compiles = time.perf_counter(), CompileCounter.count
+        row: dict[str, Any] = {}
+        if it % c.archer.eval_every == 0 or it == c.archer.iterations:
+            row.update(evaluate(run, "archer", it))
+        if it < c.archer.iterations:
+            row.update(_collect(run, it, insert))
+            run.state, critic_m = critic_phase(run.state, run.buffer)
+            actor_m = {}
+            if it >= c.archer.warmup_iter and c.archer.actor_epochs > 0:
+                run.state, actor_m = actor_phase(run.state, run.buffer)
+            row.update({k: float(v) for k, v in jax.device_get({**critic_m, **actor_m}).items()})
+        row.update(_timing(t0, compiles, run))
+        _check_finite(row, "archer", it, run)
+        run.logger.log("archer", it, row)
+        done = it == c.archer.iterations
+        if done:
+            _save(run, "archer", it + 1, finished=True)
+        elif (it + 1) % c.checkpoint_every == 0:
+            _save(run, "archer", it + 1)
+        if not done and _stop_requested(run, "archer", it + 1):
+            return False
+    return True
+
+
+def train(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
+    """Runs the unfinished stages; returns the run (its state, buffer, progress)."""
+    run = setup(config, workdir)
+    uninstall = checkpointing.install_sigterm_handler()
+    try:
+        with run.logger:
+            if "bc" not in run.progress["finished"] and not run_bc(run):
+                return run
+            if "archer" not in run.progress["finished"]:
+                run_archer(run)
+    finally:
+        uninstall()
+        run.checkpointer.close()
+    return run

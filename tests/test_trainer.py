@@ -1,0 +1,182 @@
+"""The whole trainer, as a user runs it: the command, its outputs, resuming, errors."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from archer_jax import checkpointing, config_checks, trainer
+from archer_jax.data import simulated_episodes
+from experiments.configs import guess_city
+
+ROOT = Path(__file__).parent.parent
+SMOKE = ["--config=guess_city.py:smoke"]
+
+
+def _command(workdir: Path, *overrides: str) -> list[str]:
+    return [sys.executable, "-m", "experiments.run", *SMOKE, f"--workdir={workdir}", *overrides]
+
+
+def _run(workdir: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(_command(workdir, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def _rows(workdir: Path) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
+def _checkpoint_steps(workdir: Path) -> list[int]:
+    folder = workdir / "checkpoints"
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
+
+
+def _archer_rows(workdir: Path) -> dict[int, dict]:
+    rows = [r for r in _rows(workdir) if r["stage"] == "archer"]
+    iterations = [r["iteration"] for r in rows]
+    assert len(iterations) == len(set(iterations)), f"duplicated rows: {iterations}"
+    return {r["iteration"]: r for r in rows}
+
+
+def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path):
+    out = _run(tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = _rows(tmp_path)
+    assert [r["stage"] for r in rows] == ["bc", "archer", "archer", "archer"]
+    first = rows[1]
+    assert first["iteration"] == 0
+    for key in ("env_steps", "rollout/return_mean", "eval/return_mean", "eval/success_rate", "critic/q1_loss",
+                "critic/v1_loss", "time/compiles"):
+        assert key in first, key
+    assert "actor/pg_loss" in rows[2]  # after warm-up (1 iteration)
+    assert -4.0 <= first["eval/return_mean"] <= 0.0  # smoke: 4-turn cap
+    assert all(r["time/compiles"] == 0 for r in rows[2:]), [r["time/compiles"] for r in rows]
+    assert sorted(p.name for p in (tmp_path / "transcripts").iterdir())[:1] == ["archer_000000.txt"]
+    assert "Questions:" in (tmp_path / "transcripts" / "archer_000000.txt").read_text()
+    assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+    assert _checkpoint_steps(tmp_path)[-1] == trainer.STAGE_STRIDE + 3
+
+    again = _run(tmp_path)  # every stage finished: nothing to do, nothing duplicated
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert _rows(tmp_path) == rows
+
+
+def test_kill_and_resume_keeps_every_transition(tmp_path):
+    overrides = ("--config.archer.iterations=12", "--config.bc.iterations=0")
+    proc = subprocess.Popen(_command(tmp_path, *overrides), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while time.time() < deadline and not any(s >= trainer.STAGE_STRIDE + 3 for s in _checkpoint_steps(tmp_path)):
+        time.sleep(0.2)
+    proc.kill()  # kill -9, possibly in the middle of a save
+    proc.wait()
+    killed_at = [s for s in _checkpoint_steps(tmp_path) if s >= trainer.STAGE_STRIDE]
+    assert killed_at, "no checkpoint was written before the kill"
+    assert max(killed_at) < trainer.STAGE_STRIDE + 12, "the run finished before it could be killed"
+
+    out = _run(tmp_path, *overrides)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = _archer_rows(tmp_path)
+    assert sorted(rows) == list(range(13))
+    # env_steps counts every turn collected; it continues from the checkpoint, so it
+    # equals the sum of the per-iteration turns only if nothing was lost or repeated.
+    assert rows[12]["env_steps"] == sum(rows[i]["rollout/turns"] for i in range(12))
+    config = guess_city.get_config("smoke")
+    assert rows[12]["env_steps"] > config.archer.capacity  # the ring wrapped, too
+
+
+def test_sigterm_writes_a_final_checkpoint(tmp_path):
+    overrides = ("--config.archer.iterations=200", "--config.bc.iterations=0", "--config.checkpoint_every=1000")
+    proc = subprocess.Popen(_command(tmp_path, *overrides), cwd=ROOT, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err[-3000:]
+    steps = _checkpoint_steps(tmp_path)
+    assert steps and trainer.STAGE_STRIDE < steps[-1] < trainer.STAGE_STRIDE + 200
+    last = max(_archer_rows(tmp_path))
+    assert steps[-1] == trainer.STAGE_STRIDE + last + 1
+
+
+def test_pretrained_actor_and_critic_from_hf_folders(tmp_path, hf_fixtures):
+    config = guess_city.get_config("smoke")
+    config.actor.checkpoint = str(hf_fixtures / "gpt2")
+    config.critic.checkpoint = str(hf_fixtures / "roberta")
+    config.tokens.obs_len, config.tokens.action_len = 22, 8  # the fixture GPT-2 has 32 positions
+    config.bc.iterations = 0
+    run = trainer.train(config, tmp_path)
+    assert run.bridge.kind == "identity"  # both fixtures carry the same byte-level BPE
+    assert run.progress["finished"] == ["archer"]
+    rows = _archer_rows(tmp_path)
+    assert sorted(rows) == [0, 1, 2]
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("actor.checkpoint", "/no/such/folder", "config.actor.checkpoint = '/no/such/folder' cannot be loaded"),
+    ("archer.gamma", 1.5, "config.archer.gamma = 1.5: must lie in [0, 1]"),
+    ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),
+    ("actor.kind", "bert", "config.actor.kind = 'bert'"),
+])
+def test_bad_config_fields_are_named(tmp_path, field, value, message):
+    config = guess_city.get_config("smoke")
+    section, name = field.split(".")
+    config[section][name] = value
+    with pytest.raises(config_checks.ConfigError) as err:
+        trainer.setup(config, tmp_path)
+    assert message in str(err.value)
+
+
+def test_prompt_longer_than_the_actor_context_is_refused(tmp_path, hf_fixtures):
+    config = guess_city.get_config("smoke")
+    config.actor.checkpoint = str(hf_fixtures / "gpt2")
+    config.critic.checkpoint = str(hf_fixtures / "roberta")
+    with pytest.raises(config_checks.ConfigError, match="exceeds the actor's context of 32 positions"):
+        trainer.setup(config, tmp_path)
+
+
+def test_paper_variant_without_weights_names_the_field_and_the_demo(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(config_checks.ConfigError) as err:
+        trainer.setup(guess_city.get_config("paper"), tmp_path)
+    assert "config.actor.checkpoint = 'gpt2'" in str(err.value) and ":demo" in str(err.value)
+
+
+def test_command_line_errors_are_one_message(tmp_path):
+    out = _run(tmp_path, "--config.archer.nope=1", timeout=120)
+    assert out.returncode == 2
+    assert "unknown config field 'config.archer.nope'" in out.stderr and "Traceback" not in out.stderr
+    out = _run(tmp_path, "--config.actor.checkpoint=/no/such/folder", timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("error: config.actor.checkpoint") and "Traceback" not in out.stderr
+
+
+def test_corrupt_dataset_names_the_file(tmp_path):
+    config = guess_city.get_config("smoke")
+    data_dir = tmp_path / "data"
+    episodes = simulated_episodes.episodes_config(config.task, config.data.num_episodes, config.data.seed,
+                                                  max_turns=config.env.max_turns)
+    simulated_episodes.load_episodes(data_dir, episodes)
+    (path,) = data_dir.rglob("*.array_record-*")
+    path.write_bytes(b"\x00" * 64)
+    config.data.dir = str(data_dir)
+    with pytest.raises(simulated_episodes.EpisodeDataError) as err:
+        trainer.train(config, tmp_path / "run")
+    assert str(path) in str(err.value)
+
+
+def test_changed_shapes_refuse_the_old_checkpoint(tmp_path):
+    config = guess_city.get_config("smoke")
+    config.bc.iterations, config.archer.iterations = 0, 1
+    trainer.train(config, tmp_path)
+    config.archer.capacity = 512
+    with pytest.raises(checkpointing.CheckpointMismatchError, match="config.archer.capacity"):
+        trainer.setup(config, tmp_path)
+    assert os.path.isdir(tmp_path / "checkpoints")  # nothing was deleted
