@@ -50,7 +50,7 @@ def generate(
     """
     batch, prompt_len = prompt_ids.shape
     cache = module.config.init_cache(batch, prompt_len + max_new_tokens)
-    out = module.apply({"params": params}, prompt_ids, prompt_mask, cache=cache)
+    out = module.apply({"params": params}, prompt_ids, prompt_mask, cache=cache, logits_start=prompt_len - 1)
     temperature = jnp.asarray(temperature, jnp.float32)
     stops = jnp.asarray(stop_ids, jnp.int32)
 

@@ -76,8 +76,8 @@ def action_logits(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.A
     prompt_len, action_len = obs.shape[1], action.shape[1]
     ids = jnp.concatenate([obs, action], axis=1)
     mask = jnp.concatenate([obs_mask, action_mask], axis=1)
-    logits = actor.apply({"params": params}, ids, mask).logits
-    return logits[:, prompt_len - 1:prompt_len - 1 + action_len]
+    logits = actor.apply({"params": params}, ids, mask, logits_start=prompt_len - 1).logits
+    return logits[:, :action_len]
 
 
 def action_logprobs(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array,

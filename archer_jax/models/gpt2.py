@@ -206,7 +206,7 @@ class GPT2LMHeadModel(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, positions: jax.Array | None = None,
-                 cache: KVCache | None = None) -> CausalLMOutput:
+                 cache: KVCache | None = None, logits_start: int = 0) -> CausalLMOutput:
         cfg = self.config
         length = input_ids.shape[1]
         if positions is None:
@@ -231,7 +231,10 @@ class GPT2LMHeadModel(nn.Module):
                 new_k.append(kv[0])
                 new_v.append(kv[1])
         hidden = _layer_norm(cfg, "ln_f")(x.astype(jnp.float32)).astype(cfg.dtype)
-        logits = wte.attend(hidden).astype(jnp.float32)
+        # Only positions >= logits_start get logits (static): generation needs the
+        # last one, the policy gradient the action's; the vocab projection dominates
+        # the cost of every other position.
+        logits = wte.attend(hidden[:, logits_start:]).astype(jnp.float32)
         new_cache = None
         if cache is not None:
             new_cache = KVCache(k=tuple(new_k), v=tuple(new_v), mask=key_mask, index=cache.index + length)

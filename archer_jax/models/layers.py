@@ -152,7 +152,7 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Ar
 
 @flax.struct.dataclass
 class CausalLMOutput:
-    logits: jax.Array  # [B, L, vocab], float32
+    logits: jax.Array  # [B, L - logits_start, vocab], float32
     hidden: jax.Array  # [B, L, embed], final (normed) hidden states
     cache: KVCache | None = None
 

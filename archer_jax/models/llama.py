@@ -307,7 +307,7 @@ class LlamaForCausalLM(nn.Module):
 
     @nn.compact
     def __call__(self, input_ids: jax.Array, attention_mask: jax.Array, positions: jax.Array | None = None,
-                 cache: KVCache | None = None) -> CausalLMOutput:
+                 cache: KVCache | None = None, logits_start: int = 0) -> CausalLMOutput:
         cfg = self.config
         length = input_ids.shape[1]
         if positions is None:
@@ -334,11 +334,13 @@ class LlamaForCausalLM(nn.Module):
                 new_k.append(kv[0])
                 new_v.append(kv[1])
         hidden = _rms_norm(cfg, "norm")(x)
+        # Only positions >= logits_start (static) get logits: see GPT2LMHeadModel.
+        head_in = hidden[:, logits_start:]
         if cfg.tie_word_embeddings:
-            logits = embed_tokens.attend(hidden)
+            logits = embed_tokens.attend(head_in)
         else:
             logits = layers.dense(cfg.vocab_size, ("embed", "vocab"), use_bias=False, dtype=cfg.dtype,
-                                  param_dtype=cfg.param_dtype, name="lm_head")(hidden)
+                                  param_dtype=cfg.param_dtype, name="lm_head")(head_in)
         new_cache = None
         if cache is not None:
             new_cache = KVCache(k=tuple(new_k), v=tuple(new_v), mask=key_mask, index=cache.index + length)
