@@ -32,7 +32,7 @@ setup(
         "tensorboardX>=2.6",
     ],
     extras_require={
-        "test": ["pytest>=8", "pytest-xdist>=3.5"],
+        "test": ["pytest>=8"],
         "tpu": ["jax[tpu]>=0.6"],
         # Parity checks against the Hugging Face PyTorch models (check --reference) and
         # the oracle-checkpoint converter; never needed to train.

@@ -164,7 +164,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
         gamma=config.archer.gamma, tau=config.archer.tau, critic_batch_size=config.archer.batch_size,
         actor_batch_size=config.archer.batch_size, critic_epochs=config.archer.critic_epochs,
         actor_epochs=max(config.archer.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
-        temperature=config.archer.temperature,
+        temperature=config.archer.temperature, center_advantages=config.archer.center_advantages,
         stop_ids=tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id=pad_id)
 
     actor_tx = train_state.make_optimizer(config.actor.lr, config.actor.max_grad_norm)

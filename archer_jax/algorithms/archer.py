@@ -47,6 +47,10 @@ class ArcherHParams:
     temperature: float = 1.0  # sampling temperature of a ~ pi(.|s) in both phases
     stop_ids: tuple[int, ...] = ()  # utterance terminator ids (e.g. the id of "\n")
     pad_id: int = 0  # actor pad id written after a sampled utterance's terminator
+    # Subtract the batch mean from the advantages (not in the paper, off by default).
+    # min(Q1, Q2) - min(V1, V2) is biased low by the spread of the heads; uncentred, a
+    # small actor trained from scratch pushes down nearly every sampled utterance.
+    center_advantages: bool = False
 
     def __post_init__(self) -> None:
         for name in ("critic_batch_size", "actor_batch_size", "critic_epochs", "actor_epochs", "max_new_tokens"):
@@ -140,10 +144,11 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
     # The ONLINE critic scores the fresh utterance; no normalisation (as in ArCHer).
     values = critic.apply({"params": state.critic_params}, obs, obs_mask, pi_act, pi_mask)
     advantage = losses.advantages(values.q1, values.q2, values.v1, values.v2)
+    weight = advantage - jnp.mean(advantage) if hp.center_advantages else advantage
 
     def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
         logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, pi.tokens, pi.mask)
-        return losses.policy_gradient_loss(logp, pi.mask, advantage), logp
+        return losses.policy_gradient_loss(logp, pi.mask, weight), logp
 
     (loss, logp), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
     updates, opt_state = tx.update(grads, state.actor_opt_state, state.actor_params)

@@ -86,6 +86,7 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.archer.tau = 0.1  # Polyak rate of the target critic, after every critic step
     c.archer.warmup_iter = hp["warmup_iter"]  # iterations that train only the critic
     c.archer.temperature = 1.0  # rollout and update sampling temperature
+    c.archer.center_advantages = False  # subtract the batch mean from A (not in the paper)
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
 
