@@ -50,6 +50,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if config.archer.eval_size % config.archer.rollout_batch:
         raise ConfigError(f"config.archer.eval_size = {config.archer.eval_size} must be a multiple of "
                           f"config.archer.rollout_batch = {config.archer.rollout_batch}")
+    if config.critic.pooling not in ("pooled", "mean"):
+        raise ConfigError(f"config.critic.pooling = {config.critic.pooling!r}: choose 'pooled' or 'mean'")
     if config.env.oracle != "kb":
         raise ConfigError(f"config.env.oracle = {config.env.oracle!r}: only 'kb' (knowledge-base oracle) "
                           "is available for this task")
@@ -82,8 +84,17 @@ def check_context_lengths(config: ml_collections.ConfigDict, actor_max_positions
         raise ConfigError(
             f"config.tokens.obs_len + config.tokens.action_len = {need} exceeds the actor's context of "
             f"{actor_max_positions} positions; lower config.tokens.obs_len")
-    critic_need = max(config.tokens.obs_len, config.tokens.action_len) + bridge_extra
+    critic_need = critic_length(config) + bridge_extra
     if critic_max_positions is not None and critic_need > critic_max_positions:
         raise ConfigError(
-            f"config.tokens.obs_len = {config.tokens.obs_len} (+{bridge_extra} for the critic's BOS) exceeds the "
-            f"critic's context of {critic_max_positions} positions; lower config.tokens.obs_len")
+            f"the critic reads {critic_need} tokens (config.tokens.obs_len"
+            f"{' + config.tokens.action_len with config.critic.joint' if config.critic.joint else ''}"
+            f"{' + 1 BOS' if bridge_extra else ''}), more than its context of {critic_max_positions} positions; "
+            "lower config.tokens.obs_len")
+
+
+def critic_length(config: ml_collections.ConfigDict) -> int:
+    """The longest token sequence the critic's encoder reads."""
+    if config.critic.joint:
+        return config.tokens.obs_len + config.tokens.action_len
+    return max(config.tokens.obs_len, config.tokens.action_len)

@@ -124,16 +124,18 @@ def _build_critic(config: ml_collections.ConfigDict, actor_tokenizer: Any,
     dtype = jnp.dtype(c.dtype)
     if c.checkpoint:
         loaded = registry.load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
-        critic = value_heads.DoubleCritic(encoder=loaded.module, hidden_size=loaded.config.hidden_size)
+        critic = value_heads.DoubleCritic(encoder=loaded.module, hidden_size=loaded.config.hidden_size,
+                                          pooling=c.pooling, joint=c.joint)
         return critic, loaded.params, registry.load_tokenizer(c.checkpoint)
     # From scratch the critic shares the actor's tokenizer (identity bridge).
     pad_id = actor_tokenizer.pad_token_id
     cfg = roberta.RobertaConfig(
         vocab_size=len(actor_tokenizer), hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
         num_attention_heads=c.num_heads, intermediate_size=c.mlp_dim, pad_token_id=pad_id,
-        max_position_embeddings=max(config.tokens.obs_len, config.tokens.action_len) + pad_id + 2, dtype=dtype)
-    return value_heads.DoubleCritic(encoder=roberta.RobertaModel(cfg), hidden_size=c.hidden_size), None, \
-        actor_tokenizer
+        max_position_embeddings=config_checks.critic_length(config) + pad_id + 2, dtype=dtype)
+    critic = value_heads.DoubleCritic(encoder=roberta.RobertaModel(cfg), hidden_size=c.hidden_size, pooling=c.pooling,
+                                      joint=c.joint)
+    return critic, None, actor_tokenizer
 
 
 def _pad_id(tokenizer: Any) -> int:

@@ -55,6 +55,16 @@ class DoubleCritic(nn.Module):
 
     encoder: nn.Module
     hidden_size: int
+    # 'pooled': the encoder's pooled output (RoBERTa's pooler, as the reference reads);
+    # 'mean': the mean of the real tokens' hidden states, an easier target for an
+    # encoder trained from scratch, which must otherwise learn to gather the whole
+    # conversation into its first token.
+    pooling: str = "pooled"
+    # False: Q reads [enc(obs); enc(act)], two separate encodings (the reference).
+    # True: Q reads enc(obs ++ act), one encoding of the concatenation, so attention can
+    # relate the utterance to the conversation (e.g. a guessed city to the facts heard);
+    # far easier for a critic trained from scratch.
+    joint: bool = False
 
     def setup(self) -> None:
         self.q1 = ValueMLP(self.hidden_size)
@@ -63,7 +73,11 @@ class DoubleCritic(nn.Module):
         self.v2 = ValueMLP(self.hidden_size)
 
     def _embed(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
-        return self.encoder(ids, mask).pooled.astype(jnp.float32)
+        out = self.encoder(ids, mask)
+        if self.pooling == "pooled":
+            return out.pooled.astype(jnp.float32)
+        weights = mask.astype(jnp.float32)[..., None]
+        return jnp.sum(out.hidden.astype(jnp.float32) * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
 
     def values(self, obs_ids: jax.Array, obs_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         obs = self._embed(obs_ids, obs_mask)
@@ -72,5 +86,9 @@ class DoubleCritic(nn.Module):
     def __call__(self, obs_ids: jax.Array, obs_mask: jax.Array, act_ids: jax.Array,
                  act_mask: jax.Array) -> CriticOutput:
         obs = self._embed(obs_ids, obs_mask)
-        obs_act = jnp.concatenate([obs, self._embed(act_ids, act_mask)], axis=-1)
+        if self.joint:
+            obs_act = self._embed(jnp.concatenate([obs_ids, act_ids], axis=1),
+                                  jnp.concatenate([obs_mask, act_mask], axis=1))
+        else:
+            obs_act = jnp.concatenate([obs, self._embed(act_ids, act_mask)], axis=-1)
         return CriticOutput(q1=self.q1(obs_act), q2=self.q2(obs_act), v1=self.v1(obs), v2=self.v2(obs))

@@ -60,6 +60,8 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.actor.lr = hp["actor_lr"]  # Adam learning rate of the policy
     c.actor.max_grad_norm = 1.0  # global-norm gradient clipping
     c.critic = _model("roberta", "roberta-base", num_layers=2, hidden_size=128, num_heads=4, mlp_dim=512)
+    c.critic.pooling = "pooled"  # 'pooled' (RoBERTa's pooler, as the paper) | 'mean' (of real tokens)
+    c.critic.joint = False  # Q encodes obs ++ action together (True) or apart (False, as the paper)
     c.critic.lr = hp["critic_lr"]  # Adam learning rate of the critic (encoder and heads)
     c.critic.max_grad_norm = 1.0  # global-norm gradient clipping
 
@@ -112,6 +114,8 @@ def _demo(c: ml_collections.ConfigDict) -> None:
     c.actor.lr = 3e-4
     c.actor.max_grad_norm = 1.0
     c.critic = _model("roberta", "", num_layers=2, hidden_size=128, num_heads=4, mlp_dim=256)
+    c.critic.pooling = "mean"
+    c.critic.joint = True
     c.critic.lr = 3e-4
     c.critic.max_grad_norm = 1.0
     c.data.num_episodes = 2000
