@@ -20,6 +20,7 @@ import optax
 from jax.sharding import Mesh
 
 from archer_jax import sharding as sharding_lib
+from archer_jax.models import layers
 
 
 @flax.struct.dataclass
@@ -47,11 +48,6 @@ def step_key(state: ArcherState) -> jax.Array:
     return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
 
 
-def _dummy_inputs() -> tuple[jax.Array, jax.Array]:
-    ids = jnp.zeros((1, 1), jnp.int32)
-    return ids, jnp.ones_like(ids)
-
-
 def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *, actor: nn.Module,
                 critic: nn.Module, actor_tx: optax.GradientTransformation,
                 critic_tx: optax.GradientTransformation) -> ArcherState:
@@ -61,7 +57,7 @@ def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *
     same logical axes as the params they follow.
     """
     k_actor, k_critic, k_state = jax.random.split(rng, 3)
-    ids, mask = _dummy_inputs()
+    ids, mask = layers.token_init_inputs()
     if actor_params is None:
         actor_params = actor.init(k_actor, ids, mask)["params"]
     critic_params = critic.init(k_critic, ids, mask, ids, mask)["params"]

@@ -275,16 +275,11 @@ def weight_spec(config: GPT2Config) -> dict[str, hf_loading.Source]:
     return spec
 
 
-def _init_inputs(config: GPT2Config) -> tuple[jax.Array, jax.Array]:
-    ids = jnp.zeros((1, 1), jnp.int32)
-    return ids, jnp.ones_like(ids)
-
-
 FAMILY = Family(
     name="gpt2",
     config_from_hf=GPT2Config.from_hf,
     build=GPT2LMHeadModel,
-    init_inputs=_init_inputs,
+    init_inputs=layers.token_init_inputs,
     weight_spec=weight_spec,
     prefixes=("transformer.", ""),
     # Old checkpoints store the causal-mask buffers, and some an lm_head.weight copy of

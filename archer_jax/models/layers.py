@@ -65,6 +65,36 @@ def embed(num: int, features: int, axes: Sequence[str | None], *, param_dtype: D
     )
 
 
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (Llama, T5), statistics in float32.
+
+    ``scale_in_float32``: T5 multiplies by the scale before casting back; Llama casts
+    the normalised input to the compute dtype first (each as its reference does).
+    """
+
+    eps: float
+    dtype: Dtype
+    param_dtype: Dtype
+    scale_in_float32: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        scale = self.param("scale", logical_init(nn.initializers.ones_init(), ("norm",)), (x.shape[-1],),
+                           self.param_dtype)
+        x32 = x.astype(jnp.float32)
+        normed = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
+        if self.scale_in_float32:
+            return (normed * scale.astype(jnp.float32)).astype(self.dtype)
+        return normed.astype(self.dtype) * scale.astype(self.dtype)
+
+
+def token_init_inputs(config: object = None) -> tuple[jax.Array, jax.Array]:
+    """Dummy (ids, mask) of one token: enough to initialise any ids -> outputs model."""
+    del config
+    ids = jnp.zeros((1, 1), jnp.int32)
+    return ids, jnp.ones_like(ids)
+
+
 def positions_from_mask(mask: jax.Array) -> jax.Array:
     """0-based position of each real token in a left- or right-padded row."""
     return jnp.maximum(jnp.cumsum(mask.astype(jnp.int32), axis=-1) - 1, 0)

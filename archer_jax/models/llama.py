@@ -219,24 +219,8 @@ def apply_rotary(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     return (x32 * cos + rotated * sin).astype(x.dtype)
 
 
-class RMSNorm(nn.Module):
-    """Root-mean-square norm; statistics in float32, scaled in the compute dtype."""
-
-    eps: float
-    dtype: Any
-    param_dtype: Any
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        scale = self.param("scale", layers.logical_init(nn.initializers.ones_init(), ("norm",)),
-                           (x.shape[-1],), self.param_dtype)
-        x32 = x.astype(jnp.float32)
-        normed = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.eps)
-        return normed.astype(self.dtype) * scale.astype(self.dtype)
-
-
-def _rms_norm(config: LlamaConfig, name: str) -> RMSNorm:
-    return RMSNorm(config.rms_norm_eps, config.dtype, config.param_dtype, name=name)
+def _rms_norm(config: LlamaConfig, name: str) -> layers.RMSNorm:
+    return layers.RMSNorm(config.rms_norm_eps, config.dtype, config.param_dtype, name=name)
 
 
 class LlamaAttention(nn.Module):
@@ -375,16 +359,11 @@ def weight_spec(config: LlamaConfig) -> dict[str, hf_loading.Source]:
     return spec
 
 
-def _init_inputs(config: LlamaConfig) -> tuple[jax.Array, jax.Array]:
-    ids = jnp.zeros((1, 1), jnp.int32)
-    return ids, jnp.ones_like(ids)
-
-
 FAMILY = Family(
     name="llama",
     config_from_hf=LlamaConfig.from_hf,
     build=LlamaForCausalLM,
-    init_inputs=_init_inputs,
+    init_inputs=layers.token_init_inputs,
     weight_spec=weight_spec,
     prefixes=("model.", ""),
     # Old checkpoints store the rotary inverse-frequency buffers; some tied ones also

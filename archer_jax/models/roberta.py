@@ -243,15 +243,11 @@ def weight_spec(config: RobertaConfig) -> dict[str, Source]:
     return spec
 
 
-def _init_inputs(config: RobertaConfig) -> tuple[jax.Array, jax.Array]:
-    return jnp.zeros((1, 1), jnp.int32), jnp.ones((1, 1), jnp.int32)
-
-
 FAMILY = Family(
     name="roberta",
     config_from_hf=RobertaConfig.from_hf,
     build=RobertaModel,
-    init_inputs=_init_inputs,
+    init_inputs=layers.token_init_inputs,
     weight_spec=weight_spec,
     prefixes=("", "roberta."),
     # RobertaForMaskedLM checkpoints (roberta-base) carry an MLM head the encoder does

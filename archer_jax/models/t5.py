@@ -195,22 +195,6 @@ class T5DecoderCache:
     cross_v: tuple[jax.Array, ...]
 
 
-class T5LayerNorm(nn.Module):
-    """Scale-only RMS norm: x / rms(x) * scale, statistics in fp32."""
-
-    epsilon: float
-    dtype: Any
-    param_dtype: Any
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        scale = self.param("scale", layers.logical_init(nn.initializers.ones_init(), ("norm",)),
-                           (x.shape[-1],), self.param_dtype)
-        x32 = x.astype(jnp.float32)
-        x32 = x32 * jax.lax.rsqrt(jnp.mean(jnp.square(x32), axis=-1, keepdims=True) + self.epsilon)
-        return (x32 * scale.astype(jnp.float32)).astype(self.dtype)
-
-
 class T5Attention(nn.Module):
     """Multi-head attention without scaling; keys/values projected separately so a
     caller can cache them (decoder self-attention, cross-attention)."""
@@ -275,8 +259,8 @@ class RelativePositionBias(nn.Module):
         return jnp.transpose(table(buckets), (2, 0, 1))[None]
 
 
-def _norm(c: T5Config, name: str | None = None) -> T5LayerNorm:
-    return T5LayerNorm(c.layer_norm_epsilon, c.dtype, c.param_dtype, name=name)
+def _norm(c: T5Config, name: str | None = None) -> layers.RMSNorm:
+    return layers.RMSNorm(c.layer_norm_epsilon, c.dtype, c.param_dtype, scale_in_float32=True, name=name)
 
 
 class T5EncoderBlock(nn.Module):

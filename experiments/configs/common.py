@@ -104,34 +104,37 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def _demo(c: ml_collections.ConfigDict) -> None:
-    # 20 hidden cities and a 10-turn cap keep a whole conversation inside 176 tokens,
+    # 20 hidden cities and a 10-turn cap keep a whole conversation inside 160 tokens,
     # so tiny models trained from scratch see everything they asked.
     c.env.num_items = 20
     c.env.max_turns = 10
-    c.tokens.obs_len = 176
-    c.tokens.action_len = 12
-    c.actor = _model("gpt2", "", n_layer=2, n_embd=128, n_head=4)
-    c.actor.lr = 3e-4
+    c.tokens.obs_len = 160
+    c.tokens.action_len = 10
+    c.actor = _model("gpt2", "", n_layer=2, n_embd=64, n_head=4)
+    c.actor.lr = 5e-5
     c.actor.max_grad_norm = 1.0
-    c.critic = _model("roberta", "", num_layers=2, hidden_size=128, num_heads=4, mlp_dim=256)
+    c.critic = _model("roberta", "", num_layers=2, hidden_size=64, num_heads=4, mlp_dim=128)
+    # A critic trained from scratch needs the utterance and the conversation in one
+    # encoding to relate them, and mean pooling (see DoubleCritic).
     c.critic.pooling = "mean"
     c.critic.joint = True
     c.critic.lr = 3e-4
     c.critic.max_grad_norm = 1.0
     c.data.num_episodes = 2000
-    c.bc.iterations = 6
-    c.bc.steps = 100
-    c.bc.batch_size = 64
+    c.bc.iterations = 8
+    c.bc.steps = 125
+    c.bc.batch_size = 32
     c.bc.lr = 1e-3
-    c.archer.iterations = 30
+    c.archer.iterations = 80
     c.archer.rollout_size = 32
     c.archer.rollout_batch = 32
     c.archer.capacity = 20_000
-    c.archer.critic_epochs = 20
+    c.archer.critic_epochs = 30
     c.archer.actor_epochs = 3
-    c.archer.batch_size = 64
-    c.archer.warmup_iter = 5
-    c.archer.eval_every = 5
+    c.archer.batch_size = 32
+    c.archer.warmup_iter = 15
+    c.archer.center_advantages = True
+    c.archer.eval_every = 10
     c.archer.eval_size = 64
     c.checkpoint_every = 5
 
