@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from archer_jax.data import tokenization
+from archer_jax.envs.question_game import BatchedQuestionGame
 from archer_jax.sampling import Generation
 
 # (params, prompt_ids, prompt_mask, rng, temperature) -> Generation, jitted by the caller.
@@ -54,7 +55,7 @@ def discounted_returns(rewards: np.ndarray, valid: np.ndarray, gamma: float) -> 
 class RolloutRunner:
     """Plays batches of conversations with the current policy."""
 
-    def __init__(self, env: Any, policy: PolicyFn, tokenizer: Any, *, obs_len: int, terminator: str,
+    def __init__(self, env: BatchedQuestionGame, policy: PolicyFn, tokenizer: Any, *, obs_len: int, terminator: str,
                  pad_id: int, gamma: float, max_turns: int):
         self.env = env
         self.policy = policy
@@ -77,7 +78,6 @@ class RolloutRunner:
                                                ("obs", "obs_mask", "action", "action_mask", "next_obs",
                                                 "next_obs_mask", "reward", "done")}
         valid, returns, lengths = [], np.zeros(b, np.float32), np.zeros(b, np.int32)
-        successes = np.zeros(b, bool)
         for turn in range(t_max):
             active = ~done
             if not active.any():
@@ -96,10 +96,9 @@ class RolloutRunner:
             valid.append(active)
             returns += rewards
             lengths += active
-            # A conversation that ends before the cap with reward 0 on its last turn was won.
-            successes |= active & dones & (rewards == 0) & (turn < t_max - 1 or rewards == 0)
             done |= dones
             obs_ids, obs_mask = next_ids, next_mask
+        successes = np.asarray(self.env.successes, bool).copy()
         return self._package(fields, np.asarray(valid), returns, successes, lengths, observations)
 
     def _package(self, fields: dict[str, list[np.ndarray]], valid: np.ndarray, returns: np.ndarray,
@@ -113,5 +112,4 @@ class RolloutRunner:
         for k, v in stacked.items():
             v = np.concatenate([v, np.zeros((pad_turns, *v.shape[1:]), v.dtype)])
             out[k] = v.reshape(self.max_turns * b, *v.shape[2:])
-        return Rollout(out, valid.reshape(-1), returns, successes, lengths, list(final_obs),
-                       list(getattr(self.env, "hidden", [""] * b)))
+        return Rollout(out, valid.reshape(-1), returns, successes, lengths, list(final_obs), list(self.env.hidden))
