@@ -193,7 +193,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
     policy = jax.jit(functools.partial(sampling.generate, actor, max_new_tokens=hp.max_new_tokens,
                                        stop_ids=hp.stop_ids, pad_id=pad_id))
     env = tasks.make_batched_env(task, config.archer.rollout_batch)
-    runner = rollout.RolloutRunner(env, lambda params, *a: policy(params, *a), tokenizer,
+    runner = rollout.RolloutRunner(env, policy, tokenizer,
                                    obs_len=config.tokens.obs_len, terminator=config.tokens.terminator,
                                    pad_id=pad_id, gamma=config.archer.gamma, max_turns=config.env.max_turns)
     logger = metrics.MetricsLogger(workdir, total_iterations=config.archer.iterations,
