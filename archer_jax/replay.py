@@ -16,7 +16,8 @@ import chex
 import flax
 import jax
 import jax.numpy as jnp
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
 
 from archer_jax import sharding as sharding_lib
 
@@ -111,12 +112,13 @@ def create_sharded(capacity: int, obs_len: int, action_len: int, mesh: Mesh,
     return jax.jit(make, out_shardings=shardings)(), shardings
 
 
-def insert(buffer: ReplayBuffer, batch: Transitions, n: jax.Array | int | None = None) -> ReplayBuffer:
-    """Writes the first ``n`` rows of ``batch`` (all N rows when None) at the ring
-    pointer, wrapping around.
+def insert(buffer: ReplayBuffer, batch: Transitions, valid: jax.Array | None = None) -> ReplayBuffer:
+    """Writes the rows of ``batch`` where ``valid`` [N] is True (all N rows when None),
+    in order, at the ring pointer, wrapping around.
 
-    ``n`` may be traced, so batches padded to one fixed N share one compiled program
-    however many rows are real. When more than C rows arrive only the newest C are
+    A mask (not a count) lets batches padded to one fixed N share one compiled program
+    however many rows are real, and lets every host of a pod contribute its own padded
+    rows to one global batch. When more than C rows are valid only the newest C are
     kept (where a row-by-row insertion would have left them); the rest are scattered
     out of bounds and dropped, so every kept index is unique.
     """
@@ -127,10 +129,11 @@ def insert(buffer: ReplayBuffer, batch: Transitions, n: jax.Array | int | None =
         if got.shape != (rows_in, *want.shape[1:]) or got.dtype != want.dtype:
             raise ValueError(f"insert: batch field '{name}' is {got.dtype}{list(got.shape)}, "
                              f"the buffer needs {want.dtype}{[rows_in, *want.shape[1:]]}")
-    n = jnp.asarray(rows_in if n is None else n, jnp.int32)
-    i = jnp.arange(rows_in, dtype=jnp.int32)
-    kept = (i < n) & (i >= n - capacity)
-    slots = jnp.where(kept, (buffer.ptr + i) % capacity, capacity + i)
+    valid = jnp.ones((rows_in,), jnp.bool_) if valid is None else jnp.asarray(valid, jnp.bool_)
+    order = jnp.cumsum(valid.astype(jnp.int32)) - 1  # rank of each valid row
+    n = jnp.sum(valid, dtype=jnp.int32)
+    kept = valid & (order >= n - capacity)
+    slots = jnp.where(kept, (buffer.ptr + order) % capacity, capacity + jnp.arange(rows_in, dtype=jnp.int32))
     data = jax.tree.map(lambda buf, new: buf.at[slots].set(new, mode="drop", unique_indices=True),
                         buffer.rows, batch)
     return ReplayBuffer(
@@ -140,22 +143,31 @@ def insert(buffer: ReplayBuffer, batch: Transitions, n: jax.Array | int | None =
     )
 
 
+def _global(x: Any, sharding: NamedSharding) -> jax.Array:
+    """A host array as one global array: this process's rows on its own devices."""
+    if jax.process_count() == 1:
+        return jax.device_put(x, sharding)
+    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
+
+
 def make_insert(shardings: ReplayBuffer, mesh: Mesh, rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
                 ) -> Callable[..., ReplayBuffer]:
-    """``insert_fn(buffer, batch, n=None) -> buffer``: ``insert`` jitted once per batch
-    shape, the buffer donated and kept in its sharding.
+    """``insert_fn(buffer, batch, valid=None) -> buffer``: ``insert`` jitted once per
+    batch shape, the buffer donated and kept in its sharding.
 
-    The batch (host numpy or device arrays) is first placed with its rows split over
-    the data axes ('batch' in ``rules``), so each device receives only rows of its
-    own, and ``n`` travels as a device scalar: a fixed padded N never recompiles.
-    Single-process placement; multi-host runs must build global arrays first.
+    The batch and its mask (host numpy or device arrays) are first placed with their
+    rows split over the data axes ('batch' in ``rules``), so each device receives only
+    rows of its own; on a pod each process passes its own rows and they form one
+    global batch (``jax.make_array_from_process_local_data``).
     """
-    jitted = jax.jit(insert, in_shardings=(shardings, None, NamedSharding(mesh, PartitionSpec())),
-                     out_shardings=shardings, donate_argnums=0)
+    jitted = jax.jit(insert, in_shardings=(shardings, None, None), out_shardings=shardings, donate_argnums=0)
 
-    def insert_fn(buffer: ReplayBuffer, batch: Transitions, n: int | None = None) -> ReplayBuffer:
-        batch = jax.device_put(batch, jax.tree.map(lambda x: _leading_axis_sharding(x, "batch", mesh, rules), batch))
-        return jitted(buffer, batch, batch.num_rows if n is None else n)
+    def place(x: Any) -> jax.Array:
+        return _global(x, _leading_axis_sharding(x, "batch", mesh, rules))
+
+    def insert_fn(buffer: ReplayBuffer, batch: Transitions, valid: Any = None) -> ReplayBuffer:
+        valid = np.ones((batch.num_rows,), bool) if valid is None else valid
+        return jitted(buffer, jax.tree.map(place, batch), place(valid))
 
     return insert_fn
 

@@ -314,7 +314,7 @@ def _dataset_buffer(run: Run, transitions: dict[str, list[Any]]) -> replay.Repla
     capacity = _round_up(n, run.mesh.shape["data"] * run.mesh.shape["fsdp"])
     buffer, shardings = replay.create_sharded(capacity, c.tokens.obs_len, c.tokens.action_len, run.mesh,
                                               c.mesh.rules)
-    return replay.make_insert(shardings, run.mesh, c.mesh.rules)(buffer, rows, n)
+    return replay.make_insert(shardings, run.mesh, c.mesh.rules)(buffer, rows)
 
 
 def _collect(run: Run, iteration: int, insert: Any) -> dict[str, float]:
@@ -327,14 +327,10 @@ def _collect(run: Run, iteration: int, insert: Any) -> dict[str, float]:
                  for i in range(c.archer.rollout_batch)]
         rng, key = jax.random.split(rng)
         result = run.runner.run(run.state.actor_params, seeds, key, c.archer.temperature)
-        rows = {k: v[result.valid] for k, v in result.transitions.items()}
-        n = len(rows["reward"])
-        padded = {k: np.concatenate([v, np.zeros((len(result.valid) - n, *v.shape[1:]), v.dtype)])
-                  for k, v in rows.items()}
-        run.buffer = insert(run.buffer, replay.Transitions(**padded), n)
+        run.buffer = insert(run.buffer, replay.Transitions(**result.transitions), result.valid)
         returns.append(result.returns)
         successes.append(result.successes)
-        turns += n
+        turns += result.num_turns
     run.progress["env_steps"] += turns
     returns = np.concatenate(returns)
     return {"rollout/return_mean": float(returns.mean()), "rollout/success_rate": float(np.mean(successes)),

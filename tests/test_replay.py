@@ -79,22 +79,23 @@ def test_sampling_draws_only_filled_rows_uniformly():
     np.testing.assert_array_equal(batch.reward, -(np.asarray(idx[0]) + 100))
 
 
-def test_insert_writes_only_the_first_n_rows_of_a_padded_batch():
+def test_insert_writes_only_the_valid_rows_of_a_padded_batch():
     buf = replay.ReplayBuffer.create(4, OBS_LEN, ACTION_LEN)
     traces = []
     insert = jax.jit(lambda *a: traces.append(1) or replay.insert(*a), donate_argnums=0)
-    buf = insert(buf, make_batch(1, 3), 2)  # rows 1, 2 real; row 3 is padding
-    assert stored_rows(buf) == [1, 2, 0, 0]
+    buf = insert(buf, make_batch(1, 3), np.array([True, False, True]))  # row 2 is padding
+    assert stored_rows(buf) == [1, 3, 0, 0]
     assert (int(buf.ptr), int(buf.size)) == (2, 2)
-    buf = insert(buf, make_batch(5, 3), 3)  # a traced n: the same compiled program
-    assert stored_rows(buf) == [7, 2, 5, 6]
+    buf = insert(buf, make_batch(5, 3), np.ones(3, bool))  # a traced mask: the same compiled program
+    assert stored_rows(buf) == [7, 3, 5, 6]
     assert (int(buf.ptr), int(buf.size)) == (1, 4)
-    buf = insert(buf, make_batch(10, 3), 0)
-    assert stored_rows(buf) == [7, 2, 5, 6]
+    buf = insert(buf, make_batch(10, 3), np.zeros(3, bool))
+    assert stored_rows(buf) == [7, 3, 5, 6]
     assert len(traces) == 1
-    # More real rows than capacity in a padded batch: the newest C real rows survive.
-    buf = replay.insert(replay.ReplayBuffer.create(2, OBS_LEN, ACTION_LEN), make_batch(20, 5), 3)
-    assert stored_rows(buf) == [22, 21]
+    # More valid rows than capacity in a padded batch: the newest C valid rows survive.
+    buf = replay.insert(replay.ReplayBuffer.create(2, OBS_LEN, ACTION_LEN), make_batch(20, 5),
+                        np.array([True, True, False, True, False]))
+    assert stored_rows(buf) == [23, 21]
     assert (int(buf.ptr), int(buf.size)) == (1, 2)
 
 
@@ -113,11 +114,11 @@ def test_sharded_along_capacity_on_8_devices(monkeypatch):
     insert = replay.make_insert(shardings, mesh)
     for first in (0, 4, 8):  # host numpy batches, as the rollout produces them
         buf = insert(buf, jax.tree.map(np.asarray, make_batch(first, 4)))
-    buf = insert(buf, jax.tree.map(np.asarray, make_batch(12, 4)), 1)
+    buf = insert(buf, jax.tree.map(np.asarray, make_batch(12, 4)), np.array([True, False, False, False]))
     assert buf.obs.sharding == shardings.obs
     assert stored_rows(buf) == [8, 9, 10, 11, 12, 5, 6, 7]
     assert (int(buf.ptr), int(buf.size)) == (5, 8)
-    assert len(traces) == 1  # one compile for every call, whatever n
+    assert len(traces) == 1  # one compile for every call, whatever the mask
 
     idx = jax.jit(replay.sample_indices, static_argnums=2)(jax.random.key(1), buf.size, 4)
     rows = jax.jit(replay.gather)(buf, idx)
