@@ -141,7 +141,8 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
 
     obs, obs_mask = bridge(batch.obs, batch.obs_mask)
     pi_act, pi_mask = bridge(pi.tokens, pi.mask)
-    # The ONLINE critic scores the fresh utterance; no normalisation (as in ArCHer).
+    # The ONLINE critic scores the fresh utterance; no normalisation unless
+    # hp.center_advantages asks for it (the paper uses none).
     values = critic.apply({"params": state.critic_params}, obs, obs_mask, pi_act, pi_mask)
     advantage = losses.advantages(values.q1, values.q2, values.v1, values.v2)
     weight = advantage - jnp.mean(advantage) if hp.center_advantages else advantage

@@ -145,10 +145,7 @@ class GPT2Attention(nn.Module):
         q = layers.dense(heads, ("embed", "heads", "head_dim"), name="query", **kw)(x)
         k = layers.dense(heads, ("embed", "kv_heads", "head_dim"), name="key", **kw)(x)
         v = layers.dense(heads, ("embed", "kv_heads", "head_dim"), name="value", **kw)(x)
-        if kv is not None:
-            k = layers.write_cache(kv[0], k, index)
-            v = layers.write_cache(kv[1], v, index)
-            kv = (k, v)
+        k, v, kv = layers.cached_kv(k, v, kv, index)
         scale = cfg.head_dim ** -0.5 if cfg.scale_attn_weights else 1.0
         if cfg.scale_attn_by_inverse_layer_idx:
             scale /= self.layer_idx + 1

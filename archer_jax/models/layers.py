@@ -140,6 +140,16 @@ def write_cache(buf: jax.Array, new: jax.Array, index: jax.Array) -> jax.Array:
     return jax.lax.dynamic_update_slice(buf, new.astype(buf.dtype), (0, index, 0, 0))
 
 
+def cached_kv(k: jax.Array, v: jax.Array, kv: tuple[jax.Array, jax.Array] | None, index: jax.Array | None
+              ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array] | None]:
+    """Without a cache, (k, v, None). With one, the new keys/values written at
+    ``index``; attention then reads the whole buffers, which are also returned."""
+    if kv is None:
+        return k, v, None
+    k, v = write_cache(kv[0], k, index), write_cache(kv[1], v, index)
+    return k, v, (k, v)
+
+
 def extend_mask(cache: KVCache, attention_mask: jax.Array) -> jax.Array:
     return jax.lax.dynamic_update_slice(cache.mask, attention_mask.astype(jnp.bool_), (0, cache.index))
 

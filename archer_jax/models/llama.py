@@ -240,10 +240,7 @@ class LlamaAttention(nn.Module):
         v = layers.dense((cfg.num_kv_heads, cfg.head_dim), ("embed", "kv_heads", "head_dim"), name="v_proj", **kw)(x)
         q = apply_rotary(q, cos, sin)
         k = apply_rotary(k, cos, sin)
-        if kv is not None:
-            k = layers.write_cache(kv[0], k, index)
-            v = layers.write_cache(kv[1], v, index)
-            kv = (k, v)
+        k, v, kv = layers.cached_kv(k, v, kv, index)
         out = layers.dot_product_attention(q, k.astype(q.dtype), v.astype(q.dtype), bias)
         out = layers.dense(cfg.hidden_size, ("heads", "head_dim", "embed"), axis=(-2, -1), name="o_proj", **kw)(out)
         return out, kv
