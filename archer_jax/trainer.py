@@ -26,7 +26,7 @@ import transformers
 from archer_jax import checkpointing, config_checks, metrics, replay, rollout, sampling, sharding, tasks
 from archer_jax import token_bridge, train_state
 from archer_jax.algorithms import archer, bc
-from archer_jax.data import simulated_episodes, tokenization
+from archer_jax.data import simulated_episodes, sources, tokenization
 from archer_jax.models import gpt2, hf_loading, llama, registry, roberta, value_heads
 
 STAGES = ("bc", "archer")
@@ -263,13 +263,14 @@ def _stop_requested(run: Run, stage: str, iteration: int) -> bool:
 
 
 def run_bc(run: Run) -> bool:
-    """BC warm start on the simulated episodes. Returns False if preempted."""
+    """BC warm start on the offline episodes of config.data.source. Returns False if preempted."""
     c = run.config
     if c.bc.iterations == 0:
         return True
-    transitions = simulated_episodes.load_transitions(
-        c.task, data_dir=c.data.dir or str(run.workdir / "data"), num_episodes=c.data.num_episodes,
-        seed=c.data.seed, gamma=c.archer.gamma, max_turns=c.env.max_turns, num_items=c.env.num_items)
+    transitions = sources.load_transitions_from(
+        c.data.source, task=c.task, data_dir=c.data.dir or str(run.workdir / "data"), manual_dir=c.data.manual_dir,
+        num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma, max_turns=c.env.max_turns,
+        num_items=c.env.num_items)
     dataset = _dataset_buffer(run, transitions)
     hp = dataclasses.replace(run.hp, actor_batch_size=c.bc.batch_size)
     tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)

@@ -2,6 +2,9 @@
 
 - simulated_episodes: TFDS builder (ArrayRecord) of scripted question-game episodes,
   `load_episodes`, `load_transitions`, `episode_transitions`, `task_corpus`.
+- lmrl_gym: TFDS builder importing LMRL-Gym's offline JSON episodes (manual download).
+- episode_records: the episode record both builders store, its reading and transitions.
+- sources: `load_transitions_from(config.data.source, ...)`, the BC data switch.
 - tokenization: text <-> fixed-shape id arrays.
 
 Submodules are imported explicitly (`from archer_jax.data import simulated_episodes`):

@@ -66,8 +66,10 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.critic.max_grad_norm = 1.0  # global-norm gradient clipping
 
     c.data = ml_collections.ConfigDict()
-    c.data.dir = ""  # where the simulated-episodes TFDS dataset lives; '' = <workdir>/data
-    c.data.num_episodes = 4000  # simulated episodes from the scripted questioners
+    c.data.source = "simulated"  # BC data: 'simulated' (scripted players) | 'lmrl_gym' (LMRL-Gym's JSON)
+    c.data.dir = ""  # where the episodes' TFDS datasets live; '' = <workdir>/data
+    c.data.manual_dir = ""  # 'lmrl_gym' only: folder holding <task>/train.json; '' = <data.dir>/downloads/manual
+    c.data.num_episodes = 4000  # simulated episodes from the scripted questioners ('simulated' only)
     c.data.seed = 0  # simulation seed (the dataset is rebuilt only if this changes)
 
     c.bc = ml_collections.ConfigDict()

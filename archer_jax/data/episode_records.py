@@ -1,0 +1,163 @@
+"""The episode record every episode dataset stores (simulated, LMRL-Gym import), and
+everything around it that the datasets share: the TFDS builder base that writes
+ArrayRecord without TensorFlow, the example encoding, reading back through data
+sources, and turning episodes into the transitions BC and the replay buffer consume.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable, Mapping
+from typing import NamedTuple
+
+import numpy as np
+import tensorflow_datasets as tfds
+from etils import epath
+
+from archer_jax.envs import scripted
+from archer_jax.envs.question_game import format_observation
+
+
+class EpisodeDataError(RuntimeError):
+    """A dataset file is missing, unreadable or malformed."""
+
+
+class EpisodeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """A TFDS builder of `scripted.Episode` records; subclasses yield `encode_episode` examples."""
+
+    def __init__(self, *, file_format: str | None = None, **kwargs):
+        # ArrayRecord by default: TFDS's default, TFRecord, needs TensorFlow to write, and
+        # `tfds.data_source(...)` should work without it.
+        super().__init__(file_format=file_format or "array_record", **kwargs)
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls) -> epath.Path:
+        # TFDS 4.9.10's default resolves package builders through the `importlib_resources`
+        # backport, which it only requires on Python < 3.9; this is its own fallback.
+        return epath.Path(inspect.getfile(cls))
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        # DatasetInfo directly: `dataset_info_from_configs` wants a dataset package folder.
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=self.builder_config.description,
+            features=tfds.features.FeaturesDict({
+                "episode_id": np.int64,
+                "task": tfds.features.Text(),
+                "hidden": tfds.features.Text(),
+                "questioner": tfds.features.Text(),
+                "questions": tfds.features.Sequence(tfds.features.Text()),
+                "answers": tfds.features.Sequence(tfds.features.Text()),
+                "rewards": tfds.features.Tensor(shape=(None,), dtype=np.float32),
+                "success": np.bool_,
+            }),
+            metadata=self._metadata(),
+        )
+
+    def _metadata(self) -> tfds.core.Metadata | None:
+        """What a dataset stores beside its episodes (saved with dataset_info.json)."""
+        return None
+
+
+def encode_episode(episode_id: int, episode: scripted.Episode) -> dict:
+    """The example `EpisodeBuilder` writes for `episode`."""
+    return {
+        "episode_id": episode_id,
+        "task": episode["task"],
+        "hidden": episode["hidden"],
+        "questioner": episode["questioner"],
+        "questions": [q for q, _ in episode["turns"]],
+        "answers": [a for _, a in episode["turns"]],
+        "rewards": np.asarray(episode["rewards"], dtype=np.float32),
+        "success": episode["success"],
+    }
+
+
+def _text(value) -> str:
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _episode(record: Mapping) -> scripted.Episode:
+    questions = [_text(q) for q in record["questions"]]
+    answers = [_text(a) for a in record["answers"]]
+    rewards = [float(r) for r in np.asarray(record["rewards"])]
+    if not (len(questions) == len(answers) == len(rewards)):
+        raise ValueError(f"{len(questions)} questions, {len(answers)} answers, {len(rewards)} rewards")
+    return scripted.Episode(task=_text(record["task"]), hidden=_text(record["hidden"]),
+                            turns=list(zip(questions, answers)), rewards=rewards,
+                            success=bool(record["success"]), questioner=_text(record["questioner"]))
+
+
+def rebuild_hint(folder: epath.Path) -> str:
+    return f"The data is corrupt or incomplete: delete the folder {folder} and run again to rebuild it."
+
+
+def open_builder(builder_cls: type[EpisodeBuilder], data_dir: epath.PathLike,
+                 config: tfds.core.BuilderConfig) -> EpisodeBuilder:
+    """`builder_cls` for `config` in `data_dir`; unreadable stored metadata is an EpisodeDataError."""
+    folder = epath.Path(data_dir) / builder_cls.name / config.name / str(config.version or builder_cls.VERSION)
+    try:
+        return builder_cls(config=config, data_dir=data_dir)
+    except Exception as error:
+        if not folder.exists():
+            raise
+        # An existing folder whose metadata TFDS cannot parse.
+        raise EpisodeDataError(f"cannot read {folder / 'dataset_info.json'} ({error!r}). "
+                               + rebuild_hint(folder)) from error
+
+
+def read_episodes(builder: EpisodeBuilder, split: str, num_episodes: int) -> list[scripted.Episode]:
+    """The prepared `split` in episode order, read through a TFDS data source (no TensorFlow).
+
+    Raises EpisodeDataError naming the files unless it holds episodes 0..num_episodes-1.
+    """
+    folder = epath.Path(builder.data_dir)
+    files = ", ".join(str(path) for path in builder.info.splits[split].filepaths)
+    try:
+        source = builder.as_data_source(split=split)
+        records = source.__getitems__(range(len(source)))
+        episodes = sorted(((int(r["episode_id"]), _episode(r)) for r in records), key=lambda pair: pair[0])
+    except Exception as error:
+        raise EpisodeDataError(f"cannot read {builder.name} episodes from {files} ({error!r}). "
+                               + rebuild_hint(folder)) from error
+    if [i for i, _ in episodes] != list(range(num_episodes)):
+        raise EpisodeDataError(f"episodes missing or duplicated in {files}. " + rebuild_hint(folder))
+    return [ep for _, ep in episodes]
+
+
+class Transition(NamedTuple):
+    """One turn, as BC and the replay buffer consume it."""
+
+    observation: str
+    action: str
+    reward: float
+    next_observation: str
+    done: bool
+    mc_return: float
+
+
+def episode_transitions(episode: scripted.Episode, gamma: float) -> list[Transition]:
+    """The episode's turns as transitions; mc_return is the discounted return from that turn.
+
+    The last turn is done (a win or the turn cap).
+    """
+    turns, rewards = episode["turns"], episode["rewards"]
+    returns = np.zeros(len(rewards))
+    running = 0.0
+    for t in reversed(range(len(rewards))):
+        running = rewards[t] + gamma * running
+        returns[t] = running
+    return [
+        Transition(observation=format_observation(turns[:t]), action=turns[t][0], reward=float(rewards[t]),
+                   next_observation=format_observation(turns[:t + 1]), done=t == len(turns) - 1,
+                   mc_return=float(returns[t]))
+        for t in range(len(turns))
+    ]
+
+
+def transition_columns(episodes: Iterable[scripted.Episode], gamma: float) -> dict[str, list]:
+    """Every turn of `episodes` as columns named like `Transition`'s fields
+    (observation, action, reward, next_observation, done, mc_return)."""
+    rows = [t for episode in episodes for t in episode_transitions(episode, gamma)]
+    return {field: [getattr(t, field) for t in rows] for field in Transition._fields}
