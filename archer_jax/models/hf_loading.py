@@ -185,24 +185,22 @@ def _detect_prefix(keys: Sequence[str], wanted: set[str], prefixes: Sequence[str
     return best
 
 
-def load_params(
-    reader: CheckpointReader,
+def match_tensors(
+    reader: Any,
     spec: Mapping[str, Source],
     abstract_params: Any,
     *,
     prefixes: Sequence[str] = ("",),
     ignore: Sequence[str] = (),
-    mesh: Mesh | None = None,
-    rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
-) -> Any:
-    """Loads ``spec`` from ``reader`` into the (boxed) abstract param tree's layout.
+) -> dict[str, str]:
+    """Checks that ``reader``'s tensor names and shapes give exactly ``spec``'s params in
+    the (boxed) abstract param tree's shapes, reading no tensor data.
 
-    All mismatches (missing, unexpected, mis-shaped tensors) are collected first and
-    raised as one ``CheckpointError`` that lists them; nothing is read before that.
+    ``reader`` needs ``keys()``, ``shape(key)`` and a ``folder`` to name in errors. All
+    mismatches (missing, unexpected, mis-shaped tensors) are raised together as one
+    ``CheckpointError`` that lists them. Returns spec tensor name -> checkpoint name.
     """
     flat = traverse_util.flatten_dict(abstract_params, sep="/", is_leaf=lambda _, x: isinstance(x, nn.Partitioned))
-    if mesh is None:
-        mesh = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1, 1), sharding_lib.MESH_AXES)
     wanted = {k for src in spec.values() for k in src.keys}
     prefix = _detect_prefix(reader.keys(), wanted, prefixes)
     available = {(k[len(prefix):] if k.startswith(prefix) else k): k for k in reader.keys()}
@@ -236,6 +234,27 @@ def load_params(
             lines.append(f"  mis-shaped tensors ({len(misshaped)}):")
             lines.extend(f"    {m}" for m in misshaped)
         raise CheckpointError("\n".join(lines))
+    return available
+
+
+def load_params(
+    reader: CheckpointReader,
+    spec: Mapping[str, Source],
+    abstract_params: Any,
+    *,
+    prefixes: Sequence[str] = ("",),
+    ignore: Sequence[str] = (),
+    mesh: Mesh | None = None,
+    rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
+) -> Any:
+    """Loads ``spec`` from ``reader`` into the (boxed) abstract param tree's layout.
+
+    Nothing is read before ``match_tensors`` has found every tensor in its shape.
+    """
+    available = match_tensors(reader, spec, abstract_params, prefixes=prefixes, ignore=ignore)
+    flat = traverse_util.flatten_dict(abstract_params, sep="/", is_leaf=lambda _, x: isinstance(x, nn.Partitioned))
+    if mesh is None:
+        mesh = Mesh(np.asarray(jax.devices()[:1]).reshape(1, 1, 1), sharding_lib.MESH_AXES)
 
     out = {}
     for path, leaf in flat.items():

@@ -38,6 +38,10 @@ from archer_jax.models import hf_loading, layers
 from archer_jax.models.layers import KVCache
 from archer_jax.models.registry import Family
 
+# Either file makes a (flan-)T5 tokenizer. A folder with neither must be refused by
+# name: transformers 5 then silently builds an empty T5 tokenizer of special tokens.
+TOKENIZER_FILES = ("tokenizer.json", "spiece.model")
+
 # Activations by the names HF configs use in ``feed_forward_proj`` ('relu',
 # 'gated-gelu', ...). HF maps 'gated-gelu' to the tanh approximation ('gelu_new') for
 # backward compatibility, while a plain 'gelu' is the exact one.
