@@ -8,8 +8,18 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from archer_jax.envs import guess_city, scripted
-from archer_jax.envs.question_game import OBSERVATION_HEADER, BatchedQuestionGame, QuestionTask
+from archer_jax.envs import (
+    guess_city,
+    guess_city_players,
+    scripted,
+    twenty_questions,
+    twenty_questions_players,
+)
+from archer_jax.envs.question_game import (
+    OBSERVATION_HEADER,
+    BatchedQuestionGame,
+    QuestionTask,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,9 +34,14 @@ class TaskSpec:
     question_pool: Callable[[], Sequence[str]]
 
 
+_TWENTY_QUESTIONS_PLAYERS = (twenty_questions_players.QUESTIONERS, twenty_questions_players.DEFAULT_MIX,
+                             twenty_questions_players.question_pool)
 TASKS: dict[str, TaskSpec] = {
-    "guess_city": TaskSpec(guess_city.guess_city_task, scripted.QUESTIONERS, scripted.DEFAULT_MIX,
-                           scripted.question_pool),
+    "guess_city": TaskSpec(guess_city.guess_city_task, guess_city_players.QUESTIONERS,
+                           guess_city_players.DEFAULT_MIX, guess_city_players.question_pool),
+    "twenty_questions": TaskSpec(twenty_questions.twenty_questions_task, *_TWENTY_QUESTIONS_PLAYERS),
+    # The Subset is the same game with the same players; only the hidden items differ.
+    "twenty_questions_subset": TaskSpec(twenty_questions.twenty_questions_subset_task, *_TWENTY_QUESTIONS_PLAYERS),
 }
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from archer_jax.data import simulated_episodes as se
 from archer_jax.envs import guess_city as gc
-from archer_jax.envs import scripted
-from archer_jax.envs.question_game import WIN_ANSWER, MAX_TURNS
+from archer_jax.envs import guess_city_players, scripted
+from archer_jax.envs.question_game import MAX_TURNS, WIN_ANSWER
 
 logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS logs "custom data configuration"
 TASK = gc.guess_city_task()
@@ -20,7 +20,7 @@ def _stats(mix, n=50, seed=0):
 
 def test_every_template_answer_reads_back_as_the_fact_it_states():
     """The informative player's reader and the KB oracle's phrasing agree for every city."""
-    for probe in scripted.PROBES:
+    for probe in guess_city_players.PROBES:
         for city in gc.CITIES:
             answer = gc.CityOracle().answer_one(city, probe.question)
             value = probe.read(answer)
@@ -37,7 +37,7 @@ def test_informative_questioner_wins_most_games():
 
 def test_mixture_is_clearly_worse_than_informative():
     best = _stats({"informative": 1.0}, n=100)
-    mix = _stats(scripted.DEFAULT_MIX, n=100)
+    mix = _stats(guess_city_players.DEFAULT_MIX, n=100)
     assert mix["win_rate"] <= best["win_rate"] - 0.2
     assert mix["mean_return"] <= best["mean_return"] - 4
     for name in ("redundant", "noisy", "early_guesser"):
@@ -45,22 +45,22 @@ def test_mixture_is_clearly_worse_than_informative():
 
 
 def test_questions_come_from_the_template_pool():
-    pool = set(scripted.question_pool())
+    pool = set(guess_city_players.question_pool())
     assert len(pool) < 300
-    for episode in scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 40, seed=3):
+    for episode in scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 40, seed=3):
         assert {q for q, _ in episode["turns"]} <= pool
 
 
 def test_simulation_is_deterministic_and_independent_of_batching():
-    a = scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 30, seed=5, batch_size=7)
-    b = scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 30, seed=5, batch_size=30)
-    tail = scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 10, seed=5, first_episode=20)
+    a = scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 30, seed=5, batch_size=7)
+    b = scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 30, seed=5, batch_size=30)
+    tail = scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 10, seed=5, first_episode=20)
     assert a == b and a[20:] == tail
-    assert a != scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 30, seed=6)
+    assert a != scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 30, seed=6)
 
 
 def test_episode_records_are_well_formed():
-    for ep in scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 30, seed=1):
+    for ep in scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 30, seed=1):
         n = len(ep["turns"])
         assert 1 <= n <= MAX_TURNS and len(ep["rewards"]) == n
         assert ep["success"] == (ep["turns"][-1][1] == WIN_ANSWER)
@@ -76,7 +76,7 @@ def test_unknown_questioner_is_named():
 def test_tfds_round_trip(tmp_path):
     config = se.episodes_config("guess_city", num_episodes=60, seed=11)
     episodes = se.load_episodes(tmp_path, config)
-    assert episodes == scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 60, seed=11)
+    assert episodes == scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 60, seed=11)
     assert glob.glob(str(tmp_path / "simulated_episodes/*/1.0.0/*.array_record-*"))
     assert se.load_episodes(tmp_path, config, build=False) == episodes  # read again, no rebuild
 
@@ -85,7 +85,7 @@ def test_custom_mix_gets_its_own_config_name():
     default = se.episodes_config("guess_city", 10, 0)
     custom = se.episodes_config("guess_city", 10, 0, mix={"noisy": 1.0})
     assert default.name != custom.name and custom.mix_dict() == {"noisy": 1.0}
-    assert default.mix_dict() == scripted.DEFAULT_MIX
+    assert default.mix_dict() == guess_city_players.DEFAULT_MIX
 
 
 def test_corrupt_file_error_names_the_file(tmp_path):
@@ -124,7 +124,7 @@ def test_transitions_and_mc_return_by_hand():
 
 
 def test_task_corpus_holds_dialogues_and_questions():
-    episodes = scripted.simulate_episodes(TASK, scripted.DEFAULT_MIX, 5, seed=0)
+    episodes = scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 5, seed=0)
     texts = list(se.task_corpus(episodes))
     assert texts[0].startswith("Questions:\n")
     assert sum(len(ep["turns"]) for ep in episodes) + len(episodes) == len(texts)

@@ -1,4 +1,4 @@
-"""Text environments: the generic question game, Guess My City, scripted players."""
+"""Text environments: the question game, Guess My City, Twenty Questions, scripted players."""
 
 from archer_jax.envs.guess_city import CITIES, CityOracle, guess_city_task
 from archer_jax.envs.question_game import (
@@ -8,9 +8,26 @@ from archer_jax.envs.question_game import (
     QuestionGameEnv,
     QuestionTask,
 )
-from archer_jax.envs.scripted import DEFAULT_MIX, QUESTIONERS, simulate_episodes
+from archer_jax.envs.scripted import simulate_episodes
+from archer_jax.envs.twenty_questions import (
+    ObjectOracle,
+    twenty_questions_subset_task,
+    twenty_questions_task,
+)
+from archer_jax.envs.twenty_questions_objects import OBJECTS
 
 __all__ = [
-    "CITIES", "CityOracle", "guess_city_task", "BatchedQuestionGame", "Oracle", "OracleError",
-    "QuestionGameEnv", "QuestionTask", "DEFAULT_MIX", "QUESTIONERS", "simulate_episodes",
+    "CITIES",
+    "OBJECTS",
+    "BatchedQuestionGame",
+    "CityOracle",
+    "ObjectOracle",
+    "Oracle",
+    "OracleError",
+    "QuestionGameEnv",
+    "QuestionTask",
+    "guess_city_task",
+    "simulate_episodes",
+    "twenty_questions_subset_task",
+    "twenty_questions_task",
 ]

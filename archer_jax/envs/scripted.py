@@ -1,24 +1,31 @@
-"""Scripted Guess My City players of mixed quality, and a batched episode simulator.
+"""Scripted questioners for the question games, and a batched episode simulator.
 
 A player is `act(observation, rng) -> question`: a pure function of the dialogue so far
-and a numpy Generator. Players know the city table (world knowledge a person has) but
-learn about the hidden city only from the oracle's answers in the observation, read
-back with the same finders the KB oracle writes with (`guess_city.*_in`).
+and a numpy Generator. Every task supplies a `ProbeTable` (the template questions its
+players ask, what each answer reveals about every item, and one guess per item) and
+builds its players from the strategies here: `best_split` (informative), `repeating`
+(redundant), `random_questions` (noisy) and `early_guessing`. Players know the item
+table (world knowledge a person has) but learn about the hidden item only from the
+oracle's answers in the observation.
 
-Questions come from a small fixed set of templates (`question_pool()`), so a tiny LM
-trained from scratch on the simulated dialogues can learn them.
+Questions come from the task's small fixed template set, so a tiny LM trained from
+scratch on the simulated dialogues can learn them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import numpy as np
 
-from archer_jax.envs import guess_city as gc
-from archer_jax.envs.question_game import BatchedQuestionGame, QuestionTask, parse_observation
+from archer_jax.envs.question_game import (
+    WIN_ANSWER,
+    BatchedQuestionGame,
+    QuestionTask,
+    parse_observation,
+)
 
 Questioner = Callable[[str, np.random.Generator], str]
 
@@ -27,12 +34,12 @@ Questioner = Callable[[str, np.random.Generator], str]
 class Probe:
     """A template question a player can ask and read the answer of.
 
-    `feature(city)` is what the answer reveals; `read(answer)` recovers it from the
+    `feature(item)` is what the answer reveals; `read(answer)` recovers it from the
     oracle's text (None when the answer says nothing usable, e.g. a refusal).
     """
 
     question: str
-    feature: Callable[[gc.City], Hashable]
+    feature: Callable[[Any], Hashable]
     read: Callable[[str], Hashable | None]
 
 
@@ -41,170 +48,120 @@ def read_yes_no(answer: str) -> bool | None:
     return True if first.startswith("yes") else False if first.startswith("no") else None
 
 
-def _read_set(finder: Callable[[str], list[str]]) -> Callable[[str], frozenset | None]:
-    return lambda answer: frozenset(finder(answer)) or None
+class ProbeTable:
+    """A task's probes over its item table, coded so narrowing and scoring are array ops.
 
-
-def _read_one(finder: Callable[[str], list[str]]) -> Callable[[str], str | None]:
-    def read(answer: str) -> str | None:
-        found = finder(answer)
-        return found[0] if len(found) == 1 else None
-    return read
-
-
-def _yes_no_probe(question: str, feature: Callable[[gc.City], bool]) -> Probe:
-    return Probe(question, feature, read_yes_no)
-
-
-def _country_question(country: str) -> str:
-    return f"Is the city in {gc.country_phrase(country)}?"
-
-
-def _build_probes() -> tuple[Probe, ...]:
-    probes = [
-        Probe("Which continent is the city in?", lambda c: frozenset(c.continents), _read_set(gc.continents_in)),
-        Probe("What country is the city in?", lambda c: c.country, _read_one(gc.countries_in)),
-        Probe("What language do people speak there?", lambda c: frozenset(c.languages),
-              _read_set(gc.languages_in)),
-        Probe("What is the climate like?", lambda c: c.climate, gc.climate_in),
-        Probe("How many people live there?", lambda c: c.population, gc.population_in),
-        _yes_no_probe("Is the city on the coast?", lambda c: c.coastal),
-        _yes_no_probe("Is the city a capital?", lambda c: c.capital),
-        _yes_no_probe("Is the city in the Southern Hemisphere?", lambda c: c.southern),
-    ]
-    probes += [_yes_no_probe(f"Is the city in {cont}?", lambda c, cont=cont: cont in c.continents)
-               for cont in gc.CONTINENTS]
-    probes += [_yes_no_probe(_country_question(country), lambda c, country=country: c.country == country)
-               for country in gc.COUNTRIES]
-    return tuple(probes)
-
-
-PROBES: tuple[Probe, ...] = _build_probes()
-# Asked by the noisy player; their answers are not used to narrow the candidates.
-SMALL_TALK: tuple[str, ...] = (
-    "What is a famous landmark there?",
-    "What food is the city famous for?",
-    "What sports are popular there?",
-    "What currency do people use there?",
-)
-
-
-def guess_question(city: str) -> str:
-    return f"Is the city {city}?"
-
-
-def question_pool() -> list[str]:
-    """Every question a scripted player can ask: the template set."""
-    return [p.question for p in PROBES] + list(SMALL_TALK) + [guess_question(n) for n in gc.CITY_NAMES]
-
-
-# Feature codes per probe over the city table, so narrowing and scoring are array ops.
-_PROBE_INDEX = {p.question: i for i, p in enumerate(PROBES)}
-_VALUE_CODES = [{v: k for k, v in enumerate(dict.fromkeys(p.feature(c) for c in gc.CITIES))} for p in PROBES]
-_CODES = np.array([[codes[p.feature(c)] for c in gc.CITIES] for p, codes in zip(PROBES, _VALUE_CODES)])
-_GUESS_INDEX = {guess_question(n): i for i, n in enumerate(gc.CITY_NAMES)}
-
-
-def consistent_cities(turns: Sequence[tuple[str, str]], use_guesses: bool = True) -> np.ndarray:
-    """Boolean mask over `gc.CITIES`: the cities every answer so far agrees with."""
-    mask = np.ones(len(gc.CITIES), dtype=bool)
-    for question, answer in turns:
-        if question in _PROBE_INDEX:
-            p = _PROBE_INDEX[question]
-            value = PROBES[p].read(answer)
-            if value is not None:
-                mask &= _CODES[p] == _VALUE_CODES[p].get(value, -1)
-        elif use_guesses and question in _GUESS_INDEX and answer != gc.WIN_ANSWER:
-            mask[_GUESS_INDEX[question]] = False
-    return mask
-
-
-def _entropies(probes: Sequence[int], mask: np.ndarray) -> np.ndarray:
-    """Entropy of each probe's answer over the candidate cities (uniform prior)."""
-    codes = _CODES[np.asarray(probes)][:, mask]
-    width = _CODES.max() + 1
-    offsets = np.arange(len(probes))[:, None] * width
-    counts = np.bincount((codes + offsets).ravel(), minlength=len(probes) * width).reshape(len(probes), width)
-    p = counts / mask.sum()
-    return -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
-
-
-def _guess(mask: np.ndarray, rng: np.random.Generator) -> str:
-    return guess_question(gc.CITY_NAMES[int(rng.choice(np.flatnonzero(mask)))])
-
-
-# The informative player asks the continent first, then picks among these the question
-# that best splits the cities still possible. Country, language and population
-# questions are left out on purpose: they would pin most cities at once, and finding
-# that shortcut is left to RL (the questions do occur in the data, asked by `noisy`).
-_CONTINENT_QUESTION = "Which continent is the city in?"
-_NARROWING = [i for i, p in enumerate(PROBES)
-              if p.question in {"Is the city on the coast?", "Is the city a capital?",
-                                "Is the city in the Southern Hemisphere?", "What is the climate like?"}
-              or p.question in {_country_question(c) for c in gc.COUNTRIES}]
-
-
-def informative(observation: str, rng: np.random.Generator) -> str:
-    """Continent first, then the best-splitting yes/no or climate question; guesses at <= 2 left.
-
-    Wins every game against the KB oracle, in about 5 turns on average (11 at worst).
+    `records[i]` is what `Probe.feature` reads for item i; `guesses[i]` is the question
+    that guesses item i.
     """
-    turns = parse_observation(observation)
-    asked = {q for q, _ in turns}
-    if _CONTINENT_QUESTION not in asked:
-        return _CONTINENT_QUESTION
-    mask = consistent_cities(turns)
-    if not mask.any():
-        # The answers contradict the table (an erring LM oracle): trust only the guesses.
-        mask = consistent_cities([t for t in turns if t[0] in _GUESS_INDEX])
-    open_probes = [i for i in _NARROWING if PROBES[i].question not in asked]
-    scores = _entropies(open_probes, mask) if open_probes else np.zeros(0)
-    # With two candidates left a guess is never worse than a question.
-    if mask.sum() <= 2 or not open_probes or scores.max() <= 0:
-        return _guess(mask, rng)
-    best = np.flatnonzero(scores >= scores.max() - 1e-9)
-    return PROBES[open_probes[int(rng.choice(best))]].question
+
+    def __init__(self, records: Sequence[Any], probes: Sequence[Probe], guesses: Sequence[str]):
+        if len(records) != len(guesses):
+            raise ValueError(f"{len(records)} records but {len(guesses)} guesses")
+        self.probes = tuple(probes)
+        self.guesses = tuple(guesses)
+        self._probe_index = {p.question: i for i, p in enumerate(self.probes)}
+        self._value_codes = [{v: k for k, v in enumerate(dict.fromkeys(p.feature(r) for r in records))}
+                             for p in self.probes]
+        self._codes = np.array([[codes[p.feature(r)] for r in records]
+                                for p, codes in zip(self.probes, self._value_codes)])
+        self._guess_index = {g: i for i, g in enumerate(self.guesses)}
+
+    def index(self, question: str) -> int:
+        return self._probe_index[question]
+
+    def is_guess(self, question: str) -> bool:
+        return question in self._guess_index
+
+    def consistent(self, turns: Sequence[tuple[str, str]], use_guesses: bool = True) -> np.ndarray:
+        """Boolean mask over the items: those every answer so far agrees with."""
+        mask = np.ones(len(self.guesses), dtype=bool)
+        for question, answer in turns:
+            if question in self._probe_index:
+                p = self._probe_index[question]
+                value = self.probes[p].read(answer)
+                if value is not None:
+                    mask &= self._codes[p] == self._value_codes[p].get(value, -1)
+            elif use_guesses and question in self._guess_index and answer != WIN_ANSWER:
+                mask[self._guess_index[question]] = False
+        return mask
+
+    def entropies(self, probes: Sequence[int], mask: np.ndarray) -> np.ndarray:
+        """Entropy of each probe's answer over the candidate items (uniform prior)."""
+        codes = self._codes[np.asarray(probes)][:, mask]
+        width = self._codes.max() + 1
+        offsets = np.arange(len(probes))[:, None] * width
+        counts = np.bincount((codes + offsets).ravel(), minlength=len(probes) * width).reshape(len(probes), width)
+        p = counts / mask.sum()
+        return -(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1)
+
+    def guess(self, mask: np.ndarray, rng: np.random.Generator) -> str:
+        """A guess at one of the items in `mask`, uniformly."""
+        return self.guesses[int(rng.choice(np.flatnonzero(mask)))]
 
 
-def redundant(observation: str, rng: np.random.Generator, repeat_prob: float = 0.5) -> str:
-    """The informative player, but it often repeats a question it already asked."""
-    asked = [q for q, _ in parse_observation(observation)]
-    if asked and rng.random() < repeat_prob:
-        return asked[int(rng.integers(len(asked)))]
-    return informative(observation, rng)
+def best_split(table: ProbeTable, narrowing: Sequence[str], opening: str | None = None) -> Questioner:
+    """The informative player: `opening` first (when given), then the narrowing question
+    whose answer best splits the items still possible; a guess once two or fewer are
+    left or no question splits them."""
+    narrowing_ids = [table.index(q) for q in narrowing]
+
+    def act(observation: str, rng: np.random.Generator) -> str:
+        turns = parse_observation(observation)
+        asked = {q for q, _ in turns}
+        if opening is not None and opening not in asked:
+            return opening
+        mask = table.consistent(turns)
+        if not mask.any():
+            # The answers contradict the table (an erring LM oracle): trust only the guesses.
+            mask = table.consistent([t for t in turns if table.is_guess(t[0])])
+        open_probes = [i for i in narrowing_ids if table.probes[i].question not in asked]
+        scores = table.entropies(open_probes, mask) if open_probes else np.zeros(0)
+        # With two candidates left a guess is never worse than a question.
+        if mask.sum() <= 2 or not open_probes or scores.max() <= 0:
+            return table.guess(mask, rng)
+        best = np.flatnonzero(scores >= scores.max() - 1e-9)
+        return table.probes[open_probes[int(rng.choice(best))]].question
+
+    return act
 
 
-def noisy(observation: str, rng: np.random.Generator, guess_prob: float = 0.2) -> str:
-    """Random template questions and random guesses; ignores the answers."""
-    if rng.random() < guess_prob:
-        return guess_question(gc.CITY_NAMES[int(rng.integers(len(gc.CITY_NAMES)))])
-    kind = int(rng.integers(4))
-    if kind == 0:  # one of the fixed questions
-        fixed = [p.question for p in PROBES[:8]] + list(SMALL_TALK)
-        return fixed[int(rng.integers(len(fixed)))]
-    if kind == 1:
-        return f"Is the city in {gc.CONTINENTS[int(rng.integers(len(gc.CONTINENTS)))]}?"
-    countries = list(gc.COUNTRIES)
-    return _country_question(countries[int(rng.integers(len(countries)))])
+def repeating(player: Questioner, repeat_prob: float = 0.5) -> Questioner:
+    """The redundant player: `player`, but it often repeats a question it already asked."""
+
+    def act(observation: str, rng: np.random.Generator) -> str:
+        asked = [q for q, _ in parse_observation(observation)]
+        if asked and rng.random() < repeat_prob:
+            return asked[int(rng.integers(len(asked)))]
+        return player(observation, rng)
+
+    return act
 
 
-def early_guesser(observation: str, rng: np.random.Generator) -> str:
-    """Asks for the continent, then guesses cities there, forgetting which it already tried."""
-    turns = parse_observation(observation)
-    if not turns:
-        return _CONTINENT_QUESTION
-    return _guess(consistent_cities(turns, use_guesses=False), rng)
+def random_questions(table: ProbeTable, groups: Sequence[Sequence[str]], guess_prob: float = 0.2) -> Questioner:
+    """The noisy player: random guesses, else a random question of a random group; it
+    ignores the answers."""
+
+    def act(observation: str, rng: np.random.Generator) -> str:
+        if rng.random() < guess_prob:
+            return table.guesses[int(rng.integers(len(table.guesses)))]
+        group = groups[int(rng.integers(len(groups)))]
+        return group[int(rng.integers(len(group)))]
+
+    return act
 
 
-QUESTIONERS: dict[str, Questioner] = {
-    "informative": informative,
-    "redundant": redundant,
-    "noisy": noisy,
-    "early_guesser": early_guesser,
-}
-# Clearly imperfect on purpose (measured on 10,000 episodes: about 57% wins and mean
-# return -12, against 100% and -4.1 for `informative`), so RL has room above imitation.
-DEFAULT_MIX: dict[str, float] = {"informative": 0.25, "redundant": 0.15, "noisy": 0.35, "early_guesser": 0.25}
+def early_guessing(player: Questioner, table: ProbeTable, questions: int) -> Questioner:
+    """Plays `player` for the first `questions` turns, then only guesses among the items
+    the answers allow, forgetting which it already tried."""
+
+    def act(observation: str, rng: np.random.Generator) -> str:
+        turns = parse_observation(observation)
+        if len(turns) < questions:
+            return player(observation, rng)
+        return table.guess(table.consistent(turns, use_guesses=False), rng)
+
+    return act
 
 
 class Episode(TypedDict):
@@ -221,18 +178,23 @@ def simulate_episodes(
     mix: Mapping[str, float],
     n: int,
     seed: int,
-    questioners: Mapping[str, Questioner] = QUESTIONERS,
+    questioners: Mapping[str, Questioner] | None = None,
     batch_size: int = 256,
     first_episode: int = 0,
 ) -> list[Episode]:
     """Plays episodes first_episode .. first_episode + n - 1, each by a questioner drawn
-    from `mix` (weights, normalized).
+    from `mix` (weights, normalized); `questioners` defaults to the task's registered ones.
 
     Episode i depends only on (seed, i): its own Generator draws the questioner, the
     hidden item's seed and every random choice of the player, so the result does not
     depend on `batch_size` or on how a long run is split into calls. One oracle call per
     batch step.
     """
+    if questioners is None:
+        # Imported here: the registry imports every task's players, which import this module.
+        from archer_jax import tasks
+
+        questioners = tasks.spec(task.name).questioners
     names = sorted(mix)
     unknown = [name for name in names if name not in questioners]
     if unknown:

@@ -105,12 +105,20 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     return c
 
 
+# The demo's game per task: (hidden items, turn cap, observation tokens), so that tiny
+# models trained from scratch see most or all of what they asked. Guess My City: 20
+# cities, 10 turns (its answers are long: about a third of the simulated dialogues
+# pass 160 tokens and lose their oldest turns). Twenty Questions keeps its 20 turns:
+# a templated turn is at most 10 word-tokens (14 the winning one), 207 in all.
+_DEMO_GAME = {
+    "guess_city": (20, 10, 160),
+    "twenty_questions": (20, 20, 208),
+    "twenty_questions_subset": (0, 20, 208),  # all of its 10 objects
+}
+
+
 def _demo(c: ml_collections.ConfigDict) -> None:
-    # 20 hidden cities and a 10-turn cap keep a whole conversation inside 160 tokens,
-    # so tiny models trained from scratch see everything they asked.
-    c.env.num_items = 20
-    c.env.max_turns = 10
-    c.tokens.obs_len = 160
+    c.env.num_items, c.env.max_turns, c.tokens.obs_len = _DEMO_GAME[c.task]
     c.tokens.action_len = 10
     c.actor = _model("gpt2", "", n_layer=2, n_embd=64, n_head=4)
     c.actor.lr = 5e-5

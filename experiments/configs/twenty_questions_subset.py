@@ -1,0 +1,21 @@
+"""ArCHer on the Twenty Questions Subset (ArCHer paper): the same game as
+twenty_questions.py, but only 10 objects are ever hidden (football, dog, banana, truck,
+pants, computer, piano, chair, pen, scissors).
+
+    python -m experiments.run --config=experiments/configs/twenty_questions_subset.py:demo --workdir=/tmp/tqs_demo
+
+Variants (the part after ':'):
+  paper  (default) GPT-2 actor and RoBERTa-base critic from Hugging Face weights, the
+         paper's hyperparameters; for a TPU/GPU host.
+  demo   CPU, no downloads, as twenty_questions.py:demo with all 10 objects hidden. The
+         scripted players that make the data know all 157 objects, not the ten (59%
+         wins, return -13.9), so an agent that learns which ten occur has much room.
+         Not yet timed.
+  smoke  seconds; for tests.
+"""
+
+from experiments.configs import common
+
+
+def get_config(arg: str | None = None):
+    return common.get_config("twenty_questions_subset", arg)
