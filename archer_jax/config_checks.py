@@ -9,7 +9,8 @@ import ml_collections
 
 from archer_jax.models import hf_loading
 
-_MODEL_KINDS = {"actor": ("gpt2", "llama"), "critic": ("roberta",)}
+# 'actor': the critic encoder is the actor's architecture, started from its BC weights.
+_MODEL_KINDS = {"actor": ("gpt2", "llama"), "critic": ("roberta", "actor")}
 _DTYPES = ("float32", "bfloat16")
 _DATA_SOURCES = ("simulated", "lmrl_gym")  # data.sources.SOURCES, without importing TFDS here
 _LMRL_GYM_TASKS = ("twenty_questions", "guess_city")  # the tasks LMRL-Gym publishes episodes for
@@ -59,9 +60,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                           f"use it with one of {_LMRL_GYM_TASKS}, or 'simulated'")
     if config.critic.pooling not in ("pooled", "mean"):
         raise ConfigError(f"config.critic.pooling = {config.critic.pooling!r}: choose 'pooled' or 'mean'")
-    if config.env.oracle != "kb":
-        raise ConfigError(f"config.env.oracle = {config.env.oracle!r}: only 'kb' (knowledge-base oracle) "
-                          "is available for this task")
+    if config.env.oracle not in ("kb", "lm"):
+        raise ConfigError(f"config.env.oracle = {config.env.oracle!r}: choose 'kb' (knowledge-base oracle) or "
+                          "'lm' (a T5 oracle from config.env.oracle_checkpoint)")
+    if config.env.oracle == "lm":
+        if not config.env.oracle_checkpoint:
+            raise ConfigError("config.env.oracle = 'lm' needs config.env.oracle_checkpoint: a Hugging Face T5 folder "
+                              "with its tokenizer (python -m archer_jax.models.convert_reference_oracle writes one "
+                              "from the reference's .pt)")
+        _check_checkpoint("env.oracle_checkpoint", config.env.oracle_checkpoint)
     for role, kinds in _MODEL_KINDS.items():
         model = config[role]
         if model.kind not in kinds:
@@ -69,16 +76,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         if model.dtype not in _DTYPES:
             raise ConfigError(f"config.{role}.dtype = {model.dtype!r}: choose one of {_DTYPES}")
         if model.checkpoint:
-            _check_checkpoint(role, model.checkpoint)
+            _check_checkpoint(f"{role}.checkpoint", model.checkpoint)
 
 
-def _check_checkpoint(role: str, checkpoint: str) -> None:
+def _check_checkpoint(field: str, checkpoint: str) -> None:
     try:
         hf_loading.resolve_folder(checkpoint)
     except hf_loading.CheckpointError as e:
         raise ConfigError(
-            f"config.{role}.checkpoint = {checkpoint!r} cannot be loaded: {e}\n"
-            f"Set --config.{role}.checkpoint=/path/to/hf_folder (config.json + model.safetensors), or "
+            f"config.{field} = {checkpoint!r} cannot be loaded: {e}\n"
+            f"Set --config.{field}=/path/to/hf_folder (config.json + model.safetensors), or "
             f"try the CPU demo, which needs no downloads: --config=<task>.py:demo"
         ) from e
 

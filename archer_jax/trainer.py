@@ -27,6 +27,7 @@ from archer_jax import checkpointing, config_checks, metrics, replay, rollout, s
 from archer_jax import token_bridge, train_state
 from archer_jax.algorithms import archer, bc
 from archer_jax.data import simulated_episodes, sources, tokenization
+from archer_jax.envs import lm_oracle
 from archer_jax.models import gpt2, hf_loading, llama, registry, roberta, value_heads
 
 STAGES = ("bc", "archer")
@@ -117,11 +118,17 @@ def _build_actor(config: ml_collections.ConfigDict, tokenizer: Any, mesh: jax.sh
     return llama.LlamaForCausalLM(cfg), None
 
 
-def _build_critic(config: ml_collections.ConfigDict, actor_tokenizer: Any,
+def _build_critic(config: ml_collections.ConfigDict, actor: Any, actor_tokenizer: Any,
                   mesh: jax.sharding.Mesh) -> tuple[Any, Any, Any]:
     """(DoubleCritic module, pretrained encoder params or None, critic tokenizer)."""
     c = config.critic
     dtype = jnp.dtype(c.dtype)
+    if c.kind == "actor":
+        # The actor's architecture and tokenizer; its weights arrive when ArCHer starts
+        # (``_critic_from_actor``), after the BC warm start trained them.
+        critic = value_heads.DoubleCritic(encoder=value_heads.CausalEncoder(actor), hidden_size=actor.config.hidden_size,
+                                          pooling=c.pooling, joint=c.joint)
+        return critic, None, actor_tokenizer
     if c.checkpoint:
         loaded = registry.load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
         critic = value_heads.DoubleCritic(encoder=loaded.module, hidden_size=loaded.config.hidden_size,
@@ -153,8 +160,11 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
     rules = config.mesh.rules
     task = tasks.make_task(config.task, max_turns=config.env.max_turns, num_items=config.env.num_items)
     tokenizer = _actor_tokenizer(config, workdir, task)
+    if config.env.oracle == "lm":
+        # After the tokenizer: a from-scratch vocabulary comes from the KB's answers.
+        task = task.with_oracle(lm_oracle.make_lm_oracle(config.task, config.env.oracle_checkpoint, mesh=mesh))
     actor, actor_params = _build_actor(config, tokenizer, mesh)
-    critic, encoder_params, critic_tokenizer = _build_critic(config, tokenizer, mesh)
+    critic, encoder_params, critic_tokenizer = _build_critic(config, actor, tokenizer, mesh)
     add_bos = bool(config.critic.checkpoint)  # a pretrained RoBERTa expects <s> first
     bridge = token_bridge.make_bridge(tokenizer, critic_tokenizer, add_bos=add_bos,
                                       actor_vocab_size=actor.config.vocab_size)
@@ -338,20 +348,35 @@ def _collect(run: Run, iteration: int, insert: Any) -> dict[str, float]:
             "rollout/turns": float(turns)}
 
 
+def _start_archer(state: train_state.ArcherState, *, actor_tx: Any, critic_tx: Any,
+                  critic_from_actor: bool) -> train_state.ArcherState:
+    """The state ArCHer's first iteration starts from. BC's Adam moments (another loss,
+    another learning rate) do not carry over; a critic of kind 'actor' starts from the
+    BC-trained actor's weights (heads stay as initialised), as RLHF value models start
+    from the policy: it already reads the task's text."""
+    state = state.replace(actor_opt_state=actor_tx.init(state.actor_params))
+    if critic_from_actor:
+        critic_params = {**state.critic_params, "encoder": {"lm": state.actor_params}}
+        state = state.replace(critic_params=critic_params, target_critic_params=critic_params,
+                              critic_opt_state=critic_tx.init(critic_params))
+    return state
+
+
 def run_archer(run: Run) -> bool:
     """Online ArCHer. Row ``iterations`` is a final greedy evaluation. Returns False if
     preempted."""
     c = run.config
     actor_tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
     start = run.progress["iteration"] if run.progress["stage"] == "archer" else 0
+    critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
     if start == 0:
-        # BC's Adam moments (another loss, another learning rate) do not carry over.
-        reset = jax.jit(lambda s: s.replace(actor_opt_state=actor_tx.init(s.actor_params)),
+        reset = jax.jit(functools.partial(_start_archer, actor_tx=actor_tx, critic_tx=critic_tx,
+                                          critic_from_actor=c.critic.kind == "actor"),
                         in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
         run.state = reset(run.state)
     phases = archer.make_phases(actor=run.actor, critic=run.critic, hp=run.hp, bridge=run.bridge,
                                 actor_tx=actor_tx,
-                                critic_tx=train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm),
+                                critic_tx=critic_tx,
                                 state_shardings=run.state_shardings, buffer_shardings=run.buffer_shardings,
                                 mesh=run.mesh, rules=c.mesh.rules)
     # Compiled ahead of time: no iteration (not even the first actor one) compiles.

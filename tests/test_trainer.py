@@ -1,16 +1,22 @@
 """The whole trainer, as a user runs it: the command, its outputs, resuming, errors."""
 
+import functools
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import chex
+import jax
+import optax
 import pytest
 
 from archer_jax import checkpointing, config_checks, trainer
+from archer_jax.envs import lm_oracle
 from archer_jax.data import simulated_episodes
 from experiments.configs import guess_city
 
@@ -119,8 +125,39 @@ def test_pretrained_actor_and_critic_from_hf_folders(tmp_path, hf_fixtures):
     assert sorted(rows) == [0, 1, 2]
 
 
+def test_lm_oracle_answers_the_online_games(tmp_path, hf_fixtures):
+    oracle = tmp_path / "oracle"
+    shutil.copytree(hf_fixtures / "t5", oracle)
+    shutil.copytree(hf_fixtures / "t5_tokenizer", oracle, dirs_exist_ok=True)
+    config = guess_city.get_config("smoke")
+    config.env.oracle, config.env.oracle_checkpoint = "lm", str(oracle)
+    config.bc.iterations, config.archer.iterations = 0, 1
+    run = trainer.train(config, tmp_path / "run")
+    assert isinstance(run.task.oracle, lm_oracle.LMOracle)
+    assert run.runner.env.task.oracle is run.task.oracle
+    assert sorted(_archer_rows(tmp_path / "run")) == [0, 1]
+
+
+def test_critic_of_kind_actor_starts_from_the_bc_actor(tmp_path):
+    config = guess_city.get_config("smoke")
+    config.critic.kind = "actor"
+    run = trainer.setup(config, tmp_path)
+    start = jax.jit(functools.partial(trainer._start_archer, actor_tx=optax.adam(1e-3), critic_tx=optax.adam(1e-3),
+                                      critic_from_actor=True))
+    state = start(run.state)
+    chex.assert_trees_all_equal(state.critic_params["encoder"]["lm"], run.state.actor_params)
+    chex.assert_trees_all_equal(state.target_critic_params, state.critic_params)
+    chex.assert_trees_all_equal(state.critic_params["q1"], run.state.critic_params["q1"])
+    config.bc.iterations, config.archer.iterations = 1, 1
+    trainer.train(config, tmp_path / "run")
+    assert sorted(_archer_rows(tmp_path / "run")) == [0, 1]
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("actor.checkpoint", "/no/such/folder", "config.actor.checkpoint = '/no/such/folder' cannot be loaded"),
+    ("env.oracle", "lm", "config.env.oracle = 'lm' needs config.env.oracle_checkpoint"),
+    ("env.oracle", "human", "config.env.oracle = 'human'"),
+    ("critic.kind", "bert", "config.critic.kind = 'bert': choose one of ('roberta', 'actor')"),
     ("archer.gamma", 1.5, "config.archer.gamma = 1.5: must lie in [0, 1]"),
     ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),

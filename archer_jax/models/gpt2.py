@@ -64,6 +64,10 @@ class GPT2Config:
         return self.n_layer
 
     @property
+    def hidden_size(self) -> int:
+        return self.n_embd
+
+    @property
     def num_kv_heads(self) -> int:
         return self.n_head
 

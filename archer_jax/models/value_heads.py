@@ -14,6 +14,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from archer_jax.models import layers
+
 
 @flax.struct.dataclass
 class CriticOutput:
@@ -32,6 +34,28 @@ def _dense(features: int, names: tuple[str | None, str | None], name: str) -> nn
         bias_init=nn.with_logical_partitioning(nn.initializers.zeros_init(), names[-1:]),
         name=name,
     )
+
+
+class CausalEncoder(nn.Module):
+    """A causal LM read as a text encoder: its final hidden states, pooled at the last
+    real token (the only one that has seen the whole text).
+
+    With the actor's own architecture this lets the critic start from the BC-trained
+    actor, which already reads the task's text (``config.critic.kind = 'actor'``).
+    """
+
+    lm: nn.Module
+
+    @property
+    def config(self):
+        return self.lm.config
+
+    def __call__(self, ids: jax.Array, mask: jax.Array) -> layers.EncoderOutput:
+        # logits_start past the end: no vocabulary projection at all.
+        hidden = self.lm(ids, mask, logits_start=ids.shape[1]).hidden
+        last = jnp.argmax(jnp.where(mask, jnp.arange(ids.shape[1]), -1), axis=1)
+        pooled = jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0]
+        return layers.EncoderOutput(hidden=hidden.astype(jnp.float32), pooled=pooled.astype(jnp.float32))
 
 
 class ValueMLP(nn.Module):

@@ -48,7 +48,8 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
 
     c.env = ml_collections.ConfigDict()
     c.env.max_turns = 20  # turn cap of a conversation
-    c.env.oracle = "kb"  # 'kb' = embedded knowledge-base oracle (no weights)
+    c.env.oracle = "kb"  # 'kb' = embedded knowledge-base oracle (no weights) | 'lm' = a T5 answering on device
+    c.env.oracle_checkpoint = ""  # 'lm' only: HF T5 folder with tokenizer (convert_reference_oracle writes one)
     c.env.num_items = 0  # hide only a fixed subset of this many items (0 = all, as in the paper)
 
     c.tokens = ml_collections.ConfigDict()
