@@ -23,8 +23,18 @@ import ml_collections
 import numpy as np
 import transformers
 
-from archer_jax import checkpointing, config_checks, metrics, replay, rollout, sampling, sharding, tasks
-from archer_jax import token_bridge, train_state
+from archer_jax import (
+    checkpointing,
+    config_checks,
+    metrics,
+    replay,
+    rollout,
+    sampling,
+    sharding,
+    tasks,
+    token_bridge,
+    train_state,
+)
 from archer_jax.algorithms import archer, bc
 from archer_jax.data import simulated_episodes, sources, tokenization
 from archer_jax.envs import lm_oracle

@@ -16,8 +16,8 @@ import optax
 import pytest
 
 from archer_jax import checkpointing, config_checks, trainer
-from archer_jax.envs import lm_oracle
 from archer_jax.data import simulated_episodes
+from archer_jax.envs import lm_oracle
 from experiments.configs import guess_city
 
 ROOT = Path(__file__).parent.parent
