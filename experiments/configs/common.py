@@ -23,7 +23,9 @@ PAPER = {
 
 def _model(kind: str, checkpoint: str, **dims) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(dict(
-        kind=kind,  # model family: 'gpt2' | 'llama' (actor); 'roberta' (critic encoder)
+        # model family: 'gpt2' | 'llama' (actor); 'roberta' (critic encoder) | 'actor' (critic:
+        # the actor's architecture and tokenizer, started from the BC actor's weights)
+        kind=kind,
         checkpoint=checkpoint,  # HF folder or hub name; '' = random init from the dims below
         dtype="float32",  # compute dtype: 'float32' | 'bfloat16' (params stay float32)
         **dims,  # dims used only when checkpoint == ''
@@ -106,20 +108,22 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     return c
 
 
-# The demo's game per task: (hidden items, turn cap, observation tokens), so that tiny
-# models trained from scratch see most or all of what they asked. Guess My City: 20
-# cities, 10 turns (its answers are long: about a third of the simulated dialogues
-# pass 160 tokens and lose their oldest turns). Twenty Questions keeps its 20 turns:
-# a templated turn is at most 10 word-tokens (14 the winning one), 207 in all.
+# The demo's game per task: (hidden items, turn cap, observation tokens, ArCHer
+# iterations), so that tiny models trained from scratch see most or all of what they
+# asked and the command fits its CPU budget (15 minutes; 30 for the full Twenty
+# Questions). Guess My City: 20 cities, 10 turns (its answers are long: about a third of
+# the simulated dialogues pass 160 tokens and lose their oldest turns). Twenty Questions
+# keeps its 20 turns: a templated turn is at most 10 word-tokens (14 the winning one),
+# 207 in all, and an iteration collects about twice Guess My City's turns.
 _DEMO_GAME = {
-    "guess_city": (20, 10, 160),
-    "twenty_questions": (20, 20, 208),
-    "twenty_questions_subset": (0, 20, 208),  # all of its 10 objects
+    "guess_city": (20, 10, 160, 80),
+    "twenty_questions": (20, 20, 208, 80),
+    "twenty_questions_subset": (0, 20, 208, 40),  # all of its 10 objects
 }
 
 
 def _demo(c: ml_collections.ConfigDict) -> None:
-    c.env.num_items, c.env.max_turns, c.tokens.obs_len = _DEMO_GAME[c.task]
+    c.env.num_items, c.env.max_turns, c.tokens.obs_len, c.archer.iterations = _DEMO_GAME[c.task]
     c.tokens.action_len = 10
     c.actor = _model("gpt2", "", n_layer=2, n_embd=64, n_head=4)
     c.actor.lr = 5e-5
@@ -136,7 +140,6 @@ def _demo(c: ml_collections.ConfigDict) -> None:
     c.bc.steps = 125
     c.bc.batch_size = 32
     c.bc.lr = 1e-3
-    c.archer.iterations = 80
     c.archer.rollout_size = 32
     c.archer.rollout_batch = 32
     c.archer.capacity = 20_000
