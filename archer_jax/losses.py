@@ -92,6 +92,17 @@ def policy_gradient_loss(token_logp: chex.Array, token_mask: chex.Array, advanta
     return -jnp.mean(seq_logp * jax.lax.stop_gradient(advantage))
 
 
+def kl_penalty(token_logp: chex.Array, ref_token_logp: chex.Array, token_mask: chex.Array) -> jax.Array:
+    """KL(pi || pi_ref) per real token, from tokens sampled by pi: the mean of
+    exp(d) - d - 1 with d = log pi_ref - log pi (Schulman's k3 estimator: unbiased,
+    never negative). The reference is a constant; gradients reach ``token_logp`` only."""
+    chex.assert_rank([token_logp, ref_token_logp, token_mask], 2)
+    chex.assert_equal_shape([token_logp, ref_token_logp, token_mask])
+    d = jax.lax.stop_gradient(ref_token_logp) - token_logp
+    count = jnp.maximum(jnp.sum(token_mask), 1)
+    return jnp.sum(jnp.where(token_mask, jnp.exp(d) - d - 1.0, 0.0)) / count
+
+
 def bc_loss(token_logp: chex.Array, token_mask: chex.Array) -> jax.Array:
     """Token-mean negative log-likelihood over the real tokens of the batch."""
     chex.assert_rank([token_logp, token_mask], 2)

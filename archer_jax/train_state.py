@@ -32,6 +32,9 @@ class ArcherState:
     critic_params: Any  # {'encoder', 'q1', 'q2', 'v1', 'v2'}
     critic_opt_state: Any
     target_critic_params: Any  # Polyak average of critic_params
+    # The policy ArCHer started from (the BC actor), the anchor of the actor's KL
+    # penalty; None (no copy kept) unless create_state(reference=True).
+    ref_actor_params: Any = None
 
 
 def make_optimizer(learning_rate: float | optax.Schedule, max_grad_norm: float | None = 1.0,
@@ -50,7 +53,7 @@ def step_key(state: ArcherState) -> jax.Array:
 
 def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *, actor: nn.Module,
                 critic: nn.Module, actor_tx: optax.GradientTransformation,
-                critic_tx: optax.GradientTransformation) -> ArcherState:
+                critic_tx: optax.GradientTransformation, reference: bool = False) -> ArcherState:
     """The state, boxed (nn.Partitioned) wherever params come from a random init.
 
     Optimizer states are built on the boxed params so that their moments carry the
@@ -73,6 +76,7 @@ def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *
         # A real copy: the target must not alias the online critic's buffers, or
         # donating the state would hand XLA one buffer twice.
         target_critic_params=jax.tree.map(jnp.copy, critic_params),
+        ref_actor_params=jax.tree.map(jnp.copy, actor_params) if reference else None,
     )
 
 
@@ -87,6 +91,7 @@ def create_state(
     rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
     actor_params: Any = None,
     critic_encoder_params: Any = None,
+    reference: bool = False,
 ) -> tuple[ArcherState, ArcherState]:
     """Builds the train state already sharded on ``mesh``; returns (state, shardings).
 
@@ -94,6 +99,8 @@ def create_state(
     pretrained, unboxed param trees (e.g. ``load_pretrained(...).params``) with the
     structure of a random init; None means random init. The critic's heads always
     start from random init; the target critic starts as an exact copy of the critic.
+    ``reference``: also keep a frozen copy of the actor (``ref_actor_params``) for a KL
+    penalty.
     ``shardings`` is an ArcherState of NamedShardings for the steps' in/out shardings
     and for checkpoint restore.
     """
@@ -102,7 +109,7 @@ def create_state(
 
     def init(rng: jax.Array, actor_params: Any, critic_encoder_params: Any) -> ArcherState:
         return _init_state(rng, actor_params, critic_encoder_params, actor=actor, critic=critic,
-                           actor_tx=actor_tx, critic_tx=critic_tx)
+                           actor_tx=actor_tx, critic_tx=critic_tx, reference=reference)
 
     # The abstract state comes from a fully random init: only that one is boxed
     # everywhere, and pretrained trees must (and are checked to) match its structure.

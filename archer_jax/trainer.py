@@ -187,13 +187,15 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
         actor_batch_size=config.archer.batch_size, critic_epochs=config.archer.critic_epochs,
         actor_epochs=max(config.archer.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
         temperature=config.archer.temperature, center_advantages=config.archer.center_advantages,
+        kl_coef=config.archer.kl_coef,
         stop_ids=tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id=pad_id)
 
     actor_tx = train_state.make_optimizer(config.actor.lr, config.actor.max_grad_norm)
     critic_tx = train_state.make_optimizer(config.critic.lr, config.critic.max_grad_norm)
     state, state_shardings = train_state.create_state(
         jax.random.key(config.seed), actor=actor, critic=critic, actor_tx=actor_tx, critic_tx=critic_tx,
-        mesh=mesh, rules=rules, actor_params=actor_params, critic_encoder_params=encoder_params)
+        mesh=mesh, rules=rules, actor_params=actor_params, critic_encoder_params=encoder_params,
+        reference=config.archer.kl_coef > 0)
     capacity = _round_up(config.archer.capacity, mesh.shape["data"] * mesh.shape["fsdp"])
     buffer, buffer_shardings = replay.create_sharded(capacity, config.tokens.obs_len, config.tokens.action_len,
                                                      mesh, rules)
@@ -203,6 +205,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
         "state/actor_params": "config.actor.* (model size or checkpoint) changed",
         "state/critic_params": "config.critic.* (model size or checkpoint) changed",
         "state/target_critic_params": "config.critic.* (model size or checkpoint) changed",
+        "state/ref_actor_params": "config.archer.kl_coef changed between 0 and > 0",
     })
     progress = {"stage": STAGES[0], "iteration": 0, "env_steps": 0, "finished": []}
     restored = checkpointer.restore_latest(checkpointing.abstract_tree(state),
@@ -361,10 +364,13 @@ def _collect(run: Run, iteration: int, insert: Any) -> dict[str, float]:
 def _start_archer(state: train_state.ArcherState, *, actor_tx: Any, critic_tx: Any,
                   critic_from_actor: bool) -> train_state.ArcherState:
     """The state ArCHer's first iteration starts from. BC's Adam moments (another loss,
-    another learning rate) do not carry over; a critic of kind 'actor' starts from the
-    BC-trained actor's weights (heads stay as initialised), as RLHF value models start
-    from the policy: it already reads the task's text."""
+    another learning rate) do not carry over; the KL anchor (when kept) becomes the BC
+    actor; a critic of kind 'actor' starts from the BC-trained actor's weights (heads
+    stay as initialised), as RLHF value models start from the policy: it already reads
+    the task's text."""
     state = state.replace(actor_opt_state=actor_tx.init(state.actor_params))
+    if state.ref_actor_params is not None:
+        state = state.replace(ref_actor_params=jax.tree.map(jnp.copy, state.actor_params))
     if critic_from_actor:
         critic_params = {**state.critic_params, "encoder": {"lm": state.actor_params}}
         state = state.replace(critic_params=critic_params, target_critic_params=critic_params,

@@ -5,6 +5,7 @@ compiled phase lives in a module fixture and each test starts from a fresh copy 
 the initial state (the phases donate it).
 """
 
+import dataclasses
 import functools
 
 import flax.linen as nn
@@ -191,6 +192,30 @@ def test_sharded_update_equals_single_device_update(sharded):
         results.append(jax.device_get((state, critic_metrics, actor_metrics)))
     assert tree_allclose(results[0], results[1], atol=1e-5)
     assert tree_changed(single.initial.actor_params, results[0][0].actor_params)
+
+
+def test_kl_penalty_anchors_the_actor_to_its_frozen_reference(sharded):
+    hp = dataclasses.replace(HP, actor_epochs=1, kl_coef=0.5)
+    state, shardings = train_state.create_state(jax.random.key(0), actor=ACTOR, critic=CRITIC, actor_tx=ACTOR_TX,
+                                                critic_tx=CRITIC_TX, mesh=sharded.mesh, reference=True)
+    phase = archer.jit_phase(functools.partial(archer.actor_phase, actor=ACTOR, critic=CRITIC, hp=hp,
+                                               bridge=sharded.bridge, tx=ACTOR_TX, mesh=sharded.mesh),
+                             shardings, sharded.buffer_shardings, sharded.mesh)
+    reference = jax.device_get(state.ref_actor_params)
+    state, first = phase(state, sharded.buffer)
+    state, second = phase(state, sharded.buffer)
+    assert set(jax.device_get(first)) == ACTOR_METRICS | {"actor/kl"}
+    assert float(first["actor/kl"]) == pytest.approx(0.0, abs=1e-6)  # the actor still is the reference
+    assert float(second["actor/kl"]) > 0.0
+    assert tree_allclose(reference, jax.device_get(state.ref_actor_params), atol=0)
+    assert tree_changed(reference, jax.device_get(state.actor_params))
+
+
+def test_kl_penalty_without_a_reference_is_refused(sharded):
+    hp = dataclasses.replace(HP, kl_coef=0.5)
+    with pytest.raises(ValueError, match="reference=True"):
+        archer.actor_phase(sharded.fresh_state(), sharded.buffer, actor=ACTOR, critic=CRITIC, hp=hp,
+                           bridge=sharded.bridge, tx=ACTOR_TX, mesh=sharded.mesh)
 
 
 def test_critic_loss_decreases_on_a_fixed_buffer(sharded):

@@ -93,3 +93,14 @@ def test_polyak_with_tau_point_one():
     new = optax.incremental_update(online, target, 0.1)
     # 0.9 * target + 0.1 * online
     np.testing.assert_allclose(new["a"], [10.0, -7.0], rtol=1e-6)
+
+
+def test_kl_penalty_k3_per_real_token_and_gradient_toward_the_reference():
+    logp = jnp.array([[-1.0, -1.0, -3.0]])
+    ref = jnp.array([[-1.0, -2.0, -0.5]])
+    mask = jnp.array([[True, True, False]])
+    # d = ref - logp: 0 -> 0; -1 -> e^-1 + 1 - 1 = e^-1; the masked token does not count.
+    np.testing.assert_allclose(losses.kl_penalty(logp, ref, mask), np.exp(-1.0) / 2, rtol=1e-6)
+    grad = jax.grad(lambda x: losses.kl_penalty(x, ref, mask))(logp)
+    # d/dlogp (e^d - d - 1) = 1 - e^d: lowers a token the reference finds less likely.
+    np.testing.assert_allclose(grad, [[0.0, (1 - np.exp(-1.0)) / 2, 0.0]], rtol=1e-6)

@@ -138,19 +138,21 @@ def test_lm_oracle_answers_the_online_games(tmp_path, hf_fixtures):
     assert sorted(_archer_rows(tmp_path / "run")) == [0, 1]
 
 
-def test_critic_of_kind_actor_starts_from_the_bc_actor(tmp_path):
+def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     config = guess_city.get_config("smoke")
-    config.critic.kind = "actor"
+    config.critic.kind, config.archer.kl_coef = "actor", 0.1
     run = trainer.setup(config, tmp_path)
+    bc_actor = jax.device_get(run.state.actor_params)
     start = jax.jit(functools.partial(trainer._start_archer, actor_tx=optax.adam(1e-3), critic_tx=optax.adam(1e-3),
                                       critic_from_actor=True))
-    state = start(run.state)
-    chex.assert_trees_all_equal(state.critic_params["encoder"]["lm"], run.state.actor_params)
+    state = jax.device_get(start(run.state))
+    chex.assert_trees_all_equal(state.critic_params["encoder"]["lm"], bc_actor)
     chex.assert_trees_all_equal(state.target_critic_params, state.critic_params)
-    chex.assert_trees_all_equal(state.critic_params["q1"], run.state.critic_params["q1"])
-    config.bc.iterations, config.archer.iterations = 1, 1
+    chex.assert_trees_all_equal(state.ref_actor_params, bc_actor)
+    config.bc.iterations, config.archer.iterations, config.archer.warmup_iter = 1, 2, 1
     trainer.train(config, tmp_path / "run")
-    assert sorted(_archer_rows(tmp_path / "run")) == [0, 1]
+    rows = _archer_rows(tmp_path / "run")
+    assert sorted(rows) == [0, 1, 2] and rows[1]["actor/kl"] >= 0.0
 
 
 @pytest.mark.parametrize("field,value,message", [

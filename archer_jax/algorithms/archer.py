@@ -51,6 +51,10 @@ class ArcherHParams:
     # min(Q1, Q2) - min(V1, V2) is biased low by the spread of the heads; uncentred, a
     # small actor trained from scratch pushes down nearly every sampled utterance.
     center_advantages: bool = False
+    # Weight of a per-token KL(pi || pi_ref) penalty toward the policy ArCHer started
+    # from (state.ref_actor_params); 0 = none, as in the paper. A trust region against a
+    # small critic's errors, which a free actor exploits (e.g. one blind guess).
+    kl_coef: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("critic_batch_size", "actor_batch_size", "critic_epochs", "actor_epochs", "max_new_tokens"):
@@ -60,6 +64,8 @@ class ArcherHParams:
             raise ValueError(f"ArcherHParams.gamma = {self.gamma}: must lie in [0, 1]")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"ArcherHParams.tau = {self.tau}: must lie in (0, 1]")
+        if self.kl_coef < 0:
+            raise ValueError(f"ArcherHParams.kl_coef = {self.kl_coef}: must be >= 0")
 
 
 def sample_batch(buffer: replay.ReplayBuffer, rng: jax.Array, batch_size: int, mesh: Mesh | None,
@@ -147,11 +153,18 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
     advantage = losses.advantages(values.q1, values.q2, values.v1, values.v2)
     weight = advantage - jnp.mean(advantage) if hp.center_advantages else advantage
 
-    def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
-        logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, pi.tokens, pi.mask)
-        return losses.policy_gradient_loss(logp, pi.mask, weight), logp
+    if hp.kl_coef and state.ref_actor_params is None:
+        raise ValueError("ArcherHParams.kl_coef > 0 needs the reference actor: create_state(..., reference=True)")
+    ref_logp = (action_logprobs(actor, state.ref_actor_params, batch.obs, batch.obs_mask, pi.tokens, pi.mask)
+                if hp.kl_coef else None)
 
-    (loss, logp), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
+    def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
+        logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, pi.tokens, pi.mask)
+        pg = losses.policy_gradient_loss(logp, pi.mask, weight)
+        kl = losses.kl_penalty(logp, ref_logp, pi.mask) if hp.kl_coef else jnp.zeros(())
+        return pg + hp.kl_coef * kl, (pg, kl, logp)
+
+    (_, (loss, kl, logp)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
     updates, opt_state = tx.update(grads, state.actor_opt_state, state.actor_params)
     state = state.replace(step=state.step + 1, actor_params=optax.apply_updates(state.actor_params, updates),
                           actor_opt_state=opt_state)
@@ -162,6 +175,8 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
         "actor/logp_mean": jnp.sum(logp) / jnp.maximum(jnp.sum(pi.mask), 1),
         "actor/grad_norm": optax.tree.norm(grads),
     }
+    if hp.kl_coef:
+        metrics["actor/kl"] = kl
     return state, metrics
 
 

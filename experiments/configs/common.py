@@ -94,6 +94,7 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.archer.warmup_iter = hp["warmup_iter"]  # iterations that train only the critic
     c.archer.temperature = 1.0  # rollout and update sampling temperature
     c.archer.center_advantages = False  # subtract the batch mean from A (not in the paper)
+    c.archer.kl_coef = 0.0  # per-token KL(pi || BC policy) penalty in the actor loss (0 = none, the paper)
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
 
