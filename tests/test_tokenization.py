@@ -12,6 +12,7 @@ CORPUS = [
     "Is it Paris?\nYes, it is.",
     "Does the city's name start with a letter between A and M?\nI don't know.",
     "Is the population above 3.5 million?\nYes.\n\nGreat (I think), thanks!",
+    "Is it man-made?\nNo.",
 ]
 
 
@@ -76,6 +77,8 @@ def test_word_tokenizer_round_trip(word_tok):
         assert word_tok.decode(ids) == text
     assert word_tok.convert_ids_to_tokens(_ids(word_tok, "Is it Paris?\nYes.")) == [
         "Is", "it", "Paris", "?", "\n", "Yes", "."]
+    # Hyphenated words come back whole (the 20Q oracle reads "man-made", not "man - made").
+    assert word_tok.decode(_ids(word_tok, "Is it man-made?")) == "Is it man-made?"
     # Spacing outside the decoder's rules is normalised; unseen words become <unk>.
     assert word_tok.decode(_ids(word_tok, "Is  it Paris ?")) == "Is it Paris?"
     assert _ids(word_tok, "Is it Rome?")[2] == word_tok.unk_token_id

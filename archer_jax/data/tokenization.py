@@ -32,8 +32,8 @@ _WORD_PIECE = r"\d+(?:[.,]\d+)+|\w+(?:'\w+)*|[^\w\s]|\n"
 _SPACES = r"[^\S\n]+"
 # Decoding: pieces joined by one space, then no space before closing punctuation or
 # a newline and none after an opening bracket or a newline.
-_NO_SPACE_BEFORE = r" (?=[.,?!;:)\]}\n])"
-_NO_SPACE_AFTER = r"(?<=[(\[{\n]) "
+_NO_SPACE_BEFORE = r" (?=[.,?!;:)\]}\n-])"
+_NO_SPACE_AFTER = r"(?<=[(\[{\n-]) "
 
 
 def _batch_ids(tokenizer: Any, texts: Sequence[str], add_special_tokens: bool) -> list[list[int]]:
@@ -150,7 +150,8 @@ def build_word_tokenizer(corpus: Iterable[str], *, vocab_size: int | None = None
     capped at ``vocab_size`` ids in all. Unknown words become <unk>.
 
     Decoding joins pieces with one space, with no space before . , ? ! ; : ) ] } or a
-    newline and none after ( [ { or a newline. So text whose spacing follows those
+    newline and none after ( [ { or a newline, and none around a hyphen (a generated
+    "man-made" must reach the oracle as written). So text whose spacing follows those
     rules (single spaces, punctuation attached to the word before it, no spaces
     around newlines) round-trips exactly; other spacing is normalised (e.g.
     "a  b ?" -> "a b?", and quotes come back spaced: '" hi "'). Case is kept.
