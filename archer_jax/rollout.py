@@ -21,7 +21,7 @@ from archer_jax.data import tokenization
 from archer_jax.envs.question_game import BatchedQuestionGame
 from archer_jax.sampling import Generation
 
-# (params, prompt_ids, prompt_mask, rng, temperature) -> Generation, jitted by the caller.
+# (params, prompt_ids, prompt_mask, rng, temperatures [B]) -> Generation, jitted by the caller.
 PolicyFn = Callable[[Any, np.ndarray, np.ndarray, jax.Array, float], Generation]
 
 
@@ -69,8 +69,11 @@ class RolloutRunner:
     def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return tokenization.encode_left(self.tokenizer, list(texts), self.obs_len, pad_id=self.pad_id)
 
-    def run(self, params: Any, seeds: Sequence[int], rng: jax.Array, temperature: float) -> Rollout:
+    def run(self, params: Any, seeds: Sequence[int], rng: jax.Array, temperature: float | np.ndarray) -> Rollout:
+        """Plays one conversation per seed; ``temperature``: one for all, or one per
+        conversation (0 = greedy). Always passed on as [B], so both share one compile."""
         b, t_max = len(seeds), self.max_turns
+        temperature = np.broadcast_to(np.asarray(temperature, np.float32), (b,))
         observations = self.env.reset(list(seeds))
         obs_ids, obs_mask = self._encode(observations)
         done = np.zeros(b, bool)

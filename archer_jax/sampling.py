@@ -24,9 +24,10 @@ class Generation:
 
 
 def _pick(logits: jax.Array, rng: jax.Array, temperature: jax.Array) -> jax.Array:
-    """Samples at ``temperature`` (> 0) or takes the argmax (temperature == 0)."""
+    """Samples at ``temperature`` (> 0) or takes the argmax (temperature == 0);
+    ``temperature`` is a scalar or one value per row ([B])."""
     greedy = jnp.argmax(logits, axis=-1)
-    scaled = logits / jnp.maximum(temperature, 1e-6)
+    scaled = logits / jnp.maximum(temperature, 1e-6)[..., None]
     sampled = jax.random.categorical(rng, scaled, axis=-1)
     return jnp.where(temperature > 0, sampled, greedy).astype(jnp.int32)
 
@@ -43,7 +44,8 @@ def generate(
     stop_ids: tuple[int, ...],
     pad_id: int,
 ) -> Generation:
-    """Generates up to ``max_new_tokens`` for each left-padded prompt row.
+    """Generates up to ``max_new_tokens`` for each left-padded prompt row, at
+    ``temperature`` (a scalar, or [B] for one per row; 0 = greedy).
 
     Call it inside ``jax.jit`` (``max_new_tokens``, ``stop_ids`` and ``pad_id`` static).
     ``module.config.init_cache(batch, max_len)`` must give an empty KV cache.

@@ -342,23 +342,34 @@ def _dataset_buffer(run: Run, transitions: dict[str, list[Any]]) -> replay.Repla
 
 
 def _collect(run: Run, iteration: int, insert: Any) -> dict[str, float]:
-    """``rollout_size`` sampled trajectories into the replay buffer."""
+    """``rollout_size`` trajectories into the replay buffer: sampled, but for the
+    ``greedy_rollouts`` fraction of each batch, which is played greedily."""
     c = run.config
+    batch = c.archer.rollout_batch
+    greedy = np.arange(batch) < round(c.archer.greedy_rollouts * batch)
+    temperatures = np.where(greedy, 0.0, c.archer.temperature)
     returns, successes, turns = [], [], 0
     rng = jax.random.fold_in(jax.random.key(c.seed + 1), iteration)
-    for start in range(0, c.archer.rollout_size, c.archer.rollout_batch):
-        seeds = [c.seed * STAGE_STRIDE + iteration * c.archer.rollout_size + start + i
-                 for i in range(c.archer.rollout_batch)]
+    for start in range(0, c.archer.rollout_size, batch):
+        seeds = [c.seed * STAGE_STRIDE + iteration * c.archer.rollout_size + start + i for i in range(batch)]
         rng, key = jax.random.split(rng)
-        result = run.runner.run(run.state.actor_params, seeds, key, c.archer.temperature)
+        result = run.runner.run(run.state.actor_params, seeds, key, temperatures)
         run.buffer = insert(run.buffer, replay.Transitions(**result.transitions), result.valid)
         returns.append(result.returns)
         successes.append(result.successes)
         turns += result.num_turns
     run.progress["env_steps"] += turns
-    returns = np.concatenate(returns)
-    return {"rollout/return_mean": float(returns.mean()), "rollout/success_rate": float(np.mean(successes)),
-            "rollout/turns": float(turns)}
+    returns, successes = np.stack(returns), np.stack(successes)  # [batches, B]
+    row = {"rollout/turns": float(turns)}
+    groups = {"": np.ones_like(greedy)}
+    if greedy.any():  # the greedy rows are a cheap greedy evaluation on fresh seeds
+        groups.update(sampled_=~greedy, greedy_=greedy)
+    for name, rows in groups.items():
+        if not rows.any():
+            continue
+        row[f"rollout/{name}return_mean"] = float(returns[:, rows].mean())
+        row[f"rollout/{name}success_rate"] = float(successes[:, rows].mean())
+    return row
 
 
 def _start_archer(state: train_state.ArcherState, *, actor_tx: Any, critic_tx: Any,

@@ -1,8 +1,14 @@
-"""The rollout loop's bookkeeping: Monte-Carlo returns and fixed-shape transitions."""
+"""The rollout loop: Monte-Carlo returns and per-conversation temperatures."""
 
+import functools
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from archer_jax import rollout
+from archer_jax import rollout, sampling, tasks
+from archer_jax.data import tokenization
+from archer_jax.models import gpt2
 
 
 def test_discounted_returns_by_hand():
@@ -13,3 +19,22 @@ def test_discounted_returns_by_hand():
     got = rollout.discounted_returns(rewards, valid, gamma=0.5)
     want = np.array([[-1.5, -1.5], [-1.0, -1.0], [0.0, 0.0]], np.float32)
     np.testing.assert_allclose(got, want)
+
+
+def test_greedy_rows_of_a_mixed_rollout_play_as_a_greedy_rollout():
+    task = tasks.make_task("guess_city", max_turns=4, num_items=0)
+    tokenizer = tokenization.build_word_tokenizer(tasks.corpus(task))
+    module = gpt2.GPT2LMHeadModel(gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=72, n_embd=32, n_layer=1,
+                                                  n_head=2))
+    params = module.init(jax.random.key(0), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 4), bool))["params"]
+    stop_ids = tokenization.terminator_ids(tokenizer, "\n")
+    policy = jax.jit(functools.partial(sampling.generate, module, max_new_tokens=8, stop_ids=stop_ids,
+                                       pad_id=tokenizer.pad_token_id))
+    runner = rollout.RolloutRunner(tasks.make_batched_env(task, 4), policy, tokenizer, obs_len=64, terminator="\n",
+                                   pad_id=tokenizer.pad_token_id, gamma=0.95, max_turns=4)
+    seeds, key = [11, 12, 13, 14], jax.random.key(5)
+    mixed = runner.run(params, seeds, key, np.array([0.0, 0.0, 1.0, 1.0]))
+    greedy = runner.run(params, seeds, key, 0.0)
+    assert mixed.dialogues[:2] == greedy.dialogues[:2]
+    np.testing.assert_array_equal(mixed.returns[:2], greedy.returns[:2])
+    assert policy._cache_size() == 1  # a scalar temperature is passed on per row, too

@@ -95,3 +95,19 @@ def test_sampling_is_reproducible_and_logprobs_are_the_policy():
     logits = module.apply({"params": params}, full_ids, full_mask).logits[:, 5:-1]
     logp = jnp.take_along_axis(jax.nn.log_softmax(logits), a.tokens[..., None], -1)[..., 0]
     np.testing.assert_allclose(np.asarray(a.logprobs), np.asarray(logp), atol=1e-5)
+
+
+def test_per_row_temperatures_mix_greedy_and_sampled_rows():
+    """Rows at temperature 0 decode greedily and the others sample exactly as an
+    all-sampled call with the same key would: one compiled call serves both."""
+    module, params = _model("gpt2")
+    ids, mask = _prompts()
+    run = jax.jit(partial(sampling.generate, module, max_new_tokens=6, stop_ids=(STOP,), pad_id=PAD))
+    key = jax.random.key(3)
+    mixed = run(params, ids, mask, key, np.array([0.0, 1.0, 0.0], np.float32))
+    greedy = run(params, ids, mask, key, np.zeros(3, np.float32))
+    sampled = run(params, ids, mask, key, np.ones(3, np.float32))
+    tokens = np.asarray(mixed.tokens)
+    np.testing.assert_array_equal(tokens[[0, 2]], np.asarray(greedy.tokens)[[0, 2]])
+    np.testing.assert_array_equal(tokens[1], np.asarray(sampled.tokens)[1])
+    assert run._cache_size() == 1

@@ -155,12 +155,23 @@ def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     assert sorted(rows) == [0, 1, 2] and rows[1]["actor/kl"] >= 0.0
 
 
+def test_greedy_rollouts_are_collected_and_reported_apart(tmp_path):
+    config = guess_city.get_config("smoke")
+    config.archer.greedy_rollouts, config.bc.iterations, config.archer.iterations = 0.5, 0, 1
+    trainer.train(config, tmp_path)
+    row = _archer_rows(tmp_path)[0]
+    both = (row["rollout/greedy_return_mean"] + row["rollout/sampled_return_mean"]) / 2
+    assert abs(row["rollout/return_mean"] - both) < 1e-5  # half of the batch each
+    assert 0.0 <= row["rollout/greedy_success_rate"] <= 1.0
+
+
 @pytest.mark.parametrize("field,value,message", [
     ("actor.checkpoint", "/no/such/folder", "config.actor.checkpoint = '/no/such/folder' cannot be loaded"),
     ("env.oracle", "lm", "config.env.oracle = 'lm' needs config.env.oracle_checkpoint"),
     ("env.oracle", "human", "config.env.oracle = 'human'"),
     ("critic.kind", "bert", "config.critic.kind = 'bert': choose one of ('roberta', 'actor')"),
     ("archer.gamma", 1.5, "config.archer.gamma = 1.5: must lie in [0, 1]"),
+    ("archer.greedy_rollouts", -0.5, "config.archer.greedy_rollouts = -0.5: a fraction in [0, 1]"),
     ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),
 ])

@@ -93,6 +93,10 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.archer.tau = 0.1  # Polyak rate of the target critic, after every critic step
     c.archer.warmup_iter = hp["warmup_iter"]  # iterations that train only the critic
     c.archer.temperature = 1.0  # rollout and update sampling temperature
+    # Fraction of each rollout batch played greedily (temperature 0), so the states the
+    # greedy policy reaches (e.g. a wrong guess it repeats) enter the replay buffer and
+    # the actor is trained there too; 0 = all sampled, as in the paper.
+    c.archer.greedy_rollouts = 0.0
     c.archer.center_advantages = False  # subtract the batch mean from A (not in the paper)
     c.archer.kl_coef = 0.0  # per-token KL(pi || BC policy) penalty in the actor loss (0 = none, the paper)
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
