@@ -186,7 +186,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
         gamma=config.archer.gamma, tau=config.archer.tau, critic_batch_size=config.archer.batch_size,
         actor_batch_size=config.archer.batch_size, critic_epochs=config.archer.critic_epochs,
         actor_epochs=max(config.archer.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
-        temperature=config.archer.temperature, center_advantages=config.archer.center_advantages,
+        temperature=config.archer.temperature, actor_temperature=config.archer.actor_temperature,
+        center_advantages=config.archer.center_advantages,
         kl_coef=config.archer.kl_coef,
         stop_ids=tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id=pad_id)
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from archer_jax import replay, sharding, train_state
+from archer_jax import replay, sampling, sharding, train_state
 from archer_jax.algorithms import archer, bc
 from archer_jax.models.gpt2 import GPT2Config, GPT2LMHeadModel
 from archer_jax.models.roberta import RobertaConfig, RobertaModel
@@ -209,6 +209,24 @@ def test_kl_penalty_anchors_the_actor_to_its_frozen_reference(sharded):
     assert float(second["actor/kl"]) > 0.0
     assert tree_allclose(reference, jax.device_get(state.ref_actor_params), atol=0)
     assert tree_changed(reference, jax.device_get(state.actor_params))
+
+
+def test_actor_temperature_zero_reinforces_the_greedy_utterance(sharded):
+    """At actor_temperature 0 the actor phase scores and reinforces exactly the
+    utterance greedy decoding says at each sampled state (its logp is the metric)."""
+    state = sharded.fresh_state()
+    k_batch, _ = jax.random.split(train_state.step_key(state))
+    batch = archer.sample_batch(sharded.buffer, k_batch, HP.actor_batch_size, None, sharding.DEFAULT_RULES)
+    greedy = sampling.generate(ACTOR, state.actor_params, batch.obs, batch.obs_mask, jax.random.key(9), 0.0,
+                               max_new_tokens=ACTION_LEN, stop_ids=(STOP,), pad_id=PAD)
+    logp = archer.action_logprobs(ACTOR, state.actor_params, batch.obs, batch.obs_mask, greedy.tokens, greedy.mask)
+    want = float(jnp.sum(logp) / jnp.sum(greedy.mask))
+    step = functools.partial(archer._actor_step, buffer=sharded.buffer, actor=ACTOR, critic=CRITIC,
+                             bridge=sharded.bridge, tx=ACTOR_TX, mesh=None, rules=sharding.DEFAULT_RULES)
+    _, metrics = step(state, hp=dataclasses.replace(HP, actor_temperature=0.0))
+    assert float(metrics["actor/logp_mean"]) == pytest.approx(want, rel=1e-5)
+    _, sampled = step(sharded.fresh_state(), hp=HP)
+    assert float(sampled["actor/logp_mean"]) < want  # temperature-1 samples are less likely than the argmax
 
 
 def test_kl_penalty_without_a_reference_is_refused(sharded):

@@ -44,7 +44,11 @@ class ArcherHParams:
     critic_epochs: int = 50  # critic steps per phase
     actor_epochs: int = 3  # actor steps per phase
     max_new_tokens: int = 32  # length of a sampled utterance
-    temperature: float = 1.0  # sampling temperature of a ~ pi(.|s) in both phases
+    temperature: float = 1.0  # sampling temperature of a ~ pi(.|s) in the critic phase (V targets)
+    # Temperature of the utterances the actor phase samples and reinforces (1 = the
+    # paper). Below 1 the update concentrates on what greedy decoding would say, so a
+    # greedily deployed policy's argmax moves where the critic says it should.
+    actor_temperature: float = 1.0
     stop_ids: tuple[int, ...] = ()  # utterance terminator ids (e.g. the id of "\n")
     pad_id: int = 0  # actor pad id written after a sampled utterance's terminator
     # Subtract the batch mean from the advantages (not in the paper, off by default).
@@ -62,6 +66,8 @@ class ArcherHParams:
                 raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 1")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ArcherHParams.gamma = {self.gamma}: must lie in [0, 1]")
+        if min(self.temperature, self.actor_temperature) < 0:
+            raise ValueError("ArcherHParams.temperature and .actor_temperature must be >= 0")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"ArcherHParams.tau = {self.tau}: must lie in (0, 1]")
         if self.kl_coef < 0:
@@ -98,8 +104,8 @@ def action_logprobs(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax
 
 
 def _sample_actions(actor: nn.Module, params: Any, batch: replay.Transitions, rng: jax.Array,
-                    hp: ArcherHParams) -> sampling.Generation:
-    return sampling.generate(actor, params, batch.obs, batch.obs_mask, rng, hp.temperature,
+                    hp: ArcherHParams, temperature: float) -> sampling.Generation:
+    return sampling.generate(actor, params, batch.obs, batch.obs_mask, rng, temperature,
                              max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
 
 
@@ -108,7 +114,7 @@ def _critic_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
                  mesh: Mesh | None, rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
     k_batch, k_action = jax.random.split(step_key(state))
     batch = sample_batch(buffer, k_batch, hp.critic_batch_size, mesh, rules)
-    pi = _sample_actions(actor, state.actor_params, batch, k_action, hp)
+    pi = _sample_actions(actor, state.actor_params, batch, k_action, hp, hp.temperature)
 
     obs, obs_mask = bridge(batch.obs, batch.obs_mask)
     act, act_mask = bridge(batch.action, batch.action_mask)
@@ -143,7 +149,7 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
                 mesh: Mesh | None, rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
     k_batch, k_action = jax.random.split(step_key(state))
     batch = sample_batch(buffer, k_batch, hp.actor_batch_size, mesh, rules)
-    pi = _sample_actions(actor, state.actor_params, batch, k_action, hp)
+    pi = _sample_actions(actor, state.actor_params, batch, k_action, hp, hp.actor_temperature)
 
     obs, obs_mask = bridge(batch.obs, batch.obs_mask)
     pi_act, pi_mask = bridge(pi.tokens, pi.mask)

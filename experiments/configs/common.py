@@ -92,7 +92,10 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.archer.gamma = hp["gamma"]  # discount
     c.archer.tau = 0.1  # Polyak rate of the target critic, after every critic step
     c.archer.warmup_iter = hp["warmup_iter"]  # iterations that train only the critic
-    c.archer.temperature = 1.0  # rollout and update sampling temperature
+    c.archer.temperature = 1.0  # sampling temperature of the rollouts and of the critic's V targets
+    # Temperature of the utterances the actor phase samples and reinforces (1 = the
+    # paper's); lower concentrates the update on what greedy decoding says.
+    c.archer.actor_temperature = 1.0
     # Fraction of each rollout batch played greedily (temperature 0), so the states the
     # greedy policy reaches (e.g. a wrong guess it repeats) enter the replay buffer and
     # the actor is trained there too; 0 = all sampled, as in the paper.
