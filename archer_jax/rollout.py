@@ -22,7 +22,7 @@ from archer_jax.envs.question_game import BatchedQuestionGame
 from archer_jax.sampling import Generation
 
 # (params, prompt_ids, prompt_mask, rng, temperatures [B]) -> Generation, jitted by the caller.
-PolicyFn = Callable[[Any, np.ndarray, np.ndarray, jax.Array, float], Generation]
+PolicyFn = Callable[[Any, np.ndarray, np.ndarray, jax.Array, np.ndarray], Generation]
 
 
 @dataclasses.dataclass
