@@ -122,8 +122,8 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
 # Questions). Guess My City: 20 cities, 10 turns (its answers are long: about a third of
 # the simulated dialogues pass 160 tokens and lose their oldest turns). Twenty Questions
 # keeps its 20 turns: a templated turn is at most 10 word-tokens (14 the winning one),
-# 207 in all, and an iteration collects about twice Guess My City's turns (18-20 s on
-# 2 CPU cores, against 12-13 s).
+# 207 in all, and an iteration collects about twice Guess My City's turns (14-15 s on
+# 2 CPU cores, against 9 s).
 _DEMO_GAME = {
     "guess_city": (20, 10, 160, 50),
     "twenty_questions": (20, 20, 208, 60),
