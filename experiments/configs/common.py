@@ -126,7 +126,7 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
 # 2 CPU cores, against 9 s).
 _DEMO_GAME = {
     "guess_city": (20, 10, 160, 50),
-    "twenty_questions": (20, 20, 208, 60),
+    "twenty_questions": (20, 20, 208, 30),
     "twenty_questions_subset": (0, 20, 208, 30),  # all of its 10 objects
 }
 
