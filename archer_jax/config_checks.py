@@ -49,8 +49,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.archer.tau = {config.archer.tau}: must lie in (0, 1]")
     if not 0.0 <= config.archer.greedy_rollouts <= 1.0:
         raise ConfigError(f"config.archer.greedy_rollouts = {config.archer.greedy_rollouts}: a fraction in [0, 1]")
-    if not 0.0 <= config.archer.mc_weight <= 1.0:
-        raise ConfigError(f"config.archer.mc_weight = {config.archer.mc_weight}: a weight in [0, 1]")
     if config.archer.rollout_size % config.archer.rollout_batch:
         raise ConfigError(f"config.archer.rollout_size = {config.archer.rollout_size} must be a multiple of "
                           f"config.archer.rollout_batch = {config.archer.rollout_batch}")

@@ -21,18 +21,6 @@ def td_targets(r_t: chex.Array, done_t: chex.Array, v_tp1: chex.Array, gamma: fl
     return r_t.astype(jnp.float32) + gamma * not_done * v_tp1.astype(jnp.float32)
 
 
-def mixed_mc_targets(td_t: chex.Array, g_t: chex.Array, mc_weight: float) -> jax.Array:
-    """(1 - w) * td_t + w * g_t: a one-step target mixed with the observed return g_t.
-
-    Mixed Monte-Carlo (Ostrovski et al., 2017): the return the behaviour policy actually
-    got reaches Q in one update instead of through a chain of bootstraps, at the price of
-    that policy's bias; w = 0 is plain TD.
-    """
-    chex.assert_rank([td_t, g_t], 1)
-    chex.assert_equal_shape([td_t, g_t])
-    return (1.0 - mc_weight) * td_t + mc_weight * g_t.astype(jnp.float32)
-
-
 def _mse(x: jax.Array, target: jax.Array) -> jax.Array:
     return jnp.mean(jnp.square(x - jax.lax.stop_gradient(target)))
 
@@ -42,7 +30,6 @@ def critic_loss(
     target_q1: chex.Array, target_q2: chex.Array,
     target_v1_next: chex.Array, target_v2_next: chex.Array,
     reward: chex.Array, done: chex.Array, gamma: float,
-    mc_return: chex.Array | None = None, mc_weight: float = 0.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """ArCHer's double-critic loss, the sum of four MSE terms (all inputs [B]).
 
@@ -50,18 +37,11 @@ def critic_loss(
     critic's Q heads at (s, a ~ pi(.|s)); ``target_v_i_next``: its V heads at s'.
     Each head regresses on its OWN target head, with no min across heads:
     Q_i -> r + gamma (1 - done) Vbar_i(s'),  V_i -> Qbar_i(s, a~pi).
-    With ``mc_weight`` > 0 the Q targets mix in ``mc_return``, the discounted return the
-    rollout got from s on (``mixed_mc_targets``).
     """
     chex.assert_rank([q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next, reward, done], 1)
     chex.assert_equal_shape([q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next, reward, done])
-    q1_target = td_targets(reward, done, target_v1_next, gamma)
-    q2_target = td_targets(reward, done, target_v2_next, gamma)
-    if mc_weight:
-        q1_target = mixed_mc_targets(q1_target, mc_return, mc_weight)
-        q2_target = mixed_mc_targets(q2_target, mc_return, mc_weight)
-    q1_loss = _mse(q1, q1_target)
-    q2_loss = _mse(q2, q2_target)
+    q1_loss = _mse(q1, td_targets(reward, done, target_v1_next, gamma))
+    q2_loss = _mse(q2, td_targets(reward, done, target_v2_next, gamma))
     v1_loss = _mse(v1, target_q1)
     v2_loss = _mse(v2, target_q2)
     loss = q1_loss + q2_loss + v1_loss + v2_loss

@@ -44,25 +44,6 @@ def test_critic_loss_matches_each_head_to_its_own_target_head():
     np.testing.assert_allclose(m["v_mean"], 1.125, rtol=1e-6)
 
 
-def test_mixed_mc_targets_move_the_q_targets_toward_the_observed_returns():
-    q1, q2, v1, v2 = (jnp.zeros(2),) * 4
-    target_q1 = target_q2 = jnp.zeros(2)
-    target_v1_next, target_v2_next = jnp.array([10.0, 4.0]), jnp.array([20.0, 8.0])
-    reward, done = jnp.array([-1.0, 0.0]), jnp.array([False, True])
-    mc_return = jnp.array([-3.0, 0.0])  # what the rollouts actually got from s on
-    _, m = losses.critic_loss(q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next,
-                              reward, done, 0.5, mc_return=mc_return, mc_weight=0.25)
-    # TD targets Q1 [4, 0], Q2 [9, 0]; mixed 0.75 * td + 0.25 * [-3, 0] = [2.25, 0], [6, 0].
-    np.testing.assert_allclose(m["q1_loss"], 2.25**2 / 2, rtol=1e-6)
-    np.testing.assert_allclose(m["q2_loss"], 6.0**2 / 2, rtol=1e-6)
-    np.testing.assert_allclose(m["v1_loss"], 0.0)  # the V targets stay Qbar_i(s, a ~ pi)
-    # Weight 1 is a pure Monte-Carlo regression; weight 0 ignores the returns.
-    np.testing.assert_allclose(losses.mixed_mc_targets(jnp.array([4.0]), jnp.array([-3.0]), 1.0), [-3.0])
-    _, m0 = losses.critic_loss(q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next,
-                               reward, done, 0.5, mc_return=mc_return, mc_weight=0.0)
-    np.testing.assert_allclose(m0["q1_loss"], 4.0**2 / 2, rtol=1e-6)
-
-
 def test_critic_loss_does_not_train_through_targets():
     args = [jnp.array([1.0, 2.0])] * 8 + [jnp.array([0.5, 0.5]), jnp.array([False, False])]
 

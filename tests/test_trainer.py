@@ -172,7 +172,6 @@ def test_greedy_rollouts_are_collected_and_reported_apart(tmp_path):
     ("critic.kind", "bert", "config.critic.kind = 'bert': choose one of ('roberta', 'actor')"),
     ("archer.gamma", 1.5, "config.archer.gamma = 1.5: must lie in [0, 1]"),
     ("archer.greedy_rollouts", -0.5, "config.archer.greedy_rollouts = -0.5: a fraction in [0, 1]"),
-    ("archer.mc_weight", 1.5, "config.archer.mc_weight = 1.5: a weight in [0, 1]"),
     ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),
 ])

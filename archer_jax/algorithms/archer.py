@@ -59,10 +59,6 @@ class ArcherHParams:
     # from (state.ref_actor_params); 0 = none, as in the paper. A trust region against a
     # small critic's errors, which a free actor exploits (e.g. one blind guess).
     kl_coef: float = 0.0
-    # Weight of the rollout's observed discounted return in the Q targets (mixed
-    # Monte-Carlo; 0 = the paper's one-step TD). A small critic's bootstrapped values
-    # barely tell a wasted turn (a repeated question) from a useful one; the returns do.
-    mc_weight: float = 0.0
 
     def __post_init__(self) -> None:
         for name in ("critic_batch_size", "actor_batch_size", "critic_epochs", "actor_epochs", "max_new_tokens"):
@@ -76,8 +72,6 @@ class ArcherHParams:
             raise ValueError(f"ArcherHParams.tau = {self.tau}: must lie in (0, 1]")
         if self.kl_coef < 0:
             raise ValueError(f"ArcherHParams.kl_coef = {self.kl_coef}: must be >= 0")
-        if not 0.0 <= self.mc_weight <= 1.0:
-            raise ValueError(f"ArcherHParams.mc_weight = {self.mc_weight}: must lie in [0, 1]")
 
 
 def sample_batch(buffer: replay.ReplayBuffer, rng: jax.Array, batch_size: int, mesh: Mesh | None,
@@ -134,8 +128,7 @@ def _critic_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
     def loss_fn(params: Any) -> tuple[jax.Array, Metrics]:
         out = critic.apply({"params": params}, obs, obs_mask, act, act_mask)
         return losses.critic_loss(out.q1, out.q2, out.v1, out.v2, target_pi.q1, target_pi.q2,
-                                  target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma,
-                                  mc_return=batch.mc_return, mc_weight=hp.mc_weight)
+                                  target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma)
 
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.critic_params)
     updates, opt_state = tx.update(grads, state.critic_opt_state, state.critic_params)

@@ -102,9 +102,6 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.archer.greedy_rollouts = 0.0
     c.archer.center_advantages = False  # subtract the batch mean from A (not in the paper)
     c.archer.kl_coef = 0.0  # per-token KL(pi || BC policy) penalty in the actor loss (0 = none, the paper)
-    # Weight of the observed discounted return in the critic's Q targets (mixed
-    # Monte-Carlo; 0 = one-step TD, the paper).
-    c.archer.mc_weight = 0.0
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
 
