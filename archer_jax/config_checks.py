@@ -37,6 +37,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first bad field."""
     for path in ("tokens.obs_len", "tokens.action_len", "env.max_turns", "archer.rollout_size",
                  "archer.rollout_batch", "archer.capacity", "archer.critic_epochs", "archer.batch_size",
+                 "archer.actor_batch_size",
                  "archer.eval_size", "archer.eval_every", "archer.tau", "actor.lr", "critic.lr", "checkpoint_every",
                  "data.num_episodes", "bc.steps", "bc.batch_size", "bc.lr"):
         _positive(config, path)

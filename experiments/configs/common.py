@@ -88,7 +88,8 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.archer.capacity = 100_000  # replay buffer rows (transitions)
     c.archer.critic_epochs = 50  # critic steps per iteration (one jitted lax.scan)
     c.archer.actor_epochs = 3  # actor steps per iteration after warm-up
-    c.archer.batch_size = 256  # transitions per critic/actor step (paper: 8 x 32 accumulation)
+    c.archer.batch_size = 256  # transitions per critic step (paper: 8 x 32 accumulation)
+    c.archer.actor_batch_size = 256  # states per actor step (the paper's: the same 256)
     c.archer.gamma = hp["gamma"]  # discount
     c.archer.tau = 0.1  # Polyak rate of the target critic, after every critic step
     c.archer.warmup_iter = hp["warmup_iter"]  # iterations that train only the critic
@@ -157,6 +158,7 @@ def _demo(c: ml_collections.ConfigDict) -> None:
     c.archer.critic_epochs = 30
     c.archer.actor_epochs = 3
     c.archer.batch_size = 32
+    c.archer.actor_batch_size = 32
     c.archer.warmup_iter = 15
     c.archer.center_advantages = True
     # Greedy evaluation is what counts here, and a tiny actor's greedy utterance is often
@@ -192,6 +194,7 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
     c.archer.critic_epochs = 2
     c.archer.actor_epochs = 1
     c.archer.batch_size = 8
+    c.archer.actor_batch_size = 8
     c.archer.warmup_iter = 1
     c.archer.eval_every = 1
     c.archer.eval_size = 8
