@@ -141,7 +141,9 @@ def test_lm_oracle_answers_the_online_games(tmp_path, hf_fixtures):
 def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     config = guess_city.get_config("smoke")
     config.critic.kind, config.archer.kl_coef = "actor", 0.1
+    config.archer.actor_batch_size = 2 * config.archer.batch_size  # the two batches are set apart
     run = trainer.setup(config, tmp_path)
+    assert (run.hp.critic_batch_size, run.hp.actor_batch_size) == (8, 16)
     bc_actor = jax.device_get(run.state.actor_params)
     start = jax.jit(functools.partial(trainer._start_archer, actor_tx=optax.adam(1e-3), critic_tx=optax.adam(1e-3),
                                       critic_from_actor=True))
