@@ -12,7 +12,7 @@ Variants (the part after ':'):
          from the task's own text; 20 hidden objects, 20-turn cap, 208-token
          observations (a whole templated dialogue fits); simulated data (57% wins,
          return -14.1), BC warm start, then 30 ArCHer iterations. About 12 minutes on
-         2 CPU cores (README, Results, has the measured curve over 3 seeds).
+         2 CPU cores; the README (Results) gives the curve over 3 seeds.
   smoke  seconds; for tests.
 """
 
