@@ -41,8 +41,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                  "critic.lr", "checkpoint_every", "data.num_episodes", "bc.steps", "bc.batch_size", "bc.lr"):
         _positive(config, path)
     for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
-                 "archer.temperature", "archer.actor_temperature", "archer.kl_coef", "archer.offline_transitions",
-                 "transcripts"):
+                 "archer.temperature", "archer.actor_temperature", "archer.kl_coef", "transcripts"):
         _positive(config, path, allow_zero=True)
     if not 0.0 <= config.archer.gamma <= 1.0:
         raise ConfigError(f"config.archer.gamma = {config.archer.gamma}: must lie in [0, 1]")
@@ -50,9 +49,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.archer.tau = {config.archer.tau}: must lie in (0, 1]")
     if not 0.0 <= config.archer.greedy_rollouts <= 1.0:
         raise ConfigError(f"config.archer.greedy_rollouts = {config.archer.greedy_rollouts}: a fraction in [0, 1]")
-    if config.archer.offline_transitions > config.archer.capacity:
-        raise ConfigError(f"config.archer.offline_transitions = {config.archer.offline_transitions} exceeds "
-                          f"config.archer.capacity = {config.archer.capacity}: the buffer would drop them")
     if config.archer.rollout_size % config.archer.rollout_batch:
         raise ConfigError(f"config.archer.rollout_size = {config.archer.rollout_size} must be a multiple of "
                           f"config.archer.rollout_batch = {config.archer.rollout_batch}")

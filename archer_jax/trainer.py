@@ -291,15 +291,15 @@ def run_bc(run: Run) -> bool:
     c = run.config
     if c.bc.iterations == 0:
         return True
-    rows = _tokenize(run, _offline_transitions(run))
-    capacity = _round_up(rows.num_rows, run.mesh.shape["data"] * run.mesh.shape["fsdp"])
-    dataset, shardings = replay.create_sharded(capacity, c.tokens.obs_len, c.tokens.action_len, run.mesh,
-                                               c.mesh.rules)
-    dataset = replay.make_insert(shardings, run.mesh, c.mesh.rules)(dataset, rows)
+    transitions = sources.load_transitions_from(
+        c.data.source, task=c.task, data_dir=c.data.dir or str(run.workdir / "data"), manual_dir=c.data.manual_dir,
+        num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma, max_turns=c.env.max_turns,
+        num_items=c.env.num_items)
+    dataset = _dataset_buffer(run, transitions)
     hp = dataclasses.replace(run.hp, actor_batch_size=c.bc.batch_size)
     tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
     phase = bc.make_bc_phase(actor=run.actor, hp=hp, tx=tx, steps=c.bc.steps, state_shardings=run.state_shardings,
-                             buffer_shardings=shardings, mesh=run.mesh,
+                             buffer_shardings=replay.buffer_shardings(dataset, run.mesh, c.mesh.rules), mesh=run.mesh,
                              rules=c.mesh.rules).lower(run.state, dataset).compile()
     start = run.progress["iteration"] if run.progress["stage"] == "bc" else 0
     run.logger.start_stage("bc", start_iteration=start, total_iterations=c.bc.iterations)
@@ -323,37 +323,23 @@ def run_bc(run: Run) -> bool:
     return True
 
 
-def _offline_transitions(run: Run) -> dict[str, list[Any]]:
-    """Every turn of config.data.source's episodes (built on first use)."""
-    c = run.config
-    return sources.load_transitions_from(
-        c.data.source, task=c.task, data_dir=c.data.dir or str(run.workdir / "data"), manual_dir=c.data.manual_dir,
-        num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma, max_turns=c.env.max_turns,
-        num_items=c.env.num_items)
-
-
-def _tokenize(run: Run, transitions: dict[str, list[Any]]) -> replay.Transitions:
-    """The dataset's turns as replay rows (host arrays), tokenized once."""
+def _dataset_buffer(run: Run, transitions: dict[str, list[Any]]) -> replay.ReplayBuffer:
+    """Tokenizes the dataset's turns once into a device buffer BC samples from."""
     c, tok = run.config, run.tokenizer
     pad = run.hp.pad_id
     obs, obs_mask = tokenization.encode_left(tok, transitions["observation"], c.tokens.obs_len, pad_id=pad)
     nxt, nxt_mask = tokenization.encode_left(tok, transitions["next_observation"], c.tokens.obs_len, pad_id=pad)
     act, act_mask = tokenization.encode_right(tok, transitions["action"], c.tokens.action_len, pad_id=pad,
                                               append_ids=run.hp.stop_ids[:1])
-    return replay.Transitions(obs=obs, obs_mask=obs_mask, action=act, action_mask=act_mask, next_obs=nxt,
+    n = len(obs)
+    rows = replay.Transitions(obs=obs, obs_mask=obs_mask, action=act, action_mask=act_mask, next_obs=nxt,
                               next_obs_mask=nxt_mask, reward=np.asarray(transitions["reward"], np.float32),
                               done=np.asarray(transitions["done"], bool),
                               mc_return=np.asarray(transitions["mc_return"], np.float32))
-
-
-def _prefill(run: Run, insert: Any) -> None:
-    """Seeds the replay buffer with ``archer.offline_transitions`` turns of the offline
-    data, drawn without replacement (all of them if the data holds fewer)."""
-    transitions = _offline_transitions(run)
-    n = len(transitions["reward"])
-    picked = np.sort(np.random.default_rng(run.config.seed).permutation(n)[:run.config.archer.offline_transitions])
-    run.buffer = insert(run.buffer, _tokenize(run, {k: [v[i] for i in picked] for k, v in transitions.items()}))
-    run.logger.info(f"replay buffer seeded with {len(picked)} of the {n} offline transitions")
+    capacity = _round_up(n, run.mesh.shape["data"] * run.mesh.shape["fsdp"])
+    buffer, shardings = replay.create_sharded(capacity, c.tokens.obs_len, c.tokens.action_len, run.mesh,
+                                              c.mesh.rules)
+    return replay.make_insert(shardings, run.mesh, c.mesh.rules)(buffer, rows)
 
 
 def _collect(run: Run, iteration: int, insert: Any) -> dict[str, float]:
@@ -425,8 +411,6 @@ def run_archer(run: Run) -> bool:
     critic_phase = phases.critic.lower(run.state, run.buffer).compile()
     actor_phase = phases.actor.lower(run.state, run.buffer).compile()
     insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
-    if start == 0 and c.archer.offline_transitions:
-        _prefill(run, insert)
     run.logger.start_stage("archer", start_iteration=start, total_iterations=c.archer.iterations + 1)
     for it in range(start, c.archer.iterations + 1):
         t0, compiles = time.perf_counter(), CompileCounter.count

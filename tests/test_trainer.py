@@ -167,19 +167,6 @@ def test_greedy_rollouts_are_collected_and_reported_apart(tmp_path):
     assert 0.0 <= row["rollout/greedy_success_rate"] <= 1.0
 
 
-def test_offline_transitions_seed_the_replay_buffer(tmp_path):
-    config = guess_city.get_config("smoke")
-    config.bc.iterations, config.archer.iterations, config.archer.offline_transitions = 0, 0, 16
-    run = trainer.train(config, tmp_path)
-    buffer = jax.device_get(run.buffer)
-    assert int(buffer.size) == 16
-    data = trainer._tokenize(run, trainer._offline_transitions(run))
-    data_rows = {(o.tobytes(), a.tobytes()): (r, d) for o, a, r, d in zip(data.obs, data.action, data.reward, data.done)}
-    seeded = [data_rows.get((o.tobytes(), a.tobytes())) for o, a in zip(buffer.obs[:16], buffer.action[:16])]
-    assert seeded == [(r, d) for r, d in zip(buffer.reward[:16], buffer.done[:16])]  # every row is a data turn
-    assert len({o.tobytes() for o in buffer.obs[:16]}) > 1  # drawn across the data, not one turn
-
-
 @pytest.mark.parametrize("field,value,message", [
     ("actor.checkpoint", "/no/such/folder", "config.actor.checkpoint = '/no/such/folder' cannot be loaded"),
     ("env.oracle", "lm", "config.env.oracle = 'lm' needs config.env.oracle_checkpoint"),
@@ -188,7 +175,6 @@ def test_offline_transitions_seed_the_replay_buffer(tmp_path):
     ("archer.gamma", 1.5, "config.archer.gamma = 1.5: must lie in [0, 1]"),
     ("archer.greedy_rollouts", -0.5, "config.archer.greedy_rollouts = -0.5: a fraction in [0, 1]"),
     ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),
-    ("archer.offline_transitions", 10**6, "config.archer.offline_transitions = 1000000 exceeds config.archer.capacity"),
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),
 ])
 def test_bad_config_fields_are_named(tmp_path, field, value, message):

@@ -103,9 +103,6 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.archer.greedy_rollouts = 0.0
     c.archer.center_advantages = False  # subtract the batch mean from A (not in the paper)
     c.archer.kl_coef = 0.0  # per-token KL(pi || BC policy) penalty in the actor loss (0 = none, the paper)
-    # Turns of the offline data (config.data) copied into the replay buffer when ArCHer
-    # starts, so the critic also learns from the data's wins (0 = none, the paper).
-    c.archer.offline_transitions = 0
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
 
