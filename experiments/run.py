@@ -19,6 +19,9 @@ from ml_collections import config_flags
 
 CONFIGS = Path(__file__).parent / "configs"
 
+# The command line as typed, before resolve_config_path rewrites bare config names
+# (filled in by __main__; empty when main is called some other way).
+_COMMAND_LINE: list[str] = []
 _CONFIG = config_flags.DEFINE_config_file("config", None, "task config file[:variant]", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output folder: checkpoints, metrics, transcripts")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host pods)")
@@ -79,8 +82,10 @@ def main(argv: list[str]) -> None:
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize()
-    from archer_jax import trainer
+    from archer_jax import provenance, trainer
 
+    if jax.process_index() == 0:
+        provenance.record_run(_WORKDIR.value, _CONFIG.value, _COMMAND_LINE or sys.argv)
     try:
         trainer.train(_CONFIG.value, _WORKDIR.value)
     except trainer.USER_ERRORS as e:
@@ -90,6 +95,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _COMMAND_LINE.extend(sys.argv)
     sys.argv = resolve_config_path(sys.argv)
     if problems := unknown_overrides(sys.argv):
         print("error: " + "\nerror: ".join(problems), file=sys.stderr)
