@@ -227,6 +227,24 @@ def simulate_episodes(
     return episodes
 
 
+def play_seeds(task: QuestionTask, questioner: Questioner, seeds: Sequence[int],
+               rng_seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(returns [n], successes [n], hidden items) of `questioner` playing one game per
+    environment seed. A seed hides the same item as in `BatchedQuestionGame.reset`, so
+    these are the games a policy evaluated on the same seeds met. Game i's random
+    choices come from its own Generator([rng_seed, seeds[i]]). One oracle call per turn."""
+    env = BatchedQuestionGame(task, len(seeds))
+    observations = env.reset([int(s) for s in seeds])
+    rngs = [np.random.default_rng([rng_seed, int(s)]) for s in seeds]
+    returns = np.zeros(len(seeds), np.float64)
+    while not env.dones.all():
+        active = ~env.dones
+        actions = [questioner(obs, rng) if live else "" for obs, rng, live in zip(observations, rngs, active)]
+        observations, rewards, _ = env.step(actions)
+        returns += np.where(active, rewards, 0.0)
+    return returns, env.successes.copy(), list(env.hidden)
+
+
 def summarize(episodes: Sequence[Episode]) -> dict[str, dict[str, float]]:
     """Win rate, mean return and mean length per questioner and for "all"."""
     groups: dict[str, list[Episode]] = {"all": list(episodes)}
