@@ -22,7 +22,8 @@ task's informative scripted questioner on the same evaluation games (knowledge-b
 oracle only).
 
 Runs made at different commits are refused (each is named) unless
-``--allow-mixed-commits``. ``--write`` regenerates ``docs/results.md`` (every number with
+``--allow-mixed-commits``. An invocation that wrote no metrics row (one refused for a
+changed config) counts for nothing: not its config, commit or command. ``--write`` regenerates ``docs/results.md`` (every number with
 the commands that made the runs, the commit and the package versions) and the README's
 results table between ``<!-- results:begin -->`` and ``<!-- results:end -->``; it also
 refuses runs without ``run_info.jsonl`` and unfinished runs.
@@ -136,7 +137,9 @@ class RunResult:
     """One run folder's start, final evaluation and gain."""
 
     workdir: Path
-    info: list[dict[str, Any]]  # run_info.jsonl entries, oldest first ([] for runs made before it)
+    # run_info.jsonl entries of the invocations that wrote metrics, oldest first ([] for
+    # runs made before run_info.jsonl existed)
+    info: list[dict[str, Any]]
     start: dict[str, float]  # {RETURN, SUCCESS, RETURN_STD?} of archer row 0
     final: dict[str, float]  # the same for the last archer row with an evaluation
     final_iteration: int
@@ -216,22 +219,21 @@ def _check_against_metrics(evaluation: Evaluation, row: Mapping[str, float], sta
                           f"{stage} iteration {iteration}; the file is stale (left by an earlier run in this folder?)")
 
 
-def _wall_minutes(info: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> float | None:
-    """Sum over invocations of (its last metrics row's time - its start time)."""
+def _invocation_seconds(info: Sequence[Mapping[str, Any]], rows: Sequence[Mapping[str, Any]]) -> list[float | None]:
+    """Per invocation: seconds from its start to its last metrics row before the next
+    invocation started; None for one that wrote no row (refused, or killed before its
+    first) or when the times are missing."""
     try:
         starts = [datetime.datetime.fromisoformat(e["time"]).timestamp() for e in info]
     except (KeyError, TypeError, ValueError):
-        return None
+        return [None] * len(info)
     times = sorted(row["time"] for row in rows if isinstance(row.get("time"), (int, float)))
-    if not starts or not times:
-        return None
-    total = 0.0
+    spans: list[float | None] = []
     for k, begin in enumerate(starts):
         stop = starts[k + 1] if k + 1 < len(starts) else math.inf
         inside = [t for t in times if begin <= t < stop]
-        if inside:
-            total += inside[-1] - begin
-    return total / 60 if total > 0 else None
+        spans.append(inside[-1] - begin if inside else None)
+    return spans
 
 
 def read_run(workdir: str | Path) -> RunResult:
@@ -247,6 +249,12 @@ def read_run(workdir: str | Path) -> RunResult:
         info = provenance.read_run_info(workdir)
     except ValueError as e:
         raise ReportError(str(e)) from e
+    # Invocations that wrote no metrics row (e.g. refused for a changed config) made none
+    # of these numbers: their config, commit and command do not count.
+    seconds = _invocation_seconds(info, rows)
+    if any(t is not None for t in seconds):
+        info = [e for e, t in zip(info, seconds) if t is not None]
+    minutes = sum(t for t in seconds if t is not None) / 60 if any(t is not None for t in seconds) else None
     loaded = []
     for iteration in (0, last):
         path = evaluation_path(workdir, STAGE, iteration)
@@ -261,7 +269,7 @@ def read_run(workdir: str | Path) -> RunResult:
     keys = (RETURN, SUCCESS, RETURN_STD)
     return RunResult(workdir, info, {k: evals[0][k] for k in keys if k in evals[0]},
                      {k: evals[last][k] for k in keys if k in evals[last]}, last, start_eval, final_eval,
-                     paired_se, paired_n, _wall_minutes(info, rows))
+                     paired_se, paired_n, minutes)
 
 
 # ----------------------------------------------------------------------------- groups

@@ -77,6 +77,23 @@ def test_paired_se_pairs_episodes_by_seed(runs):
     assert report.read_run(runs[0]).paired_se == pytest.approx(math.sqrt(6) / 2)
 
 
+def test_resumed_and_refused_invocations(runs):
+    """Invocations at 00:00 (rows at 00:02 and 00:03), 00:04 (refused: no row before the
+    next one; another config and commit) and 00:05 (resumed: rows at 00:06 and 00:10):
+    3 + 5 minutes of work; the refused one counts for nothing."""
+    path = runs[0] / "run_info.jsonl"
+    (first,) = [json.loads(line) for line in path.read_text().splitlines()]
+    refused = {**first, "time": "2026-01-01T00:04:00+00:00", "git": {"commit": "f" * 40},
+               "config": {**first["config"], "archer": {**first["config"]["archer"], "iterations": 99}}}
+    resumed = {**first, "time": "2026-01-01T00:05:00+00:00"}
+    path.write_text("".join(json.dumps(e) + "\n" for e in (first, refused, resumed)))
+    run = report.read_run(runs[0])
+    assert run.minutes == pytest.approx(8.0)
+    assert run.info == [first, resumed] and run.finished
+    (group,) = report.report(runs)  # no mixed commits, one group
+    assert report.group_section(group, commands=True).count("--config.seed=0 --workdir=/tmp/gc_0") == 2
+
+
 def test_runs_group_by_config_but_seed(runs, tmp_path):
     other = tmp_path / "gc_long"
     shutil.copytree(runs[0], other)
