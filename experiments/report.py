@@ -23,10 +23,12 @@ oracle only).
 
 Runs made at different commits are refused (each is named) unless
 ``--allow-mixed-commits``. An invocation that wrote no metrics row (one refused for a
-changed config) counts for nothing: not its config, commit or command. ``--write`` regenerates ``docs/results.md`` (every number with
-the commands that made the runs, the commit and the package versions) and the README's
-results table between ``<!-- results:begin -->`` and ``<!-- results:end -->``; it also
-refuses runs without ``run_info.jsonl`` and unfinished runs.
+changed config) counts for nothing: not its config, commit or command.
+
+``--write`` regenerates ``docs/results.md`` (every number with the commands that made the
+runs, the commit and the package versions) and the README's results table between
+``<!-- results:begin -->`` and ``<!-- results:end -->``; it also refuses runs without
+``run_info.jsonl``, without a git commit, and unfinished runs.
 """
 
 from __future__ import annotations
