@@ -37,11 +37,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first bad field."""
     for path in ("tokens.obs_len", "tokens.action_len", "env.max_turns", "archer.rollout_size",
                  "archer.rollout_batch", "archer.capacity", "archer.critic_epochs", "archer.batch_size",
-                 "archer.actor_batch_size", "archer.eval_size", "archer.eval_every", "archer.tau", "actor.lr",
+                 "archer.actor_batch_size", "archer.actor_samples", "archer.actor_temperature", "archer.eval_size",
+                 "archer.eval_every", "archer.tau", "actor.lr",
                  "critic.lr", "checkpoint_every", "data.num_episodes", "bc.steps", "bc.batch_size", "bc.lr"):
         _positive(config, path)
     for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
-                 "archer.temperature", "archer.actor_temperature", "archer.kl_coef", "transcripts"):
+                 "archer.temperature", "archer.kl_coef", "transcripts"):
         _positive(config, path, allow_zero=True)
     if not 0.0 <= config.archer.gamma <= 1.0:
         raise ConfigError(f"config.archer.gamma = {config.archer.gamma}: must lie in [0, 1]")

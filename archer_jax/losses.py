@@ -92,15 +92,33 @@ def policy_gradient_loss(token_logp: chex.Array, token_mask: chex.Array, advanta
     return -jnp.mean(seq_logp * jax.lax.stop_gradient(advantage))
 
 
-def kl_penalty(token_logp: chex.Array, ref_token_logp: chex.Array, token_mask: chex.Array) -> jax.Array:
-    """KL(pi || pi_ref) per real token, from tokens sampled by pi: the mean of
-    exp(d) - d - 1 with d = log pi_ref - log pi (Schulman's k3 estimator: unbiased,
-    never negative). The reference is a constant; gradients reach ``token_logp`` only."""
+def leave_one_out_advantages(q: chex.Array) -> jax.Array:
+    """A_i = q_i - mean_{j != i} q_j over the k utterances sampled at each state, [B, k].
+
+    ``q``: [B, k] scores of k >= 2 utterances sampled independently from pi(.|s_b). The
+    baseline of sample i is built from the other samples only, so it does not depend
+    on a_i and the policy gradient stays unbiased (RLOO); only the critic's ranking
+    WITHIN a state reaches the actor, whatever its error on the state's value.
+    """
+    chex.assert_rank(q, 2)
+    k = q.shape[1]
+    if k < 2:
+        raise ValueError(f"leave_one_out_advantages needs >= 2 samples per state, got {k}")
+    q = q.astype(jnp.float32)
+    return q - (jnp.sum(q, axis=1, keepdims=True) - q) / (k - 1)
+
+
+def sequence_kl_sample(token_logp: chex.Array, ref_token_logp: chex.Array, token_mask: chex.Array) -> jax.Array:
+    """log pi(a|s) - log pi_ref(a|s) summed over the real tokens of each utterance, [B].
+
+    For a ~ pi its mean is the utterance-level KL(pi || pi_ref). Used as a penalty on
+    the policy-gradient weight (stop-gradient), E[(log pi - log pi_ref) grad log pi] is
+    exactly grad KL(pi || pi_ref): the KL it names, summed per utterance like the
+    policy-gradient term.
+    """
     chex.assert_rank([token_logp, ref_token_logp, token_mask], 2)
     chex.assert_equal_shape([token_logp, ref_token_logp, token_mask])
-    d = jax.lax.stop_gradient(ref_token_logp) - token_logp
-    count = jnp.maximum(jnp.sum(token_mask), 1)
-    return jnp.sum(jnp.where(token_mask, jnp.exp(d) - d - 1.0, 0.0)) / count
+    return jnp.sum(jnp.where(token_mask, token_logp - ref_token_logp, 0.0), axis=-1)
 
 
 def bc_loss(token_logp: chex.Array, token_mask: chex.Array) -> jax.Array:

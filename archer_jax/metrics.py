@@ -13,6 +13,10 @@ Files under the workdir:
                                Python's json and pandas read back)
   tensorboard/<stage>/         tensorboardX event files, step = iteration
   transcripts/<stage>_<iteration:06d>.txt   sample dialogues
+  evaluations/<stage>_<iteration:05d>.json  every greedy evaluation episode:
+                               {"stage", "iteration", "seeds", "returns", "successes",
+                               "hidden"}, so two evaluations on the same seeds can be
+                               compared episode by episode (a paired standard error)
 
 Resuming: the first ``start_stage`` (or ``log``) of a stage drops that stage's lines
 with iteration >= the resumed iteration, so a rerun from a checkpoint does not
@@ -36,6 +40,7 @@ import numpy as np
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 TRANSCRIPTS_DIR = "transcripts"
+EVALUATIONS_DIR = "evaluations"
 _POSTFIX_ITEMS = 4
 
 
@@ -216,6 +221,23 @@ class MetricsLogger:
         for i, dialogue in enumerate(dialogues):
             parts.append(f"{rule}\ndialogue {i}\n{rule}\n{str(dialogue).rstrip()}\n")
         path.write_text("\n".join(parts), encoding="utf-8")
+        return path
+
+    def write_evaluation(self, stage: str, iteration: int, *, seeds: Sequence[int], returns: Sequence[float],
+                         successes: Sequence[bool], hidden: Sequence[str]) -> Path | None:
+        """Writes one evaluation's episodes to evaluations/<stage>_<iteration:05d>.json
+        (atomically, replacing one from an earlier life of the run); returns the path."""
+        if not self.enabled:
+            return None
+        folder = self.workdir / EVALUATIONS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{_safe_name(stage)}_{int(iteration):05d}.json"
+        record = {"stage": stage, "iteration": int(iteration), "seeds": [int(s) for s in seeds],
+                  "returns": [float(r) for r in returns], "successes": [bool(s) for s in successes],
+                  "hidden": [str(h) for h in hidden]}
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(record), encoding="utf-8")
+        os.replace(tmp, path)
         return path
 
     def flush(self) -> None:

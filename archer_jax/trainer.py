@@ -187,8 +187,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
         actor_batch_size=config.archer.actor_batch_size, critic_epochs=config.archer.critic_epochs,
         actor_epochs=max(config.archer.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
         temperature=config.archer.temperature, actor_temperature=config.archer.actor_temperature,
-        center_advantages=config.archer.center_advantages,
-        kl_coef=config.archer.kl_coef,
+        actor_samples=config.archer.actor_samples, kl_coef=config.archer.kl_coef,
         stop_ids=tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id=pad_id)
 
     actor_tx = train_state.make_optimizer(config.actor.lr, config.actor.max_grad_norm)
@@ -242,21 +241,26 @@ def _save(run: Run, stage: str, iteration: int, *, finished: bool = False) -> No
 
 
 def evaluate(run: Run, stage: str, iteration: int) -> dict[str, float]:
-    """Greedy rollouts on a fixed set of seeds (comparable across iterations)."""
+    """Greedy rollouts on a fixed set of seeds (comparable across iterations, episode by
+    episode: each one is written to evaluations/ for paired comparisons)."""
     c = run.config
-    returns, successes, lengths, dialogues = [], [], [], []
+    returns, successes, lengths, dialogues, hidden, seeds = [], [], [], [], [], []
     rng = jax.random.key(0)
     for start in range(0, c.archer.eval_size, c.archer.rollout_batch):
-        seeds = [EVAL_SEED_BASE + start + i for i in range(c.archer.rollout_batch)]
-        result = run.runner.run(run.state.actor_params, seeds, rng, 0.0)
+        batch_seeds = [EVAL_SEED_BASE + start + i for i in range(c.archer.rollout_batch)]
+        result = run.runner.run(run.state.actor_params, batch_seeds, rng, 0.0)
         returns.append(result.returns)
         successes.append(result.successes)
         lengths.append(result.lengths)
+        hidden.extend(result.hidden)
+        seeds.extend(batch_seeds)
         dialogues.extend(f"[{h}]\n{d}" for h, d in zip(result.hidden, result.dialogues))
     if c.transcripts:
         run.logger.write_transcripts(stage, iteration, dialogues[: c.transcripts])
     returns, successes = np.concatenate(returns), np.concatenate(successes)
+    run.logger.write_evaluation(stage, iteration, seeds=seeds, returns=returns, successes=successes, hidden=hidden)
     return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
+            "eval/return_se": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0,
             "eval/success_rate": float(successes.mean()), "eval/turns_mean": float(np.concatenate(lengths).mean())}
 
 
@@ -342,20 +346,24 @@ def _dataset_buffer(run: Run, transitions: dict[str, list[Any]]) -> replay.Repla
     return replay.make_insert(shardings, run.mesh, c.mesh.rules)(buffer, rows)
 
 
-def _collect(run: Run, iteration: int, insert: Any) -> dict[str, float]:
+def _collect(run: Run, iteration: int, insert: Any, scores: Any) -> dict[str, float]:
     """``rollout_size`` trajectories into the replay buffer: sampled, but for the
-    ``greedy_rollouts`` fraction of each batch, which is played greedily."""
+    ``greedy_rollouts`` fraction of each batch, which is played greedily. ``scores``:
+    the jitted ``archer.critic_scores``, which probes the critic on the fresh turns
+    before it trains on them (``probe_metrics``)."""
     c = run.config
     batch = c.archer.rollout_batch
     greedy = np.arange(batch) < round(c.archer.greedy_rollouts * batch)
     temperatures = np.where(greedy, 0.0, c.archer.temperature)
-    returns, successes, turns = [], [], 0
+    returns, successes, turns, probe = [], [], 0, []
     rng = jax.random.fold_in(jax.random.key(c.seed + 1), iteration)
     for start in range(0, c.archer.rollout_size, batch):
         seeds = [c.seed * STAGE_STRIDE + iteration * c.archer.rollout_size + start + i for i in range(batch)]
         rng, key = jax.random.split(rng)
         result = run.runner.run(run.state.actor_params, seeds, key, temperatures)
-        run.buffer = insert(run.buffer, replay.Transitions(**result.transitions), result.valid)
+        transitions = replay.Transitions(**result.transitions)
+        probe.append((*scores(run.state, transitions), result.transitions["mc_return"], result.valid))
+        run.buffer = insert(run.buffer, transitions, result.valid)
         returns.append(result.returns)
         successes.append(result.successes)
         turns += result.num_turns
@@ -370,7 +378,31 @@ def _collect(run: Run, iteration: int, insert: Any) -> dict[str, float]:
             continue
         row[f"rollout/{name}return_mean"] = float(returns[:, rows].mean())
         row[f"rollout/{name}success_rate"] = float(successes[:, rows].mean())
+    q, v, mc_return, valid = (np.concatenate(x) for x in zip(*jax.device_get(probe)))
+    row.update(probe_metrics(q[valid], v[valid], mc_return[valid]))
     return row
+
+
+def probe_metrics(q: np.ndarray, v: np.ndarray, mc_return: np.ndarray) -> dict[str, float]:
+    """How the critic, before it trains on them, scores the turns just played, against
+    their Monte-Carlo returns G (discounted, on-policy):
+
+    - ``probe/q_mc_corr``: correlation of min Q(s, a) with G over the turns;
+    - ``probe/adv_mc_corr``: correlation of Q(s, a) - V(s) with G - V(s), positive when
+      the critic's advantage points the way the outcomes went (V's own error also
+      enters both sides: read it beside q_mc_corr, and the full within-state ranking
+      from ``python -m experiments.probe_critic``);
+    - ``probe/q_mc_bias``: mean of Q(s, a) - G (0 for an unbiased critic).
+    """
+    if len(q) < 3:
+        return {}
+
+    def corr(x: np.ndarray, y: np.ndarray) -> float:
+        sx, sy = x.std(), y.std()
+        return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy)) if sx > 0 and sy > 0 else 0.0
+
+    return {"probe/q_mc_corr": corr(q, mc_return), "probe/adv_mc_corr": corr(q - v, mc_return - v),
+            "probe/q_mc_bias": float(np.mean(q - mc_return))}
 
 
 def _start_archer(state: train_state.ArcherState, *, actor_tx: Any, critic_tx: Any,
@@ -411,6 +443,7 @@ def run_archer(run: Run) -> bool:
     critic_phase = phases.critic.lower(run.state, run.buffer).compile()
     actor_phase = phases.actor.lower(run.state, run.buffer).compile()
     insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
+    scores = jax.jit(functools.partial(archer.critic_scores, critic=run.critic, bridge=run.bridge))
     run.logger.start_stage("archer", start_iteration=start, total_iterations=c.archer.iterations + 1)
     for it in range(start, c.archer.iterations + 1):
         t0, compiles = time.perf_counter(), CompileCounter.count
@@ -418,7 +451,7 @@ def run_archer(run: Run) -> bool:
         if it % c.archer.eval_every == 0 or it == c.archer.iterations:
             row.update(evaluate(run, "archer", it))
         if it < c.archer.iterations:
-            row.update(_collect(run, it, insert))
+            row.update(_collect(run, it, insert, scores))
             run.state, critic_m = critic_phase(run.state, run.buffer)
             actor_m = {}
             if it >= c.archer.warmup_iter and c.archer.actor_epochs > 0:

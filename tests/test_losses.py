@@ -95,12 +95,70 @@ def test_polyak_with_tau_point_one():
     np.testing.assert_allclose(new["a"], [10.0, -7.0], rtol=1e-6)
 
 
-def test_kl_penalty_k3_per_real_token_and_gradient_toward_the_reference():
-    logp = jnp.array([[-1.0, -1.0, -3.0]])
-    ref = jnp.array([[-1.0, -2.0, -0.5]])
-    mask = jnp.array([[True, True, False]])
-    # d = ref - logp: 0 -> 0; -1 -> e^-1 + 1 - 1 = e^-1; the masked token does not count.
-    np.testing.assert_allclose(losses.kl_penalty(logp, ref, mask), np.exp(-1.0) / 2, rtol=1e-6)
-    grad = jax.grad(lambda x: losses.kl_penalty(x, ref, mask))(logp)
-    # d/dlogp (e^d - d - 1) = 1 - e^d: lowers a token the reference finds less likely.
-    np.testing.assert_allclose(grad, [[0.0, (1 - np.exp(-1.0)) / 2, 0.0]], rtol=1e-6)
+def test_sequence_kl_sample_sums_the_log_ratio_over_real_tokens():
+    logp = jnp.array([[-1.0, -1.0, -3.0], [-0.5, -2.0, -9.0]])
+    ref = jnp.array([[-1.0, -2.0, -0.5], [-1.5, -1.0, -1.0]])
+    mask = jnp.array([[True, True, False], [True, True, False]])
+    # [0 + 1, 1 - 1]; the masked column does not count
+    np.testing.assert_allclose(losses.sequence_kl_sample(logp, ref, mask), [1.0, 0.0], rtol=1e-6)
+
+
+def _categorical_grad(weight_fn, logits):
+    """The exact expectation over a ~ softmax(logits) of weight(a) * grad log pi(a),
+    by enumeration: what the policy-gradient loss gives on average."""
+    def expected_surrogate(z):
+        logp = jax.nn.log_softmax(z)
+        p = jax.lax.stop_gradient(jnp.exp(logp))
+        w = jax.lax.stop_gradient(weight_fn(logp))
+        # policy_gradient_loss on every action as a one-token utterance, weighted by p.
+        per_action = jax.vmap(lambda lp, wa: losses.policy_gradient_loss(lp[None, None], jnp.ones((1, 1), bool),
+                                                                         wa[None]))(logp, w)
+        return jnp.sum(p * per_action)
+    return jax.grad(expected_surrogate)(logits)
+
+
+def test_kl_weight_gives_the_exact_gradient_of_kl_pi_to_the_reference():
+    logits, ref_logits = jnp.array([0.3, -1.2, 2.0, 0.1]), jnp.array([1.0, 0.0, -0.5, 0.2])
+    ref = jax.nn.log_softmax(ref_logits)
+
+    def kl(z):
+        logp = jax.nn.log_softmax(z)
+        return jnp.sum(jnp.exp(logp) * (logp - ref))
+
+    def weight(logp):  # the penalty a sampled utterance carries: log pi - log pi_ref
+        return losses.sequence_kl_sample(logp[:, None], ref[:, None], jnp.ones((4, 1), bool))
+
+    # The loss with the reward -(log pi - log pi_ref) has, on average, the gradient of
+    # KL(pi || pi_ref): descending it descends the KL.
+    np.testing.assert_allclose(_categorical_grad(lambda lp: -weight(lp), logits), jax.grad(kl)(logits),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_leave_one_out_advantages_hand_worked():
+    q = jnp.array([[1.0, 3.0, 5.0], [0.0, 0.0, 6.0]])
+    # row 0: 1 - 4, 3 - 3, 5 - 2; row 1: 0 - 3, 0 - 3, 6 - 0
+    np.testing.assert_allclose(losses.leave_one_out_advantages(q), [[-3.0, 0.0, 3.0], [-3.0, -3.0, 6.0]])
+    with pytest.raises(ValueError, match=">= 2 samples"):
+        losses.leave_one_out_advantages(jnp.zeros((3, 1)))
+
+
+def test_leave_one_out_policy_gradient_is_unbiased():
+    """Over every pair (a_1, a_2) drawn from pi, the leave-one-out weighted gradient
+    averages to grad E_pi[Q(a)]: the baseline costs no bias."""
+    logits, q = jnp.array([0.5, -0.7, 1.1]), jnp.array([2.0, -1.0, 0.5])
+    logp = jax.nn.log_softmax(logits)
+    p = jnp.exp(logp)
+    want = jax.grad(lambda z: jnp.sum(jax.nn.softmax(z) * q))(logits)
+
+    def pair_surrogate(z):
+        lp = jax.nn.log_softmax(z)
+        total = 0.0
+        for i in range(3):
+            for j in range(3):
+                adv = losses.leave_one_out_advantages(jnp.array([[q[i], q[j]]]))[0]
+                tokens = jnp.array([[lp[i]], [lp[j]]])
+                # one state, two samples: the mean over samples of -log pi(a) * A
+                total += p[i] * p[j] * losses.policy_gradient_loss(tokens, jnp.ones((2, 1), bool), adv)
+        return total
+
+    np.testing.assert_allclose(-jax.grad(pair_surrogate)(logits), want, rtol=1e-5, atol=1e-6)

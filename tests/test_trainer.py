@@ -59,6 +59,10 @@ def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path):
                 "critic/v1_loss", "time/compiles"):
         assert key in first, key
     assert "actor/pg_loss" in rows[2]  # after warm-up (1 iteration)
+    assert -1.0 <= first["probe/q_mc_corr"] <= 1.0 and "probe/adv_mc_corr" in first
+    evaluation = json.loads((tmp_path / "evaluations" / "archer_00000.json").read_text())
+    assert len(evaluation["returns"]) == len(evaluation["seeds"]) == 8  # smoke eval_size
+    assert sum(evaluation["returns"]) / 8 == pytest.approx(first["eval/return_mean"], abs=1e-5)
     assert -4.0 <= first["eval/return_mean"] <= 0.0  # smoke: 4-turn cap
     assert all(r["time/compiles"] == 0 for r in rows[2:]), [r["time/compiles"] for r in rows]
     assert sorted(p.name for p in (tmp_path / "transcripts").iterdir())[:1] == ["archer_000000.txt"]
@@ -140,7 +144,7 @@ def test_lm_oracle_answers_the_online_games(tmp_path, hf_fixtures):
 
 def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     config = guess_city.get_config("smoke")
-    config.critic.kind, config.archer.kl_coef = "actor", 0.1
+    config.critic.kind, config.archer.kl_coef, config.archer.actor_samples = "actor", 0.1, 2
     config.archer.actor_batch_size = 2 * config.archer.batch_size  # the two batches are set apart
     run = trainer.setup(config, tmp_path)
     assert (run.hp.critic_batch_size, run.hp.actor_batch_size) == (8, 16)
@@ -154,7 +158,11 @@ def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     config.bc.iterations, config.archer.iterations, config.archer.warmup_iter = 1, 2, 1
     trainer.train(config, tmp_path / "run")
     rows = _archer_rows(tmp_path / "run")
-    assert sorted(rows) == [0, 1, 2] and rows[1]["actor/kl"] >= 0.0
+    assert sorted(rows) == [0, 1, 2]
+    # The KL sample is log pi - log pi_ref of one batch (any sign); the leave-one-out
+    # advantages of 2 samples per state are +-d/2 around 0.
+    assert rows[1]["actor/kl"] != 0.0 and rows[1]["actor/q_within_std"] > 0.0
+    assert abs(rows[1]["actor/advantage_mean"]) < 1e-5
 
 
 def test_greedy_rollouts_are_collected_and_reported_apart(tmp_path):

@@ -45,29 +45,35 @@ class ArcherHParams:
     actor_epochs: int = 3  # actor steps per phase
     max_new_tokens: int = 32  # length of a sampled utterance
     temperature: float = 1.0  # sampling temperature of a ~ pi(.|s) in the critic phase (V targets)
-    # Temperature of the utterances the actor phase samples and reinforces (1 = the
-    # paper). Below 1 the update concentrates on what greedy decoding would say, so a
-    # greedily deployed policy's argmax moves where the critic says it should.
+    # Temperature T > 0 of the policy the actor phase trains: it samples a ~ pi_T(.|s)
+    # and differentiates log pi_T(a|s) (logits / T), so the update is an unbiased
+    # policy gradient of pi_T at every T. 1 = the paper's.
     actor_temperature: float = 1.0
+    # Utterances sampled per state in the actor phase. 1 = the paper's advantage
+    # min(Q1, Q2)(s, a) - min(V1, V2)(s); k >= 2 = leave-one-out: A_i = Q(s, a_i) minus
+    # the mean Q of the other k - 1 samples at s, so only the critic's ranking within
+    # a state reaches the actor (unbiased, and free of V's error).
+    actor_samples: int = 1
     stop_ids: tuple[int, ...] = ()  # utterance terminator ids (e.g. the id of "\n")
     pad_id: int = 0  # actor pad id written after a sampled utterance's terminator
-    # Subtract the batch mean from the advantages (not in the paper, off by default).
-    # min(Q1, Q2) - min(V1, V2) is biased low by the spread of the heads; uncentred, a
-    # small actor trained from scratch pushes down nearly every sampled utterance.
-    center_advantages: bool = False
-    # Weight of a per-token KL(pi || pi_ref) penalty toward the policy ArCHer started
-    # from (state.ref_actor_params); 0 = none, as in the paper. A trust region against a
-    # small critic's errors, which a free actor exploits (e.g. one blind guess).
+    # Weight of KL(pi_T || pi_ref,T) toward the policy ArCHer started from
+    # (state.ref_actor_params), summed per utterance: each sample's weight is
+    # penalised by kl_coef * (log pi_T(a|s) - log pi_ref,T(a|s)), whose expected
+    # policy gradient is exactly kl_coef * grad KL. 0 = none, as in the paper.
     kl_coef: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("critic_batch_size", "actor_batch_size", "critic_epochs", "actor_epochs", "max_new_tokens"):
+        for name in ("critic_batch_size", "actor_batch_size", "critic_epochs", "actor_epochs", "max_new_tokens",
+                     "actor_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 1")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ArcherHParams.gamma = {self.gamma}: must lie in [0, 1]")
-        if min(self.temperature, self.actor_temperature) < 0:
-            raise ValueError("ArcherHParams.temperature and .actor_temperature must be >= 0")
+        if self.temperature < 0:
+            raise ValueError(f"ArcherHParams.temperature = {self.temperature}: must be >= 0")
+        if self.actor_temperature <= 0:
+            raise ValueError(f"ArcherHParams.actor_temperature = {self.actor_temperature}: must be > 0 (the "
+                             "policy gradient differentiates log pi_T, which T = 0 does not define)")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"ArcherHParams.tau = {self.tau}: must lie in (0, 1]")
         if self.kl_coef < 0:
@@ -97,9 +103,12 @@ def action_logits(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.A
 
 
 def action_logprobs(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array,
-                    action: jax.Array, action_mask: jax.Array) -> jax.Array:
-    """log pi(action tokens | obs), [B, T], 0 at padding (see ``action_logits``)."""
+                    action: jax.Array, action_mask: jax.Array, temperature: float = 1.0) -> jax.Array:
+    """log pi_T(action tokens | obs) with pi_T = softmax(logits / T), [B, T], 0 at
+    padding (see ``action_logits``)."""
     logits = action_logits(actor, params, obs, obs_mask, action, action_mask)
+    if temperature != 1.0:
+        logits = logits.astype(jnp.float32) / temperature
     return losses.sequence_logprobs(logits, action, action_mask)
 
 
@@ -149,28 +158,40 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
                 mesh: Mesh | None, rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
     k_batch, k_action = jax.random.split(step_key(state))
     batch = sample_batch(buffer, k_batch, hp.actor_batch_size, mesh, rules)
-    pi = _sample_actions(actor, state.actor_params, batch, k_action, hp, hp.actor_temperature)
+    k = hp.actor_samples
+    # k utterances a ~ pi_T(.|s) per state: rows b*k ... b*k + k - 1 share state b.
+    obs, obs_mask = replay.constrain_batch((jnp.repeat(batch.obs, k, axis=0),
+                                            jnp.repeat(batch.obs_mask, k, axis=0)), mesh, rules)
+    pi = sampling.generate(actor, state.actor_params, obs, obs_mask, k_action, hp.actor_temperature,
+                           max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
 
-    obs, obs_mask = bridge(batch.obs, batch.obs_mask)
+    # The ONLINE critic scores every fresh utterance (no normalisation).
+    c_obs, c_obs_mask = bridge(obs, obs_mask)
     pi_act, pi_mask = bridge(pi.tokens, pi.mask)
-    # The ONLINE critic scores the fresh utterance; no normalisation unless
-    # hp.center_advantages asks for it (the paper uses none).
-    values = critic.apply({"params": state.critic_params}, obs, obs_mask, pi_act, pi_mask)
-    advantage = losses.advantages(values.q1, values.q2, values.v1, values.v2)
-    weight = advantage - jnp.mean(advantage) if hp.center_advantages else advantage
+    values = critic.apply({"params": state.critic_params}, c_obs, c_obs_mask, pi_act, pi_mask)
+    q = jnp.minimum(values.q1, values.q2)
 
     if hp.kl_coef and state.ref_actor_params is None:
         raise ValueError("ArcherHParams.kl_coef > 0 needs the reference actor: create_state(..., reference=True)")
-    ref_logp = (action_logprobs(actor, state.ref_actor_params, batch.obs, batch.obs_mask, pi.tokens, pi.mask)
-                if hp.kl_coef else None)
+    ref_logp = (action_logprobs(actor, state.ref_actor_params, obs, obs_mask, pi.tokens, pi.mask,
+                                hp.actor_temperature) if hp.kl_coef else None)
 
-    def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, jax.Array, jax.Array]]:
-        logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, pi.tokens, pi.mask)
+    def weights(logp: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(the policy-gradient weight of each sample, its KL sample), both constants."""
+        kl = (losses.sequence_kl_sample(jax.lax.stop_gradient(logp), ref_logp, pi.mask) if hp.kl_coef
+              else jnp.zeros_like(q))
+        reward = q - hp.kl_coef * kl
+        if k == 1:
+            return reward - jnp.minimum(values.v1, values.v2), kl
+        return losses.leave_one_out_advantages(reward.reshape(-1, k)).reshape(-1), kl
+
+    def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, ...]]:
+        logp = action_logprobs(actor, params, obs, obs_mask, pi.tokens, pi.mask, hp.actor_temperature)
+        weight, kl = weights(logp)
         pg = losses.policy_gradient_loss(logp, pi.mask, weight)
-        kl = losses.kl_penalty(logp, ref_logp, pi.mask) if hp.kl_coef else jnp.zeros(())
-        return pg + hp.kl_coef * kl, (pg, kl, logp)
+        return pg, (weight, kl, logp)
 
-    (_, (loss, kl, logp)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
+    (loss, (advantage, kl, logp)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
     updates, opt_state = tx.update(grads, state.actor_opt_state, state.actor_params)
     state = state.replace(step=state.step + 1, actor_params=optax.apply_updates(state.actor_params, updates),
                           actor_opt_state=opt_state)
@@ -181,9 +202,21 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
         "actor/logp_mean": jnp.sum(logp) / jnp.maximum(jnp.sum(pi.mask), 1),
         "actor/grad_norm": optax.tree.norm(grads),
     }
+    if k > 1:  # how far apart the critic puts the samples of one state
+        metrics["actor/q_within_std"] = jnp.mean(jnp.std(q.reshape(-1, k), axis=1))
     if hp.kl_coef:
-        metrics["actor/kl"] = kl
+        metrics["actor/kl"] = jnp.mean(kl)  # nats per utterance
     return state, metrics
+
+
+def critic_scores(state: ArcherState, batch: replay.Transitions, *, critic: nn.Module,
+                  bridge: Bridge) -> tuple[jax.Array, jax.Array]:
+    """(min(Q1, Q2)(s, a), min(V1, V2)(s)) of the ONLINE critic on a batch of
+    transitions, [B] each: what the actor phase would read."""
+    obs, obs_mask = bridge(batch.obs, batch.obs_mask)
+    act, act_mask = bridge(batch.action, batch.action_mask)
+    out = critic.apply({"params": state.critic_params}, obs, obs_mask, act, act_mask)
+    return jnp.minimum(out.q1, out.q2), jnp.minimum(out.v1, out.v2)
 
 
 def scan_steps(step_fn: Callable[[ArcherState, Any], tuple[ArcherState, Metrics]], state: ArcherState,
@@ -209,8 +242,9 @@ def critic_phase(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
 def actor_phase(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, critic: nn.Module,
                 hp: ArcherHParams, bridge: Bridge, tx: optax.GradientTransformation, mesh: Mesh | None = None,
                 rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> tuple[ArcherState, Metrics]:
-    """``hp.actor_epochs`` token-level REINFORCE steps weighted by the online critic's
-    utterance-level advantage. ``tx``: the actor optimizer."""
+    """``hp.actor_epochs`` token-level REINFORCE steps of pi_T (T = hp.actor_temperature)
+    weighted by the online critic's utterance-level advantage (``hp.actor_samples``
+    decides its baseline). ``tx``: the actor optimizer."""
     step = functools.partial(_actor_step, actor=actor, critic=critic, hp=hp, bridge=bridge, tx=tx, mesh=mesh,
                              rules=rules)
     return scan_steps(step, state, buffer, hp.actor_epochs)

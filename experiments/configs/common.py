@@ -94,15 +94,17 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.archer.tau = 0.1  # Polyak rate of the target critic, after every critic step
     c.archer.warmup_iter = hp["warmup_iter"]  # iterations that train only the critic
     c.archer.temperature = 1.0  # sampling temperature of the rollouts and of the critic's V targets
-    # Temperature of the utterances the actor phase samples and reinforces (1 = the
-    # paper's); lower concentrates the update on what greedy decoding says.
+    # Temperature T > 0 of the policy the actor phase trains: it samples utterances at T
+    # and differentiates log pi_T (an unbiased policy gradient at any T); 1 = the paper's.
     c.archer.actor_temperature = 1.0
+    # Utterances sampled per state in the actor phase: 1 = the paper's A = min Q - min V;
+    # k >= 2 = leave-one-out baseline A_i = Q(s, a_i) - mean of the other samples' Q.
+    c.archer.actor_samples = 1
     # Fraction of each rollout batch played greedily (temperature 0), so the states the
     # greedy policy reaches (e.g. a wrong guess it repeats) enter the replay buffer and
     # the actor is trained there too; 0 = all sampled, as in the paper.
     c.archer.greedy_rollouts = 0.0
-    c.archer.center_advantages = False  # subtract the batch mean from A (not in the paper)
-    c.archer.kl_coef = 0.0  # per-token KL(pi || BC policy) penalty in the actor loss (0 = none, the paper)
+    c.archer.kl_coef = 0.0  # weight of KL(pi_T || BC policy) per utterance in the actor's objective (0 = none, the paper)
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
 
@@ -118,32 +120,29 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 # The demo's game per task: (hidden items, turn cap, observation tokens, ArCHer
-# iterations, actor temperature), so that tiny models trained from scratch see most or
-# all of what they asked and the command fits its CPU budget (15 minutes; 30 for the
-# full Twenty Questions). Guess My City: 20 cities, 10 turns (its answers are long:
-# about a third of the simulated dialogues pass 160 tokens and lose their oldest turns).
-# Twenty Questions keeps its 20 turns: a templated turn is at most 10 word-tokens (14
-# the winning one), 207 in all, and an iteration collects about twice Guess My City's
-# turns. The actor temperature (see _demo) is the paper's 1.0 on the full Twenty
-# Questions, whose 20 hidden objects need 50 iterations: at 0.3 one seed in three
-# collapsed into asking one question every turn (README, Results).
+# iterations), so that tiny models trained from scratch fit the command's CPU budget
+# (15 minutes; 30 for the full Twenty Questions). The observation window holds the
+# whole dialogue at the turn cap, so both networks can tell how many turns are left:
+# Guess My City's answers are long (a turn is up to about 33 word-tokens; the longest
+# 9-turn prefix of 400 simulated dialogues is 191), Twenty Questions' turns are at
+# most 10 word-tokens (14 the winning one), 207 in all over 20 turns.
 _DEMO_GAME = {
-    "guess_city": (20, 10, 160, 50, 0.3),
-    "twenty_questions": (20, 20, 208, 50, 1.0),
-    "twenty_questions_subset": (0, 20, 208, 30, 0.3),  # all of its 10 objects
+    "guess_city": (20, 10, 256, 50),
+    "twenty_questions": (20, 20, 208, 50),
+    "twenty_questions_subset": (0, 20, 208, 30),  # all of its 10 objects
 }
 
 
 def _demo(c: ml_collections.ConfigDict) -> None:
-    (c.env.num_items, c.env.max_turns, c.tokens.obs_len, c.archer.iterations,
-     c.archer.actor_temperature) = _DEMO_GAME[c.task]
+    c.env.num_items, c.env.max_turns, c.tokens.obs_len, c.archer.iterations = _DEMO_GAME[c.task]
     c.tokens.action_len = 10
     c.actor = _model("gpt2", "", n_layer=2, n_embd=64, n_head=4)
     c.actor.lr = 1e-4
     c.actor.max_grad_norm = 1.0
     # The critic reads the conversation and the utterance in one encoding, with the
     # BC-trained actor as its encoder (read at the last token): a tiny RoBERTa from
-    # scratch learns state values but barely ranks utterances within a state (README).
+    # scratch learns state values but barely ranks utterances within a state
+    # (docs/research_log.md).
     # The dims serve --config.critic.kind=roberta (with --config.critic.pooling=mean).
     c.critic = _model("actor", "", num_layers=2, hidden_size=64, num_heads=4, mlp_dim=128)
     c.critic.pooling = "pooled"
@@ -160,18 +159,21 @@ def _demo(c: ml_collections.ConfigDict) -> None:
     c.archer.capacity = 20_000
     c.archer.critic_epochs = 30
     c.archer.actor_epochs = 3
-    c.archer.batch_size = 32
+    c.archer.batch_size = 64
     c.archer.actor_batch_size = 32
     c.archer.warmup_iter = 15
-    c.archer.center_advantages = True
-    # Greedy evaluation is what counts here, and a tiny actor's greedy utterance is often
-    # a weak plurality: train where greedy decoding goes, on what it would say, and keep
-    # the actor near its BC start while the critic is still coarse (README, Results). An
-    # actor temperature below 1 (per task, above) reinforces mostly the greedy utterance.
+    # The actor phase samples 4 utterances per state and weighs each by its Q minus the
+    # mean Q of the other three: only the critic's ranking within a state reaches the
+    # actor. The paper's temperature 1 and an anchor of 0.1 nats of reward per nat of
+    # KL(pi || BC) per utterance.
+    c.archer.actor_samples = 4
+    c.archer.actor_temperature = 1.0
+    c.archer.kl_coef = 0.1
+    # Half of every rollout batch is played greedily, so the states greedy decoding
+    # reaches (e.g. a wrong guess it repeats) enter the replay buffer (not in the paper).
     c.archer.greedy_rollouts = 0.5
-    c.archer.kl_coef = 1.0
     c.archer.eval_every = 10
-    c.archer.eval_size = 64
+    c.archer.eval_size = 128
     c.checkpoint_every = 5
 
 
@@ -180,7 +182,7 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
     # kind 'actor', the KL anchor and greedy rollouts have tests of their own).
     c.critic = _model("roberta", "", num_layers=1, hidden_size=32, num_heads=2, mlp_dim=64)
     c.critic.update(pooling="mean", joint=True, lr=3e-4, max_grad_norm=1.0)
-    c.archer.update(greedy_rollouts=0.0, actor_temperature=1.0, kl_coef=0.0)
+    c.archer.update(greedy_rollouts=0.0, actor_temperature=1.0, kl_coef=0.0, actor_samples=1)
     c.env.num_items = 0
     c.tokens.obs_len = 48
     c.tokens.action_len = 8

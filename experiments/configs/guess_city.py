@@ -7,9 +7,9 @@ Variants (the part after ':'):
          paper's hyperparameters; for a TPU/GPU host. Set actor.checkpoint and
          critic.checkpoint to local folders where the machine is offline.
   demo   CPU, no downloads: tiny models trained from scratch with a word tokenizer built
-         from the task's own text; 20 hidden cities, 10-turn cap; simulated data, BC warm
-         start, then 50 ArCHer iterations. About 10 minutes on 2 CPU cores; over 3 seeds
-         ArCHer beats its BC start (greedy return -7.2 on average) by +0.41 (README, Results).
+         from the task's own text; 20 hidden cities, 10-turn cap, 256-token observations
+         (a whole dialogue fits); simulated data, BC warm start, then 50 ArCHer
+         iterations (results and times: README, Results and docs/results.md).
   smoke  seconds; for tests.
 """
 

@@ -11,9 +11,8 @@ Variants (the part after ':'):
   demo   CPU, no downloads: tiny models trained from scratch with a word tokenizer built
          from the task's own text; 20 hidden objects, 20-turn cap, 208-token
          observations (a whole templated dialogue fits); simulated data (57% wins,
-         return -14.1), BC warm start, then 50 ArCHer iterations at the paper's actor
-         temperature 1.0. About 22 minutes on 2 CPU cores. Over 3 seeds ArCHer beats
-         its BC start by +1.93 in greedy return (README, Results).
+         return -14.1), BC warm start, then 50 ArCHer iterations (common.py's _demo
+         says the update; results and times: README, Results and docs/results.md).
   smoke  seconds; for tests.
 """
 

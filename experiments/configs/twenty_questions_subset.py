@@ -7,12 +7,11 @@ pants, computer, piano, chair, pen, scissors).
 Variants (the part after ':'):
   paper  (default) GPT-2 actor and RoBERTa-base critic from Hugging Face weights, the
          paper's hyperparameters; for a TPU/GPU host.
-  demo   CPU, no downloads, as twenty_questions.py:demo with all 10 objects hidden,
-         but with actor temperature 0.3 and 30 ArCHer iterations (about 14 s each;
-         about 11 minutes on 2 CPU cores). The scripted players that make the data know
-         all 157 objects, not the ten (59% wins, return -13.9), so an agent that learns
-         which ten occur has much room. Over 3 seeds ArCHer beats its BC start by +1.14
-         in greedy return (README, Results).
+  demo   CPU, no downloads, as twenty_questions.py:demo with all 10 objects hidden and
+         30 ArCHer iterations. The scripted players that make the data know all 157
+         objects, not the ten (59% wins, return -13.9), so an agent that learns which
+         ten occur has much room (results and times: README, Results and
+         docs/results.md).
   smoke  seconds; for tests.
 """
 
