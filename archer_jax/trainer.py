@@ -306,7 +306,9 @@ def run_bc(run: Run) -> bool:
                              buffer_shardings=replay.buffer_shardings(dataset, run.mesh, c.mesh.rules), mesh=run.mesh,
                              rules=c.mesh.rules).lower(run.state, dataset).compile()
     start = run.progress["iteration"] if run.progress["stage"] == "bc" else 0
-    run.logger.start_stage("bc", start_iteration=start, total_iterations=c.bc.iterations)
+    # BC rows are numbered by completed iterations (it + 1): a resume from ``start`` writes
+    # rows from start + 1, and row ``start`` (logged before its checkpoint) stays.
+    run.logger.start_stage("bc", start_iteration=start + 1, total_iterations=c.bc.iterations)
     for it in range(start, c.bc.iterations):
         t0, compiles = time.perf_counter(), CompileCounter.count
         run.state, m = phase(run.state, dataset)
