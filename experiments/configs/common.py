@@ -122,12 +122,12 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
 # The demo's game per task: (hidden items, turn cap, observation tokens, ArCHer
 # iterations), so that tiny models trained from scratch fit the command's CPU budget
 # (15 minutes; 30 for the full Twenty Questions). The observation window holds the
-# whole dialogue at the turn cap, so both networks can tell how many turns are left:
-# Guess My City's answers are long (a turn is up to about 33 word-tokens; the longest
-# 9-turn prefix of 400 simulated dialogues is 191), Twenty Questions' turns are at
-# most 10 word-tokens (14 the winning one), 207 in all over 20 turns.
+# dialogue at the turn cap, so both networks can tell how many turns are left: the
+# longest 9-turn prefix of 400 simulated Guess My City dialogues is 191 word-tokens
+# (its answers are long: a turn takes 16 tokens on average); Twenty Questions' turns
+# are at most 10 word-tokens (14 the winning one), 207 in all over 20 turns.
 _DEMO_GAME = {
-    "guess_city": (20, 10, 256, 50),
+    "guess_city": (20, 10, 208, 50),
     "twenty_questions": (20, 20, 208, 50),
     "twenty_questions_subset": (0, 20, 208, 30),  # all of its 10 objects
 }
@@ -159,13 +159,13 @@ def _demo(c: ml_collections.ConfigDict) -> None:
     c.archer.capacity = 20_000
     c.archer.critic_epochs = 30
     c.archer.actor_epochs = 3
-    c.archer.batch_size = 64
-    c.archer.actor_batch_size = 32
+    c.archer.batch_size = 32
+    c.archer.actor_batch_size = 16
     c.archer.warmup_iter = 15
-    # The actor phase samples 4 utterances per state and weighs each by its Q minus the
-    # mean Q of the other three: only the critic's ranking within a state reaches the
-    # actor. The paper's temperature 1 and an anchor of 0.1 nats of reward per nat of
-    # KL(pi || BC) per utterance.
+    # The actor phase samples 4 utterances at each of its 16 states and weighs each by
+    # its Q minus the mean Q of the other three: only the critic's ranking within a
+    # state reaches the actor. The paper's temperature 1 and an anchor of 0.1 nats of
+    # reward per nat of KL(pi || BC) per utterance.
     c.archer.actor_samples = 4
     c.archer.actor_temperature = 1.0
     c.archer.kl_coef = 0.1

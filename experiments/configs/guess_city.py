@@ -7,7 +7,7 @@ Variants (the part after ':'):
          paper's hyperparameters; for a TPU/GPU host. Set actor.checkpoint and
          critic.checkpoint to local folders where the machine is offline.
   demo   CPU, no downloads: tiny models trained from scratch with a word tokenizer built
-         from the task's own text; 20 hidden cities, 10-turn cap, 256-token observations
+         from the task's own text; 20 hidden cities, 10-turn cap, 208-token observations
          (a whole dialogue fits); simulated data, BC warm start, then 50 ArCHer
          iterations (results and times: README, Results and docs/results.md).
   smoke  seconds; for tests.
