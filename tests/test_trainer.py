@@ -12,6 +12,7 @@ from pathlib import Path
 
 import chex
 import jax
+import numpy as np
 import optax
 import pytest
 
@@ -59,11 +60,13 @@ def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path):
                 "critic/v1_loss", "time/compiles"):
         assert key in first, key
     assert "actor/pg_loss" in rows[2]  # after warm-up (1 iteration)
-    assert -1.0 <= first["probe/q_mc_corr"] <= 1.0 and "probe/adv_mc_corr" in first
+    assert "probe/q_mc_corr" in first and "probe/adv_mc_corr" in first  # values: test_probe_metrics_by_hand
     evaluation = json.loads((tmp_path / "evaluations" / "archer_00000.json").read_text())
     assert len(evaluation["returns"]) == len(evaluation["seeds"]) == 8  # smoke eval_size
     assert sum(evaluation["returns"]) / 8 == pytest.approx(first["eval/return_mean"], abs=1e-5)
-    assert -4.0 <= first["eval/return_mean"] <= 0.0  # smoke: 4-turn cap
+    # Every turn costs 1 but the winning one, within the 4-turn cap.
+    assert first["eval/return_mean"] == pytest.approx(first["eval/success_rate"] - first["eval/turns_mean"])
+    assert 1.0 <= first["eval/turns_mean"] <= 4.0
     assert all(r["time/compiles"] == 0 for r in rows[2:]), [r["time/compiles"] for r in rows]
     assert sorted(p.name for p in (tmp_path / "transcripts").iterdir())[:1] == ["archer_000000.txt"]
     assert "Questions:" in (tmp_path / "transcripts" / "archer_000000.txt").read_text()
@@ -135,11 +138,18 @@ def test_lm_oracle_answers_the_online_games(tmp_path, hf_fixtures):
     shutil.copytree(hf_fixtures / "t5_tokenizer", oracle, dirs_exist_ok=True)
     config = guess_city.get_config("smoke")
     config.env.oracle, config.env.oracle_checkpoint = "lm", str(oracle)
-    config.bc.iterations, config.archer.iterations = 0, 1
+    # Evaluations on even iterations only, the actor phase from iteration 1: no iteration
+    # after the first compiles anything, the oracle's bucketed decodes included.
+    config.bc.iterations, config.archer.iterations, config.archer.eval_every = 0, 5, 2
     run = trainer.train(config, tmp_path / "run")
     assert isinstance(run.task.oracle, lm_oracle.LMOracle)
     assert run.runner.env.task.oracle is run.task.oracle
-    assert sorted(_archer_rows(tmp_path / "run")) == [0, 1]
+    rows = [row for _, row in sorted(_archer_rows(tmp_path / "run").items())]
+    assert [r["iteration"] for r in rows] == list(range(6))
+    assert ["eval/return_mean" in r for r in rows] == [True, False, True, False, True, True]
+    assert [any(k.startswith("actor/") for k in r) for r in rows] == [False] + [True] * 4 + [False]
+    compiles = [r["time/compiles"] for r in rows]
+    assert compiles[0] > 0 and compiles[1:] == [0] * 5, compiles
 
 
 def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
@@ -172,7 +182,21 @@ def test_greedy_rollouts_are_collected_and_reported_apart(tmp_path):
     row = _archer_rows(tmp_path)[0]
     both = (row["rollout/greedy_return_mean"] + row["rollout/sampled_return_mean"]) / 2
     assert abs(row["rollout/return_mean"] - both) < 1e-5  # half of the batch each
-    assert 0.0 <= row["rollout/greedy_success_rate"] <= 1.0
+    both = (row["rollout/greedy_success_rate"] + row["rollout/sampled_success_rate"]) / 2
+    assert abs(row["rollout/success_rate"] - both) < 1e-5
+
+
+def test_probe_metrics_by_hand():
+    q, mc_return = np.array([1.0, 2.0, 3.0, 4.0]), np.array([-1.0, -2.0, -2.0, -4.0])
+    v = np.array([0.0, 1.0, 1.0, 3.0])
+    got = trainer.probe_metrics(q, v, mc_return)
+    # corr(q, G): centred q [-1.5, -0.5, 0.5, 1.5], G [1.25, 0.25, 0.25, -1.75]: -4.5 / sqrt(5 * 4.75).
+    assert got["probe/q_mc_corr"] == pytest.approx(-4.5 / np.sqrt(5 * 4.75))
+    # Q - V [1, 1, 2, 1] against G - V [-1, -3, -3, -7]: centred [-0.25, -0.25, 0.75, -0.25] and
+    # [2.5, 0.5, 0.5, -3.5]: dot 0.5 over sqrt(0.75 * 19).
+    assert got["probe/adv_mc_corr"] == pytest.approx(0.5 / np.sqrt(0.75 * 19))
+    assert got["probe/q_mc_bias"] == pytest.approx(4.75)  # Q - G: 2, 4, 5, 8
+    assert trainer.probe_metrics(q[:2], v[:2], mc_return[:2]) == {}  # too few turns to correlate
 
 
 @pytest.mark.parametrize("field,value,message", [

@@ -269,7 +269,9 @@ def test_subset_smoke_run(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert [r["stage"] for r in rows] == ["bc", "archer", "archer"]
-    assert -4.0 <= rows[-1]["eval/return_mean"] <= 0.0  # smoke: 4-turn cap
+    last = rows[-1]  # every turn costs 1 but the winning one, within the 4-turn cap
+    assert last["eval/return_mean"] == pytest.approx(last["eval/success_rate"] - last["eval/turns_mean"])
+    assert 1.0 <= last["eval/turns_mean"] <= 4.0
     transcript = (tmp_path / "transcripts" / "archer_000000.txt").read_text()
     hidden = {line[1:-1] for line in transcript.splitlines() if line.startswith("[")}
     assert hidden and hidden <= set(tq.SUBSET)

@@ -1,0 +1,278 @@
+"""A run killed (SIGKILL) or preempted (SIGTERM) in either stage, then resumed with the same
+command, ends exactly where an uninterrupted run ends: the same train state (every leaf of
+params and optimizer states), the same replay buffer (rows, pointer, size), the same progress,
+metrics rows (all but timing) and transcripts.
+
+Kill points are deterministic, not timing races. The test plants a full named pipe (FIFO)
+where the run will write one evaluation's transcript: the run opens it and blocks writing, at a
+known point of a known iteration (BC: after the iteration's update; ArCHer: before its rollout;
+both before the iteration's metrics row, checkpoint and SIGTERM check), until the test drains it.
+The test sees the run holding the pipe open in /proc/<pid>/fd (Linux), then
+
+- SIGKILL: kills it there once the previous checkpoint is complete on disk, so what is on disk at
+  the kill is the same every time;
+- SIGTERM: signals it there and drains the pipe, so the run finishes exactly that iteration,
+  writes its final checkpoint and exits.
+
+Each interruption's effect on disk (latest checkpoint, metrics rows) is asserted, so a change
+that stops the pipes from blocking fails loudly instead of killing at a random point.
+
+The subprocesses share a persistent XLA compilation cache (the uninterrupted run fills it), so
+each resume skips most compiling; cached executables are the same programs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+
+from archer_jax import checkpointing, trainer
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="kill points read /proc/<pid>/fd (Linux)")
+
+ROOT = Path(__file__).parent.parent
+S = trainer.STAGE_STRIDE
+BC_ITERATIONS, ARCHER_ITERATIONS, EVAL_EVERY, CHECKPOINT_EVERY = 10, 10, 2, 5
+# The smoke config, longer, so each stage has a middle; evaluations (hence transcripts) on
+# even iterations and checkpoints every 5 never coincide with the preemption points below.
+OVERRIDES = (f"--config.bc.iterations={BC_ITERATIONS}", f"--config.archer.iterations={ARCHER_ITERATIONS}",
+             f"--config.archer.eval_every={EVAL_EVERY}", f"--config.checkpoint_every={CHECKPOINT_EVERY}")
+TIMEOUT = 600.0
+
+
+def _command(workdir: Path) -> list[str]:
+    return [sys.executable, "-m", "experiments.run", "--config=guess_city.py:smoke", f"--workdir={workdir}",
+            *OVERRIDES]
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    cache = tmp_path_factory.mktemp("xla_cache")
+    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+
+
+def _launch(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
+    # stderr (progress bars) goes to a file beside the workdir: a pipe nobody reads could fill and block the run.
+    log = (workdir.parent / f"{workdir.name}.stderr").open("a")
+    proc = subprocess.Popen(_command(workdir), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc.log = Path(log.name)
+    log.close()
+    return proc
+
+
+def _stderr(proc: subprocess.Popen) -> str:
+    return proc.log.read_text()[-3000:]
+
+
+def _finish(proc: subprocess.Popen) -> None:
+    proc.wait(timeout=TIMEOUT)
+    assert proc.returncode == 0, _stderr(proc)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]) -> Path:
+    workdir = tmp_path_factory.mktemp("uninterrupted")
+    _finish(_launch(workdir, env))
+    return workdir
+
+
+# ----------------------------------------------------------------------------- reading a workdir
+
+
+def _rows(workdir: Path) -> list[dict]:
+    path = workdir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+def _without_timing(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k != "time" and not k.startswith("time/")}
+
+
+def _logged(workdir: Path, stage: str) -> list[int]:
+    return [r["iteration"] for r in _rows(workdir) if r["stage"] == stage]
+
+
+def _steps(workdir: Path) -> list[int]:
+    folder = workdir / "checkpoints"
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
+
+
+def _final(workdir: Path) -> tuple[int, dict, dict, dict]:
+    """(step, state, buffer, progress) of the newest checkpoint, restored with the run's own
+    Checkpointer into the tree the checkpoint's metadata describes (on one device)."""
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    with checkpointing.Checkpointer(workdir) as checkpointer:
+        step = checkpointer.latest_step()
+        metadata = checkpointer._manager.item_metadata(step)
+        assert metadata.get("buffer") is not None, f"step {step} holds no replay buffer"
+
+        def abstract(item: str) -> dict:
+            tree = getattr(metadata[item], "tree", metadata[item])
+            return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree,
+                                is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
+
+        restored = checkpointer.restore_latest(abstract("state"), abstract("buffer"))
+    assert restored is not None and restored[0] == step
+    return restored
+
+
+def _assert_trees_equal(got: dict, want: dict, name: str) -> None:
+    got_leaves = dict(jax.tree_util.tree_flatten_with_path(got)[0])
+    want_leaves = dict(jax.tree_util.tree_flatten_with_path(want)[0])
+    assert got_leaves.keys() == want_leaves.keys(), name
+    differ = [jax.tree_util.keystr(path) for path in want_leaves
+              if not np.array_equal(np.asarray(got_leaves[path]), np.asarray(want_leaves[path]))]
+    assert not differ, f"{name}: {len(differ)} of {len(want_leaves)} leaves differ: {differ[:10]}"
+
+
+# ----------------------------------------------------------------------------- kill points
+
+
+class Pipe:
+    """A full named pipe where the run will write ``transcripts/<stage>_<iteration>.txt``: the
+    run opens it and blocks writing until ``release()``, which reads the text the run wrote and
+    puts it back as a plain file (so transcripts can be compared)."""
+
+    def __init__(self, workdir: Path, stage: str, iteration: int) -> None:
+        self.path = workdir / "transcripts" / f"{stage}_{iteration:06d}.txt"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists():
+            self.path.unlink()
+        os.mkfifo(self.path)
+        # Read-write: the run's open() finds a reader and returns at once; its write() then
+        # blocks, because the pipe is filled to the last byte first.
+        self._fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
+        self._filler = 0
+        for chunk in (4096, 1):
+            try:
+                while True:
+                    self._filler += os.write(self._fd, b"\0" * chunk)
+            except BlockingIOError:
+                pass
+
+    def reached(self, proc: subprocess.Popen) -> bool:
+        """Whether the run holds the pipe open: it is inside this iteration's evaluation and
+        cannot leave it (nor reach the iteration's checkpoint or stop check) until released."""
+        folder = Path(f"/proc/{proc.pid}/fd")
+        for fd in folder.iterdir() if folder.exists() else ():
+            try:
+                if os.readlink(fd) == str(self.path):
+                    return True
+            except OSError:  # closed meanwhile
+                pass
+        return False
+
+    def release(self) -> None:
+        """Lets the run write (and go on); waits for its text and restores it as a plain file."""
+        reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
+        os.close(self._fd)  # now the run is the only writer: its close ends the text
+        os.set_blocking(reader, True)
+        chunks = []
+        while chunk := os.read(reader, 1 << 16):
+            chunks.append(chunk)
+        os.close(reader)
+        text = b"".join(chunks)[self._filler:]
+        assert text, f"{self.path}: the run wrote nothing"
+        self.path.unlink()
+        self.path.write_bytes(text)
+
+    def remove(self) -> None:
+        """After a SIGKILL: the transcript was never written; the resumed run writes it."""
+        os.close(self._fd)
+        self.path.unlink()
+
+
+def _wait(proc: subprocess.Popen, condition, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        if proc.poll() is not None:
+            raise AssertionError(f"the run exited ({proc.returncode}) before {what}:\n{_stderr(proc)}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+def _sigkill_at(workdir: Path, env: dict[str, str], stage: str, iteration: int, checkpoint: int) -> None:
+    """kill -9 while the run is held in ``stage`` iteration ``iteration``'s evaluation (its
+    update done, not logged), once checkpoint step ``checkpoint`` is complete on disk."""
+    pipe = Pipe(workdir, stage, iteration)
+    proc = _launch(workdir, env)
+    _wait(proc, lambda: pipe.reached(proc) and checkpoint in _steps(workdir),
+          f"{stage} iteration {iteration} with checkpoint {checkpoint} on disk")
+    proc.kill()
+    proc.wait(timeout=TIMEOUT)
+    assert proc.returncode == -signal.SIGKILL
+    pipe.remove()
+
+
+def _sigterm_at(workdir: Path, env: dict[str, str], stage: str, iteration: int) -> None:
+    """SIGTERM while the run is held in ``stage`` iteration ``iteration``'s evaluation: the run
+    finishes that iteration, writes a final checkpoint and exits."""
+    pipe = Pipe(workdir, stage, iteration)
+    proc = _launch(workdir, env)
+    _wait(proc, lambda: pipe.reached(proc), f"{stage} iteration {iteration}")
+    proc.send_signal(signal.SIGTERM)
+    pipe.release()
+    _finish(proc)
+
+
+def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(uninterrupted, env, tmp_path):
+    # SIGKILL mid-BC: blocked at BC iteration 6 (its update done); checkpoint 5 is the latest.
+    _sigkill_at(tmp_path, env, "bc", 6, checkpoint=5)
+    assert _steps(tmp_path)[-1] == 5 and _logged(tmp_path, "bc") == [1, 2, 3, 4, 5]
+    assert not _logged(tmp_path, "archer")
+
+    # SIGTERM mid-BC: resumes from 5 (iteration 6 again), stops after 8 with a final checkpoint.
+    _sigterm_at(tmp_path, env, "bc", 8)
+    assert _steps(tmp_path)[-1] == 8 and _logged(tmp_path, "bc") == list(range(1, 9))
+    assert not _logged(tmp_path, "archer")
+
+    # SIGKILL mid-ArCHer: BC finishes; blocked at ArCHer iteration 6, after rows 0-5; the latest
+    # checkpoint (S + 5) holds iterations 0-4, so iteration 5 (logged) is lost and redone.
+    _sigkill_at(tmp_path, env, "archer", 6, checkpoint=S + 5)
+    assert _steps(tmp_path)[-1] == S + 5 and _logged(tmp_path, "archer") == list(range(6))
+    assert _logged(tmp_path, "bc") == list(range(1, BC_ITERATIONS + 1))
+
+    # SIGTERM mid-ArCHer: resumes at 5, stops after iteration 8 (checkpoint S + 9).
+    _sigterm_at(tmp_path, env, "archer", 8)
+    assert _steps(tmp_path)[-1] == S + 9 and _logged(tmp_path, "archer") == list(range(9))
+
+    # The same command once more finishes the run.
+    _finish(_launch(tmp_path, env))
+
+    want, got = _final(uninterrupted), _final(tmp_path)
+    assert got[0] == want[0] == S + ARCHER_ITERATIONS + 1
+    _assert_trees_equal(got[1], want[1], "train state")
+    _assert_trees_equal(got[2], want[2], "replay buffer")
+    assert int(got[2]["size"]) > 0 and got[3] == want[3]  # progress: stage, iteration, env steps, finished
+    assert [_without_timing(r) for r in _rows(tmp_path)] == [_without_timing(r) for r in _rows(uninterrupted)]
+    transcripts = sorted(p.name for p in (uninterrupted / "transcripts").iterdir())
+    assert sorted(p.name for p in (tmp_path / "transcripts").iterdir()) == transcripts
+    for name in transcripts:
+        assert (tmp_path / "transcripts" / name).read_text() == (uninterrupted / "transcripts" / name).read_text(), name
+
+
+def test_the_uninterrupted_run_compiles_only_in_its_first_iterations(uninterrupted):
+    """time/compiles counts (the first evaluation and ArCHer's first iteration compile) and is
+    0 in every later iteration, evaluating (even) or not (odd)."""
+    rows = _rows(uninterrupted)
+    bc = [r for r in rows if r["stage"] == "bc"]
+    archer = [r for r in rows if r["stage"] == "archer"]
+    assert [r["iteration"] for r in bc] == list(range(1, BC_ITERATIONS + 1))
+    assert [r["iteration"] for r in archer] == list(range(ARCHER_ITERATIONS + 1))
+    assert ["eval/return_mean" in r for r in archer] == [i % EVAL_EVERY == 0 for i in range(ARCHER_ITERATIONS + 1)]
+    # The BC phase is compiled before its first row; its first evaluation (row 2) compiles greedy decoding.
+    assert [r["time/compiles"] > 0 for r in bc] == [i == EVAL_EVERY for i in range(1, BC_ITERATIONS + 1)]
+    assert archer[0]["time/compiles"] > 0
+    assert [r["time/compiles"] for r in archer[1:]] == [0] * ARCHER_ITERATIONS
