@@ -1,8 +1,9 @@
 """LM oracles (envs.lm_oracle) and the reference-checkpoint converter
 (models.convert_reference_oracle).
 
-The oracle tests need no torch; only the converter tests build a PyTorch T5 and are
-skipped without it (CI installs '.[test]', which has no torch).
+The oracle tests need no torch but one: the comparison with Hugging Face's PyTorch
+``generate``. It and the converter tests build PyTorch T5s; they run in CI (.ci/run
+installs the CPU torch wheel, a test-only dependency) and are skipped without torch.
 """
 
 from __future__ import annotations
@@ -48,8 +49,8 @@ def oracle_folder(hf_fixtures: Path, tokenizer_files: Path, tmp_path_factory: py
 
 @pytest.fixture(scope="module")
 def random_t5() -> tuple[t5.T5ForConditionalGeneration, dict]:
-    """A random tiny T5 whose greedy replies vary with the input (the fixture's repeat
-    one token), over the fixture tokenizer's ids."""
+    """A random tiny T5 (smaller than the fixture) whose greedy replies vary with the
+    input, over the fixture tokenizer's ids."""
     config = t5.T5Config(vocab_size=100, d_model=16, d_kv=4, d_ff=24, num_layers=2, num_decoder_layers=2,
                          num_heads=4, relative_attention_num_buckets=8, relative_attention_max_distance=20,
                          feed_forward_proj="gated-gelu", tie_word_embeddings=False, scale_decoder_outputs=False)
@@ -152,7 +153,6 @@ def test_sharded_oracle_answers_the_same(random_t5, tokenizer_files: Path) -> No
 def test_make_lm_oracle_from_a_folder(oracle_folder: Path) -> None:
     oracle = lm_oracle.make_lm_oracle("twenty_questions", str(oracle_folder))
     assert oracle.max_new_tokens == 16
-    assert set(oracle.answer(HIDDEN, QUESTIONS)) <= {"Yes.", "No.", "Invalid Question."}
     oracle = lm_oracle.make_lm_oracle("guess_city", str(oracle_folder), max_new_tokens=4, dtype="bfloat16")
     assert oracle.params["shared"]["embedding"].dtype == jnp.bfloat16
     # The game calls it once per step for its unfinished rows.
@@ -161,6 +161,26 @@ def test_make_lm_oracle_from_a_folder(oracle_folder: Path) -> None:
     observations, rewards, _ = game.step(["Is it hot?", "Is it big?", "Is it old?"])
     assert all(o.startswith("Questions:\nIs it ") for o in observations) and list(rewards) == [-1, -1, -1]
     assert game.oracle_failures == 0
+
+
+@pytest.mark.parametrize("task", ["twenty_questions", "guess_city"])
+def test_answers_are_the_pytorch_models_greedy_replies(oracle_folder: Path, task: str) -> None:
+    """Prompt, tokenization, bucketed batched decoding and post-processing against Hugging
+    Face's PyTorch T5 ``generate`` on the same folder."""
+    torch = pytest.importorskip("torch")
+    import transformers
+
+    fmt = lm_oracle.ORACLE_FORMATS[task]
+    oracle = lm_oracle.make_lm_oracle(task, str(oracle_folder), max_new_tokens=12)
+    tokenizer = AutoTokenizer.from_pretrained(str(oracle_folder))
+    model = transformers.T5ForConditionalGeneration.from_pretrained(str(oracle_folder)).eval()
+    batch = tokenizer([fmt.prompt(h, q) for h, q in zip(HIDDEN, QUESTIONS)], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=12, do_sample=False, num_beams=1)
+    replies = tokenizer.batch_decode(out, skip_special_tokens=True)
+    assert len(set(replies)) > 3, replies  # the fixture T5 copies its input, roughly: replies differ
+    assert oracle.generate([fmt.prompt(h, q) for h, q in zip(HIDDEN, QUESTIONS)]) == replies
+    assert oracle.answer(HIDDEN, QUESTIONS) == [fmt.postprocess(h, r) for h, r in zip(HIDDEN, replies)]
 
 
 def test_make_lm_oracle_errors(oracle_folder: Path, hf_fixtures: Path, tmp_path: Path) -> None:

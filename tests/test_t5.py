@@ -19,6 +19,8 @@ from safetensors.numpy import load_file, save_file
 from archer_jax import sharding
 from archer_jax.models import hf_loading, registry, t5
 
+# The README: the T5s match PyTorch within 1e-4 (measured: 3.4e-5; their fixtures, briefly trained
+# to copy, have logits up to 14).
 ATOL = 1e-4
 FIXTURES = ("t5", "t5_tied")
 
@@ -97,8 +99,10 @@ def test_greedy_batched_equals_hf_and_rows_alone(loaded, name: str) -> None:
     # Relative positions are column differences, so left padding changes nothing either;
     # an all-padding row (a batch filled up to its fixed size) disturbs no other row.
     shift = int((mask[0] == 0).sum())
-    left = t5.greedy_generate(model.module, model.params, np.concatenate([np.roll(ids, shift, axis=1), 0 * ids[:1]]),
-                              np.concatenate([np.roll(mask, shift, axis=1), 0 * mask[:1]]), 6)
+    left_ids, left_mask = ids.copy(), mask.copy()  # row 0's right padding moved to its left
+    left_ids[0], left_mask[0] = np.roll(ids[0], shift), np.roll(mask[0], shift)
+    left = t5.greedy_generate(model.module, model.params, np.concatenate([left_ids, 0 * ids[:1]]),
+                              np.concatenate([left_mask, 0 * mask[:1]]), 6)
     np.testing.assert_array_equal(np.asarray(left)[:2], np.asarray(out))
     # An equal module (same config) reuses the compiled program.
     compiled = t5.greedy_generate._cache_size()
@@ -118,22 +122,30 @@ class _CountingT5(t5.T5ForConditionalGeneration):
 
 
 def test_greedy_stops_early_and_pads(loaded) -> None:
-    # Forced eos: make the token a row emits first its terminator.
-    model, ref = loaded["t5"]  # greedy: row 0 repeats 49, row 1 repeats 64
-    config = dataclasses.replace(model.config, eos_token_id=49, pad_token_id=5)
+    # Make a token a row emits mid-way its terminator: the row ends there and pads after.
+    model, ref = loaded["t5"]
+    greedy = ref["greedy"][:, 1:]  # [[35, 89, 29, 25, 72, 72], [12, 40, 83, 42, 79, 34]]
+    eos = int(greedy[0, 2])
+    assert eos not in greedy[0, :2] and eos not in greedy[1]
+    config = dataclasses.replace(model.config, eos_token_id=eos, pad_token_id=5)
     _DECODE_CALLS.clear()
     out = t5.greedy_generate(_CountingT5(config), model.params, ref["input_ids"], ref["attention_mask"], 6)
     jax.effects_barrier()
-    np.testing.assert_array_equal(np.asarray(out), [[49, 5, 5, 5, 5, 5], [64] * 6])
-    assert len(_DECODE_CALLS) == 6
+    expect = greedy.copy()
+    expect[0, 3:] = 5
+    np.testing.assert_array_equal(np.asarray(out), expect)
+    assert len(_DECODE_CALLS) == 6  # row 1 runs on
 
-    model, ref = loaded["t5_tied"]  # greedy: both rows repeat 72
-    config = dataclasses.replace(model.config, eos_token_id=72)
+    model, ref = loaded["t5_tied"]
+    greedy = ref["greedy"][:, 1:]  # [[88, 71, 26, 77, 71, 89], [42, 99, 23, 94, 12, 63]]
+    eos = int(greedy[0, 1])
+    assert eos != greedy[0, 0]
+    config = dataclasses.replace(model.config, eos_token_id=eos)
     _DECODE_CALLS.clear()
-    out = t5.greedy_generate(_CountingT5(config), model.params, ref["input_ids"], ref["attention_mask"], 16)
+    out = t5.greedy_generate(_CountingT5(config), model.params, ref["input_ids"][:1], ref["attention_mask"][:1], 16)
     jax.effects_barrier()
-    np.testing.assert_array_equal(np.asarray(out), [[72] + [0] * 15] * 2)
-    assert len(_DECODE_CALLS) == 1  # every row done after one step: the loop stopped
+    np.testing.assert_array_equal(np.asarray(out), [[greedy[0, 0], eos] + [0] * 14])
+    assert len(_DECODE_CALLS) == 2  # every row done after two steps of 16: the loop stopped
 
 
 def _tiny_config(**overrides) -> t5.T5Config:
@@ -177,8 +189,12 @@ def test_bf16_compute_stays_close(hf_fixtures: Path, loaded, name: str) -> None:
     model = registry.load_pretrained(str(hf_fixtures / name), dtype=jnp.bfloat16)
     logits = _forward(model.module, model.params, ref["input_ids"], ref["attention_mask"], ref["decoder_input_ids"])
     assert logits.dtype == jnp.float32
+    # bf16 keeps 8 mantissa bits: through the layers of the (briefly trained) fixtures the
+    # logits stay within 4% of the largest one, 0.3% on average, and rank the same token first.
     scale = np.abs(ref["logits"]).max()
-    np.testing.assert_allclose(np.asarray(logits), ref["logits"], atol=0.02 * scale, rtol=0)
+    error = np.abs(np.asarray(logits) - ref["logits"])
+    assert error.max() < 0.05 * scale and error.mean() < 0.005 * scale, (error.max() / scale, error.mean() / scale)
+    np.testing.assert_array_equal(np.asarray(logits).argmax(-1), ref["logits"].argmax(-1))
     out = t5.greedy_generate(model.module, model.params, ref["input_ids"], ref["attention_mask"], 3)
     assert out.shape == (2, 3)
 
