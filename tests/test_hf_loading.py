@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from archer_jax.models import hf_loading, registry
+from archer_jax.models import check, hf_loading, registry
 
 
 def _copy_with(tmp_path, hf_fixtures, edit):
@@ -106,3 +106,24 @@ def test_check_command_runs_on_a_fixture(hf_fixtures):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert "gpt2 (causal_lm)" in out.stdout and "flax logits: shape (2, 12, 320)" in out.stdout
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama", "mistral", "roberta", "t5_tied"])
+def test_check_reference_agrees_with_pytorch(hf_fixtures, name, capsys):
+    pytest.importorskip("torch")
+    assert check.main([str(hf_fixtures / name), "--reference", "--atol", "1e-4"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS: max abs difference" in out and "max |flax - torch|" in out
+    # A tolerance no float32 computation meets: the same comparison fails, exit status 1.
+    assert check.main([str(hf_fixtures / name), "--reference", "--atol", "1e-12"]) == 1
+    assert "FAIL: max abs difference" in capsys.readouterr().out
+
+
+def test_check_reference_command(hf_fixtures):
+    pytest.importorskip("torch")
+    out = subprocess.run([sys.executable, "-m", "archer_jax.models.check", str(hf_fixtures / "t5"), "--reference"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "t5 (seq2seq)" in out.stdout and "max |flax - torch| logits:" in out.stdout
+    worst = float(out.stdout.split("PASS: max abs difference ")[1].split()[0])
+    assert 0 < worst <= 1e-4
