@@ -16,9 +16,11 @@ import numpy as np
 import optax
 import pytest
 
-from archer_jax import checkpointing, config_checks, trainer
+from archer_jax import checkpointing, config_checks, token_bridge, trainer
+from archer_jax.algorithms import archer
 from archer_jax.data import simulated_episodes
 from archer_jax.envs import lm_oracle
+from archer_jax.models import registry
 from experiments.configs import guess_city
 
 ROOT = Path(__file__).parent.parent
@@ -119,17 +121,43 @@ def test_sigterm_writes_a_final_checkpoint(tmp_path):
     assert steps[-1] == trainer.STAGE_STRIDE + last + 1
 
 
-def test_pretrained_actor_and_critic_from_hf_folders(tmp_path, hf_fixtures):
-    config = guess_city.get_config("smoke")
-    config.actor.checkpoint = str(hf_fixtures / "gpt2")
-    config.critic.checkpoint = str(hf_fixtures / "roberta")
+def test_paper_variant_on_fixture_weights_with_an_id_table_bridge(tmp_path, hf_fixtures):
+    """The paper's code path at smoke sizes: a pretrained GPT-2 actor and a pretrained RoBERTa
+    critic whose tokenizer numbers the same BPE differently (the id-table bridge with <s>),
+    the critic reading observation and utterance apart with its pooler, BC then ArCHer."""
+    config = guess_city.get_config("paper")
+    critic_folder = hf_fixtures / "roberta_renumbered"
+    config.actor.checkpoint, config.critic.checkpoint = str(hf_fixtures / "gpt2"), str(critic_folder)
     config.tokens.obs_len, config.tokens.action_len = 22, 8  # the fixture GPT-2 has 32 positions
-    config.bc.iterations = 0
+    smoke = guess_city.get_config("smoke")  # sizes only
+    config.env.max_turns, config.data.num_episodes = smoke.env.max_turns, smoke.data.num_episodes
+    config.bc.update({k: smoke.bc[k] for k in ("iterations", "steps", "batch_size")})
+    config.archer.update({k: smoke.archer[k] for k in (
+        "iterations", "rollout_size", "rollout_batch", "capacity", "critic_epochs", "actor_epochs", "batch_size",
+        "actor_batch_size", "warmup_iter", "eval_every", "eval_size")})
     run = trainer.train(config, tmp_path)
-    assert run.bridge.kind == "identity"  # both fixtures carry the same byte-level BPE
-    assert run.progress["finished"] == ["archer"]
-    rows = _archer_rows(tmp_path)
-    assert sorted(rows) == [0, 1, 2]
+    critic_tokenizer = registry.load_tokenizer(str(critic_folder))
+    assert (run.bridge.kind, run.bridge.bos_id) == ("table", critic_tokenizer.bos_token_id)
+    # (The plain roberta fixture carries the actor's own tokenizer: that pair needs no bridge.)
+    assert token_bridge.choose_kind(run.tokenizer, registry.load_tokenizer(str(hf_fixtures / "roberta"))) == "identity"
+    assert (config.critic.pooling, config.critic.joint, config.actor.lr) == ("pooled", False, 1e-5)
+    rows = _rows(tmp_path)
+    assert [(r["stage"], r["iteration"]) for r in rows] == [("bc", 1), ("archer", 0), ("archer", 1), ("archer", 2)]
+    assert "critic/q1_loss" in rows[1] and any(k.startswith("actor/") for k in rows[2])
+    # The trained critic scores what the actor wrote: V through the run's bridge equals V of
+    # the same tokens looked up by string in the critic's vocabulary, after its <s>.
+    n, length = 8, config.tokens.obs_len + 1
+    buffer = jax.device_get(run.buffer)
+    assert int(buffer.size) > n
+    ids, mask = np.full((n, length), critic_tokenizer.pad_token_id), np.zeros((n, length), bool)
+    for i in range(n):
+        tokens = run.tokenizer.convert_ids_to_tokens(buffer.obs[i][buffer.obs_mask[i]].tolist())
+        row = [critic_tokenizer.bos_token_id, *critic_tokenizer.convert_tokens_to_ids(tokens)]
+        ids[i, length - len(row):], mask[i, length - len(row):] = row, True
+    v1, v2 = run.critic.apply({"params": run.state.critic_params}, ids, mask, method="values")
+    first = jax.tree.map(lambda x: x[:n], buffer.rows)
+    _, v = archer.critic_scores(run.state, first, critic=run.critic, bridge=run.bridge)
+    np.testing.assert_allclose(np.asarray(v), np.minimum(np.asarray(v1), np.asarray(v2)), atol=1e-5, rtol=0)
 
 
 def test_lm_oracle_answers_the_online_games(tmp_path, hf_fixtures):
