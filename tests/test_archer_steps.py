@@ -258,15 +258,25 @@ def test_actor_phase_moves_the_policy_toward_what_the_critic_prefers(sharded, sa
 
 
 def test_actor_phase_differentiates_the_policy_it_samples_from(sharded):
-    """At actor_temperature T the phase samples from pi_T and reports log pi_T of its
-    samples: sharper (T < 1) samples score higher than temperature-1 ones."""
-    logps = {}
-    for t in (0.25, 1.0):
-        step = functools.partial(archer._actor_step, buffer=sharded.buffer, actor=ACTOR, critic=CRITIC,
-                                 bridge=sharded.bridge, tx=ACTOR_TX, mesh=None, rules=sharding.DEFAULT_RULES)
-        _, metrics = step(sharded.fresh_state(), hp=dataclasses.replace(HP, actor_temperature=t))
-        logps[t] = float(metrics["actor/logp_mean"])
-    assert logps[0.25] > logps[1.0] + 0.5, logps
+    """At actor_temperature T the phase samples a ~ pi_T and its loss reads log pi_T(a)
+    (logits / T) of exactly those samples, not log pi at temperature 1."""
+    t = 0.25
+    state = sharded.fresh_state()
+    k_batch, k_action = jax.random.split(train_state.step_key(state))
+    batch = archer.sample_batch(sharded.buffer, k_batch, HP.actor_batch_size, None, sharding.DEFAULT_RULES)
+    pi = sampling.generate(ACTOR, state.actor_params, batch.obs, batch.obs_mask, k_action, t,
+                           max_new_tokens=ACTION_LEN, stop_ids=(STOP,), pad_id=PAD)
+
+    def mean_logp(temperature):
+        logp = archer.action_logprobs(ACTOR, state.actor_params, batch.obs, batch.obs_mask, pi.tokens, pi.mask,
+                                      temperature)
+        return float(jnp.sum(logp) / jnp.sum(pi.mask))
+
+    step = functools.partial(archer._actor_step, buffer=sharded.buffer, actor=ACTOR, critic=CRITIC,
+                             bridge=sharded.bridge, tx=ACTOR_TX, mesh=None, rules=sharding.DEFAULT_RULES)
+    _, metrics = step(state, hp=dataclasses.replace(HP, actor_temperature=t))
+    assert float(metrics["actor/logp_mean"]) == pytest.approx(mean_logp(t), rel=1e-5)
+    assert abs(mean_logp(t) - mean_logp(1.0)) > 1e-3  # the two readings differ
     with pytest.raises(ValueError, match="actor_temperature = 0.0: must be > 0"):
         dataclasses.replace(HP, actor_temperature=0.0)
 

@@ -194,9 +194,20 @@ def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     chex.assert_trees_all_equal(state.target_critic_params, state.critic_params)
     chex.assert_trees_all_equal(state.ref_actor_params, bc_actor)
     config.bc.iterations, config.archer.iterations, config.archer.warmup_iter = 1, 2, 1
+    # A large actor step, so the final policy speaks differently from the BC one; every
+    # evaluation dialogue goes to the transcripts.
+    config.actor.lr, config.transcripts = 0.05, config.archer.eval_size
     trainer.train(config, tmp_path / "run")
     rows = _archer_rows(tmp_path / "run")
     assert sorted(rows) == [0, 1, 2]
+
+    def dialogues(name):  # a transcript without its header line (stage, iteration)
+        return (tmp_path / "run" / "transcripts" / f"{name}.txt").read_text().split("\n", 1)[1]
+
+    # ArCHer's row 0 evaluates the BC policy itself: the same greedy games as BC's last
+    # evaluation, word for word, while the updated policy's games differ.
+    assert dialogues("archer_000000") == dialogues("bc_000001")
+    assert dialogues("archer_000002") != dialogues("archer_000000")
     # The KL sample is log pi - log pi_ref of one batch (any sign); the leave-one-out
     # advantages of 2 samples per state are +-d/2 around 0.
     assert rows[1]["actor/kl"] != 0.0 and rows[1]["actor/q_within_std"] > 0.0
