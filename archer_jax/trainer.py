@@ -26,6 +26,7 @@ import transformers
 from archer_jax import (
     checkpointing,
     config_checks,
+    critic_probe,
     metrics,
     replay,
     rollout,
@@ -399,9 +400,9 @@ def probe_metrics(q: np.ndarray, v: np.ndarray, mc_return: np.ndarray) -> dict[s
     if len(q) < 3:
         return {}
 
-    def corr(x: np.ndarray, y: np.ndarray) -> float:
-        sx, sy = x.std(), y.std()
-        return float(((x - x.mean()) * (y - y.mean())).mean() / (sx * sy)) if sx > 0 and sy > 0 else 0.0
+    def corr(x: np.ndarray, y: np.ndarray) -> float:  # 0 where either side is constant (finite rows)
+        r = critic_probe.pearson(x, y)
+        return 0.0 if np.isnan(r) else r
 
     return {"probe/q_mc_corr": corr(q, mc_return), "probe/adv_mc_corr": corr(q - v, mc_return - v),
             "probe/q_mc_bias": float(np.mean(q - mc_return))}
