@@ -279,6 +279,19 @@ def _timing(t0: float, compiles: int, run: Run) -> dict[str, float]:
             "time/compiles": CompileCounter.count - compiles}
 
 
+class _PhaseClock:
+    """Wall seconds of each phase of an iteration, as ``time/<phase>_s`` in its row. A
+    lap waits for the phase's outputs, so each phase is charged its own device time."""
+
+    def __init__(self, row: dict[str, Any]):
+        self.row, self.t = row, time.perf_counter()
+
+    def lap(self, phase: str, outputs: Any = None) -> None:
+        jax.block_until_ready(outputs)
+        now = time.perf_counter()
+        self.row[f"time/{phase}_s"], self.t = now - self.t, now
+
+
 def _stop_requested(run: Run, stage: str, iteration: int) -> bool:
     if not checkpointing.preemption_requested():
         return False
@@ -451,14 +464,19 @@ def run_archer(run: Run) -> bool:
     for it in range(start, c.archer.iterations + 1):
         t0, compiles = time.perf_counter(), CompileCounter.count
         row: dict[str, Any] = {}
+        clock = _PhaseClock(row)
         if it % c.archer.eval_every == 0 or it == c.archer.iterations:
             row.update(evaluate(run, "archer", it))
+            clock.lap("eval")
         if it < c.archer.iterations:
             row.update(_collect(run, it, insert, scores))
+            clock.lap("rollout")
             run.state, critic_m = critic_phase(run.state, run.buffer)
+            clock.lap("critic", critic_m)
             actor_m = {}
             if it >= c.archer.warmup_iter and c.archer.actor_epochs > 0:
                 run.state, actor_m = actor_phase(run.state, run.buffer)
+                clock.lap("actor", actor_m)
             row.update({k: float(v) for k, v in jax.device_get({**critic_m, **actor_m}).items()})
         row.update(_timing(t0, compiles, run))
         _check_finite(row, "archer", it, run)

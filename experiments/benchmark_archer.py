@@ -348,7 +348,7 @@ def main(argv: list[str] | None = None) -> None:
     # Fill part of the buffer so phases sample real rows (this also compiles the insert).
     fill = random_transitions(rng, rows_per_insert, s)
     t0 = time.perf_counter()
-    buffer = insert(buffer, fill, rows_per_insert)
+    buffer = insert(buffer, fill)
     jax.block_until_ready(buffer)
     insert_compile_s = time.perf_counter() - t0
 
@@ -433,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
                     obs=obs_rows, obs_mask=ones_obs, action=np.concatenate(actions),
                     action_mask=np.concatenate(action_masks), next_obs=next_rows, next_obs_mask=ones_obs,
                     reward=reward, done=done, mc_return=reward)
-                bufholder["buffer"] = insert(bufholder["buffer"], rows, rows_per_insert)
+                bufholder["buffer"] = insert(bufholder["buffer"], rows)
             # The rollout ends when the last turn's ids are on the host (inserts are async).
             mid = time.perf_counter()
             holder["state"], cm = phases.critic(holder["state"], bufholder["buffer"])

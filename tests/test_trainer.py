@@ -62,6 +62,13 @@ def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path):
                 "critic/v1_loss", "time/compiles"):
         assert key in first, key
     assert "actor/pg_loss" in rows[2]  # after warm-up (1 iteration)
+    # Each phase's wall time, the phases within the iteration's (row 0: eval, rollout, critic).
+    assert {k for k in first if k.startswith("time/") and k.endswith("_s")} == {
+        "time/eval_s", "time/rollout_s", "time/critic_s", "time/iteration_s"}
+    assert "time/actor_s" in rows[2] and "time/eval_s" in rows[3]  # the final row is an evaluation only
+    for r in rows[1:]:
+        phases = sum(v for k, v in r.items() if k.startswith("time/") and k not in ("time/iteration_s", "time/compiles"))
+        assert 0 < phases <= r["time/iteration_s"]
     assert "probe/q_mc_corr" in first and "probe/adv_mc_corr" in first  # values: test_probe_metrics_by_hand
     evaluation = json.loads((tmp_path / "evaluations" / "archer_00000.json").read_text())
     assert len(evaluation["returns"]) == len(evaluation["seeds"]) == 8  # smoke eval_size

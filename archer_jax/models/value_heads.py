@@ -45,6 +45,9 @@ class CausalEncoder(nn.Module):
     """
 
     lm: nn.Module
+    # A token's hidden state depends only on the tokens before it, so one pass over
+    # [obs; act] also encodes obs alone (``DoubleCritic`` reads both from it).
+    causal = True  # a class constant, not a module field
 
     @property
     def config(self):
@@ -97,11 +100,29 @@ class DoubleCritic(nn.Module):
         self.v2 = ValueMLP(self.hidden_size)
 
     def _embed(self, ids: jax.Array, mask: jax.Array) -> jax.Array:
-        out = self.encoder(ids, mask)
+        return self._pool(self.encoder(ids, mask), mask)
+
+    def _pool(self, out: layers.EncoderOutput, mask: jax.Array) -> jax.Array:
         if self.pooling == "pooled":
             return out.pooled.astype(jnp.float32)
         weights = mask.astype(jnp.float32)[..., None]
         return jnp.sum(out.hidden.astype(jnp.float32) * weights, axis=1) / jnp.maximum(jnp.sum(weights, axis=1), 1.0)
+
+    def _embed_joint(self, obs_ids: jax.Array, obs_mask: jax.Array, act_ids: jax.Array,
+                     act_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(enc(obs), enc(obs ++ act)). A causal encoder reads both from ONE pass over
+        [obs (left-padded); act]: the obs columns' hidden states are those of obs alone
+        (pooled at the last real obs token). Others encode twice."""
+        ids = jnp.concatenate([obs_ids, act_ids], axis=1)
+        mask = jnp.concatenate([obs_mask, act_mask], axis=1)
+        if not getattr(self.encoder, "causal", False):
+            return self._embed(obs_ids, obs_mask), self._embed(ids, mask)
+        out = self.encoder(ids, mask)
+        prompt = obs_ids.shape[1]
+        hidden = out.hidden[:, :prompt]
+        last = jnp.argmax(jnp.where(obs_mask, jnp.arange(prompt), -1), axis=1)
+        obs_out = layers.EncoderOutput(hidden=hidden, pooled=jnp.take_along_axis(hidden, last[:, None, None], axis=1)[:, 0])
+        return self._pool(obs_out, obs_mask), self._pool(out, mask)
 
     def values(self, obs_ids: jax.Array, obs_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
         obs = self._embed(obs_ids, obs_mask)
@@ -109,10 +130,9 @@ class DoubleCritic(nn.Module):
 
     def __call__(self, obs_ids: jax.Array, obs_mask: jax.Array, act_ids: jax.Array,
                  act_mask: jax.Array) -> CriticOutput:
-        obs = self._embed(obs_ids, obs_mask)
         if self.joint:
-            obs_act = self._embed(jnp.concatenate([obs_ids, act_ids], axis=1),
-                                  jnp.concatenate([obs_mask, act_mask], axis=1))
+            obs, obs_act = self._embed_joint(obs_ids, obs_mask, act_ids, act_mask)
         else:
+            obs = self._embed(obs_ids, obs_mask)
             obs_act = jnp.concatenate([obs, self._embed(act_ids, act_mask)], axis=-1)
         return CriticOutput(q1=self.q1(obs_act), q2=self.q2(obs_act), v1=self.v1(obs), v2=self.v2(obs))
