@@ -204,6 +204,9 @@ def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     # A large actor step, so the final policy speaks differently from the BC one; every
     # evaluation dialogue goes to the transcripts.
     config.actor.lr, config.transcripts = 0.05, config.archer.eval_size
+    # Two actor steps: the first one's KL sample is exactly 0 (pi is still pi_ref), the
+    # second's is not (one step at that rate apart).
+    config.archer.actor_epochs = 2
     trainer.train(config, tmp_path / "run")
     rows = _archer_rows(tmp_path / "run")
     assert sorted(rows) == [0, 1, 2]
@@ -215,7 +218,7 @@ def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     # evaluation, word for word, while the updated policy's games differ.
     assert dialogues("archer_000000") == dialogues("bc_000001")
     assert dialogues("archer_000002") != dialogues("archer_000000")
-    # The KL sample is log pi - log pi_ref of one batch (any sign); the leave-one-out
+    # The KL sample is log pi - log pi_ref of a batch (any sign); the leave-one-out
     # advantages of 2 samples per state are +-d/2 around 0.
     assert rows[1]["actor/kl"] != 0.0 and rows[1]["actor/q_within_std"] > 0.0
     assert abs(rows[1]["actor/advantage_mean"]) < 1e-5
