@@ -4,7 +4,6 @@ import functools
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -88,7 +87,9 @@ def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path):
 
 
 def test_kill_and_resume_keeps_every_transition(tmp_path):
-    overrides = ("--config.archer.iterations=12", "--config.bc.iterations=0")
+    """kill -9 at whatever point the run reached, a save in progress included (the exact
+    kill points and SIGTERM are tests/test_resume.py's)."""
+    overrides = ("--config.archer.iterations=8", "--config.bc.iterations=0", "--config.archer.capacity=64")
     proc = subprocess.Popen(_command(tmp_path, *overrides), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -98,34 +99,16 @@ def test_kill_and_resume_keeps_every_transition(tmp_path):
     proc.wait()
     killed_at = [s for s in _checkpoint_steps(tmp_path) if s >= trainer.STAGE_STRIDE]
     assert killed_at, "no checkpoint was written before the kill"
-    assert max(killed_at) < trainer.STAGE_STRIDE + 12, "the run finished before it could be killed"
+    assert max(killed_at) < trainer.STAGE_STRIDE + 8, "the run finished before it could be killed"
 
     out = _run(tmp_path, *overrides)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = _archer_rows(tmp_path)
-    assert sorted(rows) == list(range(13))
+    assert sorted(rows) == list(range(9))
     # env_steps counts every turn collected; it continues from the checkpoint, so it
     # equals the sum of the per-iteration turns only if nothing was lost or repeated.
-    assert rows[12]["env_steps"] == sum(rows[i]["rollout/turns"] for i in range(12))
-    config = guess_city.get_config("smoke")
-    assert rows[12]["env_steps"] > config.archer.capacity  # the ring wrapped, too
-
-
-def test_sigterm_writes_a_final_checkpoint(tmp_path):
-    overrides = ("--config.archer.iterations=200", "--config.bc.iterations=0", "--config.checkpoint_every=1000")
-    proc = subprocess.Popen(_command(tmp_path, *overrides), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 300
-    while time.time() < deadline and not (tmp_path / "metrics.jsonl").exists():
-        time.sleep(0.2)
-    time.sleep(1.0)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err[-3000:]
-    steps = _checkpoint_steps(tmp_path)
-    assert steps and trainer.STAGE_STRIDE < steps[-1] < trainer.STAGE_STRIDE + 200
-    last = max(_archer_rows(tmp_path))
-    assert steps[-1] == trainer.STAGE_STRIDE + last + 1
+    assert rows[8]["env_steps"] == sum(rows[i]["rollout/turns"] for i in range(8))
+    assert rows[8]["env_steps"] > 64  # the ring wrapped, too
 
 
 def test_paper_variant_on_fixture_weights_with_an_id_table_bridge(tmp_path, hf_fixtures):
