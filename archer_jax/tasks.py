@@ -26,19 +26,22 @@ from archer_jax.envs.question_game import (
 class TaskSpec:
     """make(max_turns=...) -> QuestionTask with its knowledge-base oracle;
     questioners / default_mix: the scripted players that simulate offline episodes;
-    question_pool() -> every templated question those players ask."""
+    question_pool() -> every templated question those players ask; table: the players'
+    item table (which items the answers so far allow; one guess question per item)."""
 
     make: Callable[..., QuestionTask]
     questioners: Mapping[str, scripted.Questioner]
     default_mix: Mapping[str, float]
     question_pool: Callable[[], Sequence[str]]
+    table: scripted.ProbeTable
 
 
 _TWENTY_QUESTIONS_PLAYERS = (twenty_questions_players.QUESTIONERS, twenty_questions_players.DEFAULT_MIX,
-                             twenty_questions_players.question_pool)
+                             twenty_questions_players.question_pool, twenty_questions_players.TABLE)
 TASKS: dict[str, TaskSpec] = {
     "guess_city": TaskSpec(guess_city.guess_city_task, guess_city_players.QUESTIONERS,
-                           guess_city_players.DEFAULT_MIX, guess_city_players.question_pool),
+                           guess_city_players.DEFAULT_MIX, guess_city_players.question_pool,
+                           guess_city_players.TABLE),
     "twenty_questions": TaskSpec(twenty_questions.twenty_questions_task, *_TWENTY_QUESTIONS_PLAYERS),
     # The Subset is the same game with the same players; only the hidden items differ.
     "twenty_questions_subset": TaskSpec(twenty_questions.twenty_questions_subset_task, *_TWENTY_QUESTIONS_PLAYERS),

@@ -1,0 +1,216 @@
+"""After a refuted guess, what do the actor and the critic prefer? A probe of a run's
+latest checkpoint on the guesses a question game allows.
+
+    python -m experiments.probe_guesses --workdir=/tmp/gc_demo [--games=128]
+
+The run is rebuilt as ``experiments.probe_critic`` rebuilds it (the command recorded in
+``<workdir>/run_info.jsonl``, or ``--config=`` with the run's overrides); do not probe a
+run while it trains.
+
+1. The checkpoint's actor plays ``--games`` greedy games on the evaluation seeds (the
+   games of every evaluation in ``metrics.jsonl``). In each game the state right after
+   its first refuted guess of an item the game hides ("Is the city Dubai?" answered no)
+   is kept.
+2. At each state every item the game hides is guessed once (the task's scripted
+   players' guess question per item). The actor's probability of each guess (the whole
+   utterance, terminator included, at temperature 1) and the online critic's
+   Q = min(Q1, Q2) are read; where the run keeps the policy ArCHer started from
+   (``state.ref_actor_params``, with ``config.archer.kl_coef`` > 0) its probabilities
+   are read too. Which items the answers so far still allow comes from the task's item
+   table (``scripted.ProbeTable.consistent``): the ground truth of a good next guess.
+3. ``guess_statistics`` summarises: how often the refuted guess is the actor's most
+   likely guess (the greedy policy's loop: it asks it again), the mean probability of
+   the refuted guess and of the best other one, the probability mass on guesses the
+   answers allow; for the critic, how often it puts the refuted guess below the mean of
+   the others, and whether it prefers the guesses the answers allow.
+
+Writes ``<workdir>/probe/guess_probe_<checkpoint step>.json`` (the numbers and every
+state, candidate, probability and score) and prints a summary whose last line is one
+JSON object.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+
+from archer_jax import critic_probe
+from archer_jax.data import tokenization
+from archer_jax.envs import question_game
+from experiments import probe_critic
+from experiments import run as run_cli
+
+_GAMES = flags.DEFINE_integer("games", 128, "greedy games on the evaluation seeds (one state each at most)")
+
+
+def refuted_guess_states(histories: list[list[tuple[str, str]]], guesses: list[str]) -> list[tuple[int, int]]:
+    """(game, turn) of each game's first guess answered with anything but the win answer:
+    the state is the game's turns up to and including that one."""
+    allowed = set(guesses)
+    out = []
+    for game, turns in enumerate(histories):
+        for t, (question, answer) in enumerate(turns):
+            if question in allowed and answer != question_game.WIN_ANSWER:
+                out.append((game, t))
+                break
+    return out
+
+
+def guess_statistics(logp: np.ndarray, q: np.ndarray, refuted: np.ndarray, allowed: np.ndarray,
+                     ref_logp: np.ndarray | None = None) -> dict[str, float]:
+    """``logp``, ``q`` [N, K]: the actor's log-probability and the critic's Q of each of K
+    guesses at N states; ``refuted`` [N]: the index of the guess just refuted;
+    ``allowed`` [N, K]: the guesses the answers so far still allow (False at the refuted
+    one). ``ref_logp``: the start policy's log-probabilities, optional."""
+    n, k = logp.shape
+    rows = np.arange(n)
+    others = np.ones((n, k), bool)
+    others[rows, refuted] = False
+
+    def actor(lp: np.ndarray, prefix: str) -> dict[str, float]:
+        p = np.exp(lp)
+        return {f"{prefix}argmax_is_refuted": float(np.mean(lp.argmax(1) == refuted)),
+                f"{prefix}p_refuted": float(np.mean(p[rows, refuted])),
+                f"{prefix}p_best_other": float(np.mean(np.where(others, p, 0.0).max(1))),
+                f"{prefix}allowed_share": float(np.mean(np.where(allowed, p, 0.0).sum(1) / p.sum(1)))}
+
+    mean_other = np.where(others, q, 0.0).sum(1) / np.maximum(others.sum(1), 1)
+    disallowed = others & ~allowed
+    both = allowed.any(1) & disallowed.any(1)
+    q_allowed = np.where(allowed, q, 0.0).sum(1) / np.maximum(allowed.sum(1), 1)
+    q_disallowed = np.where(disallowed, q, 0.0).sum(1) / np.maximum(disallowed.sum(1), 1)
+    out = {"states": n, "guesses": k, "allowed_per_state": float(np.mean(allowed.sum(1))),
+           **actor(logp, "actor_"), **({} if ref_logp is None else actor(ref_logp, "start_")),
+           "critic_refuted_below_others": float(np.mean(q[rows, refuted] < mean_other)),
+           "critic_refuted_minus_others": float(np.mean(q[rows, refuted] - mean_other)),
+           "critic_argmax_allowed": float(np.mean(allowed[rows, q.argmax(1)])),
+           "critic_allowed_minus_disallowed": (float(np.mean((q_allowed - q_disallowed)[both])) if both.any()
+                                               else float("nan"))}
+    return out
+
+
+def item_guesses(task: Any, table: Any) -> list[int]:
+    """For each item the task hides, the index of the table's guess that wins against it."""
+    out = []
+    for item in task.items:
+        wins = [j for j, g in enumerate(table.guesses) if task.is_success(item, g)]
+        if not wins:
+            raise ValueError(f"no guess of the players' table wins against {item!r}")
+        out.append(wins[0])
+    return out
+
+
+def play(run: Any, games: int) -> tuple[list[list[tuple[str, str]]], list[str]]:
+    """The turns and hidden item of ``games`` greedy games on the evaluation seeds."""
+    from archer_jax import trainer
+
+    env, b = run.runner.env, run.runner.env.batch_size
+    histories, hidden = [], []
+    for start in range(0, games, b):
+        seeds = [trainer.EVAL_SEED_BASE + start + i for i in range(b)]
+        result = run.runner.run(run.state.actor_params, seeds, jax.random.key(0), 0.0)
+        keep = min(b, games - start)
+        histories += [env.history(i) for i in range(keep)]
+        hidden += result.hidden[:keep]
+    return histories, hidden
+
+
+def score_guesses(run: Any, prefixes: list[list[tuple[str, str]]], guesses: list[str]) -> tuple[np.ndarray, ...]:
+    """(Q, log pi, log pi_start), each [N, K]: every guess after every prefix, scored by
+    the online critic, the actor and the start policy (the actor where the run keeps
+    none), in batches of one fixed shape."""
+    from archer_jax.algorithms import archer
+
+    c, b, pad = run.config, run.runner.env.batch_size, run.hp.pad_id
+    n, k = len(prefixes), len(guesses)
+    obs, obs_mask = tokenization.encode_left(run.tokenizer, [question_game.format_observation(p) for p in prefixes],
+                                             c.tokens.obs_len, pad_id=pad)
+    act, act_mask = tokenization.encode_right(run.tokenizer, guesses, c.tokens.action_len, pad_id=pad,
+                                              append_ids=run.hp.stop_ids[:1])
+    has_ref = run.state.ref_actor_params is not None
+
+    @jax.jit
+    def score(state, o, om, a, am):
+        co, com = run.bridge(o, om)
+        ca, cam = run.bridge(a, am)
+        out = run.critic.apply({"params": state.critic_params}, co, com, ca, cam)
+        lp = archer.action_logprobs(run.actor, state.actor_params, o, om, a, am).sum(-1)
+        ref = archer.action_logprobs(run.actor, state.ref_actor_params, o, om, a, am).sum(-1) if has_ref else lp
+        return jnp.minimum(out.q1, out.q2), lp, ref
+
+    rows_obs, rows_act = np.repeat(np.arange(n), k), np.tile(np.arange(k), n)
+    scores = [np.zeros(n * k) for _ in range(3)]
+    for rows, real in probe_critic._chunks(n * k, b):
+        got = jax.device_get(score(run.state, obs[rows_obs[rows]], obs_mask[rows_obs[rows]], act[rows_act[rows]],
+                                   act_mask[rows_act[rows]]))
+        for out, values in zip(scores, got):
+            out[rows[:real]] = values[:real]
+    return tuple(x.reshape(n, k) for x in scores)
+
+
+def probe(run: Any, table: Any, games: int) -> tuple[dict, list[dict]]:
+    """Plays the greedy games, finds their refuted-guess states, scores every guess there."""
+    index = item_guesses(run.runner.env.task, table)
+    guesses = [table.guesses[j] for j in index]
+    histories, hidden = play(run, games)
+    found = refuted_guess_states(histories, guesses)
+    head = {"games": games, "checkpoint_step": run.checkpointer.latest_step(), "stage": run.progress.get("stage"),
+            "iteration": run.progress.get("iteration")}
+    if not found:
+        return {**head, "states": 0}, []
+    prefixes = [histories[g][:t + 1] for g, t in found]
+    refuted = np.array([guesses.index(histories[g][t][0]) for g, t in found])  # [N] guess indices
+    allowed = np.stack([table.consistent(p) for p in prefixes])[:, index]  # over the task's items
+    q, lp, ref = score_guesses(run, prefixes, guesses)
+    has_ref = run.state.ref_actor_params is not None
+    summary = {**head, **guess_statistics(lp, q, refuted, allowed, ref if has_ref else None)}
+    details = [{"hidden": hidden[g], "turns": [list(t) for t in prefixes[i]], "refuted": guesses[int(refuted[i])],
+                "allowed": [guesses[j] for j in np.flatnonzero(allowed[i])], "q": q[i].tolist(),
+                "logp": lp[i].tolist()}
+               for i, (g, _) in enumerate(found)]
+    return summary, details
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    from archer_jax import checkpointing, tasks, trainer  # heavy: after the flags parsed
+
+    try:
+        if _GAMES.value < 1:
+            raise probe_critic.ProbeError(f"--games={_GAMES.value}: must be >= 1")
+        workdir = probe_critic.check_workdir(run_cli._WORKDIR.value)
+        run = trainer.setup(run_cli._CONFIG.value, workdir)
+    except (probe_critic.ProbeError, *trainer.USER_ERRORS) as e:
+        print(f"error: {e}", file=sys.stderr)
+        if isinstance(e, checkpointing.CheckpointMismatchError):
+            print("error: the probe rebuilds the run from its config: pass the --config= and --config.x= "
+                  f"overrides of the experiments.run command that made {run_cli._WORKDIR.value}", file=sys.stderr)
+        sys.exit(2)
+    try:
+        summary, details = probe(run, tasks.spec(run.config.task).table, _GAMES.value)
+    finally:
+        run.checkpointer.close()
+    out = workdir / probe_critic.PROBE_DIR / f"guess_probe_{summary['checkpoint_step']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary["file"] = str(out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(critic_probe.json_safe({**summary, "states_detail": details}), indent=1) + "\n")
+    tmp.replace(out)
+    print("\n".join(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in summary.items()))
+    print(json.dumps(critic_probe.json_safe(summary)))
+
+
+if __name__ == "__main__":
+    sys.argv = run_cli.resolve_config_path(probe_critic._with_recorded_config(sys.argv))
+    if problems := probe_critic._command_line_problems(sys.argv):
+        print("error: " + "\nerror: ".join(problems), file=sys.stderr)
+        sys.exit(2)
+    app.run(main)

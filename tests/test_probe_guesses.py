@@ -1,0 +1,105 @@
+"""The guess probe: its statistics by hand, the states it picks, the guesses it scores
+(with the run's real actor and critic), and its command's errors."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from archer_jax import tasks, trainer
+from archer_jax.algorithms import archer
+from archer_jax.data import tokenization
+from archer_jax.envs import question_game
+from experiments import probe_guesses
+from experiments.configs import guess_city
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_guess_statistics_by_hand():
+    # Two states, three guesses. State 0 refuted guess 0, state 1 refuted guess 2.
+    p = np.array([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3]])
+    q = np.array([[-1.0, 0.0, -2.0], [-3.0, -1.0, -2.0]])
+    refuted = np.array([0, 2])
+    allowed = np.array([[False, True, False], [False, True, False]])
+    start = np.array([[0.2, 0.2, 0.6], [0.3, 0.3, 0.4]])
+    got = probe_guesses.guess_statistics(np.log(p), q, refuted, allowed, np.log(start))
+    assert (got["states"], got["guesses"], got["allowed_per_state"]) == (2, 3, 1.0)
+    assert got["actor_argmax_is_refuted"] == 0.5  # state 0 only
+    assert got["actor_p_refuted"] == pytest.approx((0.5 + 0.3) / 2)
+    assert got["actor_p_best_other"] == pytest.approx((0.3 + 0.6) / 2)
+    assert got["actor_allowed_share"] == pytest.approx((0.3 + 0.6) / 2)
+    assert got["start_argmax_is_refuted"] == 0.5  # state 1 only
+    assert got["start_p_refuted"] == pytest.approx((0.2 + 0.4) / 2)
+    # Q(refuted) - mean Q(others): -1 - (-1) = 0 (not below), -2 - (-2) = 0.
+    assert got["critic_refuted_below_others"] == 0.0
+    assert got["critic_refuted_minus_others"] == pytest.approx(0.0)
+    assert got["critic_argmax_allowed"] == 1.0  # guess 1 tops both states
+    # Allowed minus disallowed (the refuted one excluded): 0 - (-2) and -1 - (-3).
+    assert got["critic_allowed_minus_disallowed"] == pytest.approx(2.0)
+    assert "start_p_refuted" not in probe_guesses.guess_statistics(np.log(p), q, refuted, allowed)
+
+
+def test_refuted_guess_states_are_each_games_first_refuted_guess():
+    guesses = ["Is the city Lima?", "Is the city Dubai?"]
+    histories = [
+        [("Which continent is the city in?", "The city is in Asia."), ("Is the city Dubai?", "No, the city is not "
+                                                                       "Dubai."), ("Is the city Lima?", "No.")],
+        [("Is the city Lima?", question_game.WIN_ANSWER)],  # a win is not a refuted guess
+        [("Is the city Paris?", "No."), ("Is the city Lima?", "No.")],  # Paris is not hidden in this game
+    ]
+    assert probe_guesses.refuted_guess_states(histories, guesses) == [(0, 1), (2, 1)]
+
+
+@pytest.mark.parametrize("name", sorted(tasks.TASKS))
+def test_every_hidden_item_has_the_players_winning_guess(name):
+    task, table = tasks.make_task(name), tasks.spec(name).table
+    index = probe_guesses.item_guesses(task, table)
+    assert len(index) == len(task.items)
+    assert all(task.is_success(item, table.guesses[j]) for item, j in zip(task.items, index))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """A smoke run's state before any training, with a KL anchor (so a start policy)."""
+    config = guess_city.get_config("smoke")
+    config.bc.iterations, config.archer.kl_coef = 0, 0.1
+    return trainer.setup(config, tmp_path_factory.mktemp("guess_probe"))
+
+
+def test_guesses_are_scored_by_the_runs_actor_and_critic(smoke_run):
+    run = smoke_run
+    table = tasks.spec("guess_city").table
+    index = probe_guesses.item_guesses(run.runner.env.task, table)
+    guesses = [table.guesses[j] for j in index[:5]]
+    prefixes = [[("Which continent is the city in?", "The city is in Asia."), (guesses[0], "No.")],
+                [(guesses[1], "No.")], [(guesses[2], "No.")]]  # 3 states x 5 guesses: 2 batches of 8
+    q, lp, start = probe_guesses.score_guesses(run, prefixes, guesses)
+    assert q.shape == lp.shape == start.shape == (3, 5)
+    np.testing.assert_allclose(start, lp, atol=1e-5)  # before any update the start policy is the actor
+
+    # Row (2, 3) scored alone, straight from the models.
+    c, pad = run.config, run.hp.pad_id
+    obs, obs_mask = tokenization.encode_left(run.tokenizer, [question_game.format_observation(prefixes[2])],
+                                             c.tokens.obs_len, pad_id=pad)
+    act, act_mask = tokenization.encode_right(run.tokenizer, [guesses[3]], c.tokens.action_len, pad_id=pad,
+                                              append_ids=run.hp.stop_ids[:1])
+    want_lp = archer.action_logprobs(run.actor, run.state.actor_params, obs, obs_mask, act, act_mask).sum()
+    o, om = run.bridge(obs, obs_mask)
+    a, am = run.bridge(act, act_mask)
+    out = run.critic.apply({"params": run.state.critic_params}, o, om, a, am)
+    assert lp[2, 3] == pytest.approx(float(want_lp), abs=1e-4)
+    assert q[2, 3] == pytest.approx(float(np.minimum(out.q1, out.q2)[0]), abs=1e-4)
+
+    summary, details = probe_guesses.probe(run, table, games=8)  # a random actor: any number of states
+    assert summary["games"] == 8 and summary["states"] == len(details)
+
+
+def test_command_errors_are_one_message(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "experiments.probe_guesses", "--config=guess_city.py:smoke",
+                          f"--workdir={tmp_path / 'missing'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines()[-1].startswith(f"error: --workdir={tmp_path / 'missing'}: no such folder")
+    assert "Traceback" not in out.stderr
