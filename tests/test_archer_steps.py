@@ -264,16 +264,19 @@ def test_actor_phase_differentiates_the_policy_it_samples_from(sharded):
     state = sharded.fresh_state()
     k_batch, k_action = jax.random.split(train_state.step_key(state))
     batch = archer.sample_batch(sharded.buffer, k_batch, HP.actor_batch_size, None, sharding.DEFAULT_RULES)
-    pi = sampling.generate(ACTOR, state.actor_params, batch.obs, batch.obs_mask, k_action, t,
-                           max_new_tokens=ACTION_LEN, stop_ids=(STOP,), pad_id=PAD)
+    # Jitted (each program compiles once; eagerly the decode loop alone takes a minute).
+    generate = jax.jit(functools.partial(sampling.generate, ACTOR, max_new_tokens=ACTION_LEN, stop_ids=(STOP,),
+                                         pad_id=PAD), static_argnums=4)
+    pi = generate(state.actor_params, batch.obs, batch.obs_mask, k_action, t)
+    logprobs = jax.jit(functools.partial(archer.action_logprobs, ACTOR), static_argnums=5)
 
     def mean_logp(temperature):
-        logp = archer.action_logprobs(ACTOR, state.actor_params, batch.obs, batch.obs_mask, pi.tokens, pi.mask,
-                                      temperature)
+        logp = logprobs(state.actor_params, batch.obs, batch.obs_mask, pi.tokens, pi.mask, temperature)
         return float(jnp.sum(logp) / jnp.sum(pi.mask))
 
-    step = functools.partial(archer._actor_step, buffer=sharded.buffer, actor=ACTOR, critic=CRITIC,
-                             bridge=sharded.bridge, tx=ACTOR_TX, mesh=None, rules=sharding.DEFAULT_RULES)
+    step = jax.jit(functools.partial(archer._actor_step, buffer=sharded.buffer, actor=ACTOR, critic=CRITIC,
+                                     bridge=sharded.bridge, tx=ACTOR_TX, mesh=None, rules=sharding.DEFAULT_RULES),
+                   static_argnames="hp")
     _, metrics = step(state, hp=dataclasses.replace(HP, actor_temperature=t))
     assert float(metrics["actor/logp_mean"]) == pytest.approx(mean_logp(t), rel=1e-5)
     assert abs(mean_logp(t) - mean_logp(1.0)) > 1e-3  # the two readings differ
