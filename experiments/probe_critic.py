@@ -282,28 +282,51 @@ def _report(summary: dict) -> str:
     ])
 
 
-def main(argv: list[str]) -> None:
-    del argv
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def open_run() -> Any:
+    """The run of --workdir rebuilt from --config with its latest checkpoint restored;
+    a user error (the folder, the config, a checkpoint that does not fit) exits with
+    one message and code 2."""
     from archer_jax import checkpointing, trainer  # heavy: after the flags parsed
 
     try:
-        for name, flag, low in (("states", _STATES, 1), ("samples", _SAMPLES, 2), ("rollouts", _ROLLOUTS, 2)):
-            if flag.value < low:
-                raise ProbeError(f"--{name}={flag.value}: must be >= {low}")
         workdir = check_workdir(run_cli._WORKDIR.value)
         config = run_cli._CONFIG.value
         if not config.actor.checkpoint and not (workdir / "tokenizer" / "tokenizer.json").is_file():
             raise ProbeError(f"{workdir / 'tokenizer'}: the run's word tokenizer is missing (config.actor.checkpoint "
                              "is empty, so the run built one there); without it the actor's ids mean nothing")
-        run = trainer.setup(config, workdir)
+        return trainer.setup(config, workdir)
     except (ProbeError, *trainer.USER_ERRORS) as e:
-        print(f"error: {e}", file=sys.stderr)
         if isinstance(e, checkpointing.CheckpointMismatchError):
-            print("error: the probe rebuilds the run from its config: pass the --config= and --config.x= "
-                  f"overrides of the experiments.run command that made {run_cli._WORKDIR.value}", file=sys.stderr)
-        sys.exit(2)
+            print(f"error: {e}", file=sys.stderr)
+            fail("the probe rebuilds the run from its config: pass the --config= and --config.x= overrides of the "
+                 f"experiments.run command that made {run_cli._WORKDIR.value}")
+        fail(str(e))
+
+
+def write_probe(run: Any, name: str, summary: dict, details: list[dict]) -> None:
+    """Writes ``<workdir>/probe/<name>`` (the summary and every state) atomically and
+    records its path in ``summary['file']``."""
+    out = run.workdir / PROBE_DIR / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    summary["file"] = str(out)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(critic_probe.json_safe({**summary, "states_detail": details}), indent=1) + "\n")
+    tmp.replace(out)
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)
+    for name, flag, low in (("states", _STATES, 1), ("samples", _SAMPLES, 2), ("rollouts", _ROLLOUTS, 2)):
+        if flag.value < low:
+            fail(f"--{name}={flag.value}: must be >= {low}")
+    run = open_run()
     try:
         if run.progress.get("stage") != "archer":
             print(f"note: the latest checkpoint is from the {run.progress.get('stage')!r} stage: the critic has not "
@@ -315,12 +338,7 @@ def main(argv: list[str]) -> None:
     if summary["replay_mismatches"]:
         print(f"warning: {summary['replay_mismatches']} rollouts replayed their prefix with other answers (a "
               "non-deterministic oracle): their states differ from the probed ones", file=sys.stderr)
-    out = workdir / PROBE_DIR / f"critic_probe_{summary['checkpoint_step']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    summary["file"] = str(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(critic_probe.json_safe({**summary, "states_detail": details}), indent=1) + "\n")
-    tmp.replace(out)
+    write_probe(run, f"critic_probe_{summary['checkpoint_step']}.json", summary, details)
     print(_report(summary))
     print(json.dumps(critic_probe.json_safe(summary)))
 

@@ -181,29 +181,16 @@ def main(argv: list[str]) -> None:
     del argv
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    from archer_jax import checkpointing, tasks, trainer  # heavy: after the flags parsed
+    from archer_jax import tasks  # heavy: after the flags parsed
 
-    try:
-        if _GAMES.value < 1:
-            raise probe_critic.ProbeError(f"--games={_GAMES.value}: must be >= 1")
-        workdir = probe_critic.check_workdir(run_cli._WORKDIR.value)
-        run = trainer.setup(run_cli._CONFIG.value, workdir)
-    except (probe_critic.ProbeError, *trainer.USER_ERRORS) as e:
-        print(f"error: {e}", file=sys.stderr)
-        if isinstance(e, checkpointing.CheckpointMismatchError):
-            print("error: the probe rebuilds the run from its config: pass the --config= and --config.x= "
-                  f"overrides of the experiments.run command that made {run_cli._WORKDIR.value}", file=sys.stderr)
-        sys.exit(2)
+    if _GAMES.value < 1:
+        probe_critic.fail(f"--games={_GAMES.value}: must be >= 1")
+    run = probe_critic.open_run()
     try:
         summary, details = probe(run, tasks.spec(run.config.task).table, _GAMES.value)
     finally:
         run.checkpointer.close()
-    out = workdir / probe_critic.PROBE_DIR / f"guess_probe_{summary['checkpoint_step']}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    summary["file"] = str(out)
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(critic_probe.json_safe({**summary, "states_detail": details}), indent=1) + "\n")
-    tmp.replace(out)
+    probe_critic.write_probe(run, f"guess_probe_{summary['checkpoint_step']}.json", summary, details)
     print("\n".join(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in summary.items()))
     print(json.dumps(critic_probe.json_safe(summary)))
 
