@@ -1,7 +1,7 @@
 """After a refuted guess, what do the actor and the critic prefer? A probe of a run's
 latest checkpoint on the guesses a question game allows.
 
-    python -m experiments.probe_guesses --workdir=/tmp/gc_demo [--games=128]
+    python -m experiments.probe_guesses --workdir=/tmp/gc_demo [--games=128] [--train_steps=60 --kl_coef=0.3]
 
 The run is rebuilt as ``experiments.probe_critic`` rebuilds it (the command recorded in
 ``<workdir>/run_info.jsonl``, or ``--config=`` with the run's overrides); do not probe a
@@ -24,6 +24,14 @@ run while it trains.
    answers allow; for the critic, how often it puts the refuted guess below the mean of
    the others, and whether it prefers the guesses the answers allow.
 
+4. With ``--train_steps=N``: does the actor follow the critic where it matters? The run's
+   own actor step (``archer._actor_step``: its sampling, advantages, KL anchor and
+   optimizer state, the critic held fixed) runs N times on a buffer holding these
+   states alone, and the actor's statistics are read again every ``--train_every``
+   steps (``train`` in the output). ``--kl_coef`` overrides the run's anchor weight
+   for those steps (a value > 0 needs a run that keeps the start policy). Nothing is
+   saved: the checkpoint stays as it was.
+
 Writes ``<workdir>/probe/guess_probe_<checkpoint step>.json`` (the numbers and every
 state, candidate, probability and score) and prints a summary whose last line is one
 JSON object.
@@ -31,6 +39,8 @@ JSON object.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
 import sys
 from typing import Any
@@ -40,13 +50,16 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from archer_jax import critic_probe
+from archer_jax import critic_probe, replay, train_state
 from archer_jax.data import tokenization
 from archer_jax.envs import question_game
 from experiments import probe_critic
 from experiments import run as run_cli
 
 _GAMES = flags.DEFINE_integer("games", 128, "greedy games on the evaluation seeds (one state each at most)")
+_TRAIN_STEPS = flags.DEFINE_integer("train_steps", 0, "then this many of the run's actor steps on these states alone")
+_TRAIN_EVERY = flags.DEFINE_integer("train_every", 20, "re-read the actor's statistics every this many steps")
+_KL_COEF = flags.DEFINE_float("kl_coef", None, "the KL anchor's weight for those steps (default: the run's)")
 
 
 def refuted_guess_states(histories: list[list[tuple[str, str]]], guesses: list[str]) -> list[tuple[int, int]]:
@@ -154,8 +167,43 @@ def score_guesses(run: Any, prefixes: list[list[tuple[str, str]]], guesses: list
     return tuple(x.reshape(n, k) for x in scores)
 
 
-def probe(run: Any, table: Any, games: int) -> tuple[dict, list[dict]]:
-    """Plays the greedy games, finds their refuted-guess states, scores every guess there."""
+def states_buffer(run: Any, prefixes: list[list[tuple[str, str]]]) -> replay.ReplayBuffer:
+    """A replay buffer holding exactly the observations of ``prefixes`` (the actor phase
+    reads only a row's observation: its other fields stay zero)."""
+    c, n = run.config, len(prefixes)
+    obs, obs_mask = tokenization.encode_left(run.tokenizer, [question_game.format_observation(p) for p in prefixes],
+                                             c.tokens.obs_len, pad_id=run.hp.pad_id)
+    buffer = replay.ReplayBuffer.create(n, c.tokens.obs_len, c.tokens.action_len)
+    return buffer.replace(obs=jnp.asarray(obs), obs_mask=jnp.asarray(obs_mask), size=jnp.int32(n))
+
+
+def train_on_states(run: Any, prefixes: list[list[tuple[str, str]]], steps: int, every: int,
+                    kl_coef: float | None = None) -> list[tuple[int, Any]]:
+    """(step, state) after every ``every`` of ``steps`` actor steps of the run (its
+    hyper-parameters, optimizer and optimizer state; ``kl_coef`` overrides the anchor)
+    on a buffer of ``prefixes`` alone, starting from the run's state (not modified)."""
+    from archer_jax.algorithms import archer
+
+    hp = run.hp if kl_coef is None else dataclasses.replace(run.hp, kl_coef=kl_coef)
+    if hp.kl_coef and run.state.ref_actor_params is None:
+        raise probe_critic.ProbeError(f"--kl_coef={hp.kl_coef}: the run keeps no start policy to anchor to (it was "
+                                      "trained with config.archer.kl_coef = 0); pass --kl_coef=0")
+    c = run.config
+    tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
+    step = jax.jit(functools.partial(archer._actor_step, actor=run.actor, critic=run.critic, hp=hp, bridge=run.bridge,
+                                     tx=tx, mesh=None, rules=c.mesh.rules))
+    buffer, state, out = states_buffer(run, prefixes), run.state, []
+    for i in range(1, steps + 1):
+        state, _ = step(state, buffer)
+        if i % every == 0 or i == steps:
+            out.append((i, state))
+    return out
+
+
+def probe(run: Any, table: Any, games: int, train_steps: int = 0, train_every: int = 20,
+          kl_coef: float | None = None) -> tuple[dict, list[dict]]:
+    """Plays the greedy games, finds their refuted-guess states, scores every guess there
+    (then, with ``train_steps``, trains the actor there and scores again)."""
     index = item_guesses(run.runner.env.task, table)
     guesses = [table.guesses[j] for j in index]
     histories, hidden = play(run, games)
@@ -170,6 +218,12 @@ def probe(run: Any, table: Any, games: int) -> tuple[dict, list[dict]]:
     q, lp, ref = score_guesses(run, prefixes, guesses)
     has_ref = run.state.ref_actor_params is not None
     summary = {**head, **guess_statistics(lp, q, refuted, allowed, ref if has_ref else None)}
+    if train_steps:
+        summary["train"] = []
+        for step, state in train_on_states(run, prefixes, train_steps, train_every, kl_coef):
+            _, lp_t, _ = score_guesses(dataclasses.replace(run, state=state), prefixes, guesses)
+            stats = guess_statistics(lp_t, q, refuted, allowed)
+            summary["train"].append({"step": step, **{k: v for k, v in stats.items() if k.startswith("actor_")}})
     details = [{"hidden": hidden[g], "turns": [list(t) for t in prefixes[i]], "refuted": guesses[int(refuted[i])],
                 "allowed": [guesses[j] for j in np.flatnonzero(allowed[i])], "q": q[i].tolist(),
                 "logp": lp[i].tolist()}
@@ -185,13 +239,23 @@ def main(argv: list[str]) -> None:
 
     if _GAMES.value < 1:
         probe_critic.fail(f"--games={_GAMES.value}: must be >= 1")
+    if _TRAIN_STEPS.value < 0 or _TRAIN_EVERY.value < 1:
+        probe_critic.fail(f"--train_steps={_TRAIN_STEPS.value} --train_every={_TRAIN_EVERY.value}: need >= 0 and >= 1")
+    if _KL_COEF.value is not None and _KL_COEF.value < 0:
+        probe_critic.fail(f"--kl_coef={_KL_COEF.value}: must be >= 0")
     run = probe_critic.open_run()
     try:
-        summary, details = probe(run, tasks.spec(run.config.task).table, _GAMES.value)
+        summary, details = probe(run, tasks.spec(run.config.task).table, _GAMES.value, _TRAIN_STEPS.value,
+                                 _TRAIN_EVERY.value, _KL_COEF.value)
+    except probe_critic.ProbeError as e:
+        probe_critic.fail(str(e))
     finally:
         run.checkpointer.close()
     probe_critic.write_probe(run, f"guess_probe_{summary['checkpoint_step']}.json", summary, details)
-    print("\n".join(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in summary.items()))
+    print("\n".join(f"  {k}: {v:.3f}" if isinstance(v, float) else f"  {k}: {v}" for k, v in summary.items()
+                    if k != "train"))
+    for row in summary.get("train", []):
+        print(f"  after {row['step']} actor steps: " + ", ".join(f"{k} {v:.3f}" for k, v in row.items() if k != "step"))
     print(json.dumps(critic_probe.json_safe(summary)))
 
 

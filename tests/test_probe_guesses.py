@@ -97,6 +97,45 @@ def test_guesses_are_scored_by_the_runs_actor_and_critic(smoke_run):
     assert summary["games"] == 8 and summary["states"] == len(details)
 
 
+def test_training_on_the_states_is_the_runs_own_actor_step_there(smoke_run):
+    import dataclasses
+    import functools
+
+    import jax
+
+    from archer_jax import train_state
+
+    run = smoke_run
+    prefixes = [[("Which continent is the city in?", "The city is in Asia."), ("Is the city Dubai?", "No.")],
+                [("Is the city Lima?", "No.")], [("Is the city Cairo?", "No.")]]
+    buffer = probe_guesses.states_buffer(run, prefixes)
+    assert int(buffer.size) == 3 and buffer.capacity == 3
+    obs, _ = tokenization.encode_left(run.tokenizer, [question_game.format_observation(p) for p in prefixes],
+                                      run.config.tokens.obs_len, pad_id=run.hp.pad_id)
+    np.testing.assert_array_equal(np.asarray(buffer.obs), obs)
+
+    before = jax.tree.map(np.asarray, run.state.actor_params)
+    got = probe_guesses.train_on_states(run, prefixes, steps=3, every=2)
+    assert [step for step, _ in got] == [2, 3]
+    # The run's own step, twice by hand: the same actor; the critic is never touched.
+    tx = train_state.make_optimizer(run.config.actor.lr, run.config.actor.max_grad_norm)
+    step = jax.jit(functools.partial(archer._actor_step, actor=run.actor, critic=run.critic, hp=run.hp,
+                                     bridge=run.bridge, tx=tx, mesh=None, rules=run.config.mesh.rules))
+    state = run.state
+    for _ in range(2):
+        state, _ = step(state, buffer)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), state.actor_params, got[0][1].actor_params)
+    jax.tree.map(np.testing.assert_array_equal, got[1][1].critic_params, run.state.critic_params)
+    assert not all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(before),
+                                                        jax.tree.leaves(got[1][1].actor_params)))
+    jax.tree.map(np.testing.assert_array_equal, before, run.state.actor_params)  # the run's state is kept
+
+    no_anchor = dataclasses.replace(run, state=run.state.replace(ref_actor_params=None))
+    with pytest.raises(probe_guesses.probe_critic.ProbeError, match="--kl_coef=0.1: the run keeps no start policy"):
+        probe_guesses.train_on_states(no_anchor, prefixes, steps=1, every=1)
+    assert len(probe_guesses.train_on_states(no_anchor, prefixes, steps=1, every=1, kl_coef=0.0)) == 1
+
+
 def test_command_errors_are_one_message(tmp_path):
     out = subprocess.run([sys.executable, "-m", "experiments.probe_guesses", "--config=guess_city.py:smoke",
                           f"--workdir={tmp_path / 'missing'}"], cwd=ROOT, capture_output=True, text=True, timeout=300)
