@@ -27,8 +27,10 @@ run while it trains.
 4. With ``--train_steps=N``: does the actor follow the critic where it matters? The run's
    own actor step (``archer._actor_step``: its sampling, advantages, KL anchor and
    optimizer state, the critic held fixed) runs N times on a buffer holding these
-   states alone, and the actor's statistics are read again every ``--train_every``
-   steps (``train`` in the output). ``--kl_coef`` overrides the run's anchor weight
+   states alone (``--train_on=states``) or on the run's own replay buffer
+   (``--train_on=buffer``: the actor phase as training runs it, watched at these
+   states), and the actor's statistics are read again every ``--train_every`` steps
+   (``train`` in the output). ``--kl_coef`` overrides the run's anchor weight
    for those steps (a value > 0 needs a run that keeps the start policy). Nothing is
    saved: the checkpoint stays as it was.
 
@@ -59,6 +61,8 @@ from experiments import run as run_cli
 _GAMES = flags.DEFINE_integer("games", 128, "greedy games on the evaluation seeds (one state each at most)")
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 0, "then this many of the run's actor steps on these states alone")
 _TRAIN_EVERY = flags.DEFINE_integer("train_every", 20, "re-read the actor's statistics every this many steps")
+_TRAIN_ON = flags.DEFINE_enum("train_on", "states", ["states", "buffer"],
+                               "train on these states alone, or on the run's replay buffer")
 _KL_COEF = flags.DEFINE_float("kl_coef", None, "the KL anchor's weight for those steps (default: the run's)")
 
 
@@ -178,10 +182,11 @@ def states_buffer(run: Any, prefixes: list[list[tuple[str, str]]]) -> replay.Rep
 
 
 def train_on_states(run: Any, prefixes: list[list[tuple[str, str]]], steps: int, every: int,
-                    kl_coef: float | None = None) -> list[tuple[int, Any]]:
+                    kl_coef: float | None = None, on_buffer: bool = False) -> list[tuple[int, Any]]:
     """(step, state) after every ``every`` of ``steps`` actor steps of the run (its
     hyper-parameters, optimizer and optimizer state; ``kl_coef`` overrides the anchor)
-    on a buffer of ``prefixes`` alone, starting from the run's state (not modified)."""
+    on a buffer of ``prefixes`` alone (on the run's replay buffer with ``on_buffer``),
+    starting from the run's state (not modified)."""
     from archer_jax.algorithms import archer
 
     hp = run.hp if kl_coef is None else dataclasses.replace(run.hp, kl_coef=kl_coef)
@@ -192,7 +197,7 @@ def train_on_states(run: Any, prefixes: list[list[tuple[str, str]]], steps: int,
     tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
     step = jax.jit(functools.partial(archer._actor_step, actor=run.actor, critic=run.critic, hp=hp, bridge=run.bridge,
                                      tx=tx, mesh=None, rules=c.mesh.rules))
-    buffer, state, out = states_buffer(run, prefixes), run.state, []
+    buffer, state, out = run.buffer if on_buffer else states_buffer(run, prefixes), run.state, []
     for i in range(1, steps + 1):
         state, _ = step(state, buffer)
         if i % every == 0 or i == steps:
@@ -201,7 +206,7 @@ def train_on_states(run: Any, prefixes: list[list[tuple[str, str]]], steps: int,
 
 
 def probe(run: Any, table: Any, games: int, train_steps: int = 0, train_every: int = 20,
-          kl_coef: float | None = None) -> tuple[dict, list[dict]]:
+          kl_coef: float | None = None, train_on: str = "states") -> tuple[dict, list[dict]]:
     """Plays the greedy games, finds their refuted-guess states, scores every guess there
     (then, with ``train_steps``, trains the actor there and scores again)."""
     index = item_guesses(run.runner.env.task, table)
@@ -220,7 +225,8 @@ def probe(run: Any, table: Any, games: int, train_steps: int = 0, train_every: i
     summary = {**head, **guess_statistics(lp, q, refuted, allowed, ref if has_ref else None)}
     if train_steps:
         summary["train"] = []
-        for step, state in train_on_states(run, prefixes, train_steps, train_every, kl_coef):
+        summary["train_on"] = train_on
+        for step, state in train_on_states(run, prefixes, train_steps, train_every, kl_coef, train_on == "buffer"):
             _, lp_t, _ = score_guesses(dataclasses.replace(run, state=state), prefixes, guesses)
             stats = guess_statistics(lp_t, q, refuted, allowed)
             summary["train"].append({"step": step, **{k: v for k, v in stats.items() if k.startswith("actor_")}})
@@ -246,7 +252,7 @@ def main(argv: list[str]) -> None:
     run = probe_critic.open_run()
     try:
         summary, details = probe(run, tasks.spec(run.config.task).table, _GAMES.value, _TRAIN_STEPS.value,
-                                 _TRAIN_EVERY.value, _KL_COEF.value)
+                                 _TRAIN_EVERY.value, _KL_COEF.value, _TRAIN_ON.value)
     except probe_critic.ProbeError as e:
         probe_critic.fail(str(e))
     finally:

@@ -135,6 +135,17 @@ def test_training_on_the_states_is_the_runs_own_actor_step_there(smoke_run):
         probe_guesses.train_on_states(no_anchor, prefixes, steps=1, every=1)
     assert len(probe_guesses.train_on_states(no_anchor, prefixes, steps=1, every=1, kl_coef=0.0)) == 1
 
+    # On the run's replay buffer instead: the actor step as training runs it.
+    filled = dataclasses.replace(run, buffer=run.buffer.replace(
+        obs=run.buffer.obs.at[:3].set(buffer.obs), obs_mask=run.buffer.obs_mask.at[:3].set(buffer.obs_mask),
+        size=np.int32(3)))
+    on_buffer = probe_guesses.train_on_states(filled, prefixes, steps=2, every=2, on_buffer=True)
+    state = run.state
+    for _ in range(2):
+        state, _ = step(state, filled.buffer)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5), state.actor_params,
+                 on_buffer[0][1].actor_params)
+
 
 def test_command_errors_are_one_message(tmp_path):
     out = subprocess.run([sys.executable, "-m", "experiments.probe_guesses", "--config=guess_city.py:smoke",
