@@ -30,7 +30,8 @@ run while it trains.
    states alone (``--train_on=states``) or on the run's own replay buffer
    (``--train_on=buffer``: the actor phase as training runs it, watched at these
    states), and the actor's statistics are read again every ``--train_every`` steps
-   (``train`` in the output). ``--kl_coef`` overrides the run's anchor weight
+   with the greedy return of the same games played by the trained actor (``train`` in
+   the output). ``--kl_coef`` overrides the run's anchor weight
    for those steps (a value > 0 needs a run that keeps the start policy). Nothing is
    saved: the checkpoint stays as it was.
 
@@ -123,8 +124,9 @@ def item_guesses(task: Any, table: Any) -> list[int]:
     return out
 
 
-def play(run: Any, games: int) -> tuple[list[list[tuple[str, str]]], list[str]]:
-    """The turns and hidden item of ``games`` greedy games on the evaluation seeds."""
+def play(run: Any, games: int, returns: list[float] | None = None) -> tuple[list[list[tuple[str, str]]], list[str]]:
+    """The turns and hidden item of ``games`` greedy games on the evaluation seeds (their
+    returns appended to ``returns`` where given)."""
     from archer_jax import trainer
 
     env, b = run.runner.env, run.runner.env.batch_size
@@ -135,6 +137,8 @@ def play(run: Any, games: int) -> tuple[list[list[tuple[str, str]]], list[str]]:
         keep = min(b, games - start)
         histories += [env.history(i) for i in range(keep)]
         hidden += result.hidden[:keep]
+        if returns is not None:
+            returns += [float(r) for r in result.returns[:keep]]
     return histories, hidden
 
 
@@ -211,10 +215,11 @@ def probe(run: Any, table: Any, games: int, train_steps: int = 0, train_every: i
     (then, with ``train_steps``, trains the actor there and scores again)."""
     index = item_guesses(run.runner.env.task, table)
     guesses = [table.guesses[j] for j in index]
-    histories, hidden = play(run, games)
+    returns: list[float] = []
+    histories, hidden = play(run, games, returns)
     found = refuted_guess_states(histories, guesses)
     head = {"games": games, "checkpoint_step": run.checkpointer.latest_step(), "stage": run.progress.get("stage"),
-            "iteration": run.progress.get("iteration")}
+            "iteration": run.progress.get("iteration"), "greedy_return": float(np.mean(returns))}
     if not found:
         return {**head, "states": 0}, []
     prefixes = [histories[g][:t + 1] for g, t in found]
@@ -227,9 +232,13 @@ def probe(run: Any, table: Any, games: int, train_steps: int = 0, train_every: i
         summary["train"] = []
         summary["train_on"] = train_on
         for step, state in train_on_states(run, prefixes, train_steps, train_every, kl_coef, train_on == "buffer"):
-            _, lp_t, _ = score_guesses(dataclasses.replace(run, state=state), prefixes, guesses)
+            trained = dataclasses.replace(run, state=state)
+            _, lp_t, _ = score_guesses(trained, prefixes, guesses)
             stats = guess_statistics(lp_t, q, refuted, allowed)
-            summary["train"].append({"step": step, **{k: v for k, v in stats.items() if k.startswith("actor_")}})
+            returns = []
+            play(trained, games, returns)  # the same greedy games, played by the trained actor
+            summary["train"].append({"step": step, **{k: v for k, v in stats.items() if k.startswith("actor_")},
+                                     "greedy_return": float(np.mean(returns))})
     details = [{"hidden": hidden[g], "turns": [list(t) for t in prefixes[i]], "refuted": guesses[int(refuted[i])],
                 "allowed": [guesses[j] for j in np.flatnonzero(allowed[i])], "q": q[i].tolist(),
                 "logp": lp[i].tolist()}

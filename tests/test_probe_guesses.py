@@ -95,6 +95,7 @@ def test_guesses_are_scored_by_the_runs_actor_and_critic(smoke_run):
 
     summary, details = probe_guesses.probe(run, table, games=8)  # a random actor: any number of states
     assert summary["games"] == 8 and summary["states"] == len(details)
+    assert -run.config.env.max_turns <= summary["greedy_return"] <= 0  # -1 a turn, 0 for the winning one
 
 
 def test_training_on_the_states_is_the_runs_own_actor_step_there(smoke_run):
