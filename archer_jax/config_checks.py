@@ -7,6 +7,7 @@ from typing import Any
 
 import ml_collections
 
+from archer_jax import algorithms
 from archer_jax.models import hf_loading
 
 # 'actor': the critic encoder is the actor's architecture, started from its BC weights.
@@ -35,6 +36,8 @@ def _get(config: ml_collections.ConfigDict, path: str) -> Any:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Raises ConfigError naming the first bad field."""
+    if config.get("algorithm") not in algorithms.NAMES:
+        raise ConfigError(f"config.algorithm = {config.get('algorithm')!r}: choose one of {algorithms.NAMES}")
     for path in ("tokens.obs_len", "tokens.action_len", "env.max_turns", "archer.rollout_size",
                  "archer.rollout_batch", "archer.capacity", "archer.critic_epochs", "archer.batch_size",
                  "archer.actor_batch_size", "archer.actor_samples", "archer.actor_temperature", "archer.eval_size",

@@ -172,6 +172,30 @@ def make_insert(shardings: ReplayBuffer, mesh: Mesh, rules: Sequence[tuple[str, 
     return insert_fn
 
 
+def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_len: int, action_len: int,
+                 pad_id: int, terminator_ids: Sequence[int], mesh: Mesh,
+                 rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> ReplayBuffer:
+    """A dataset's turns (texts: ``observation``, ``action``, ``next_observation``;
+    ``reward``, ``done``, ``mc_return``) tokenized once into a sharded device buffer of
+    exactly their rows (rounded up to the data-parallel devices), as ``insert`` stores
+    rollouts: observations left-padded and left-truncated, actions right-padded with
+    ``terminator_ids[:1]`` appended."""
+    from archer_jax.data import tokenization
+
+    obs, obs_mask = tokenization.encode_left(tokenizer, transitions["observation"], obs_len, pad_id=pad_id)
+    nxt, nxt_mask = tokenization.encode_left(tokenizer, transitions["next_observation"], obs_len, pad_id=pad_id)
+    act, act_mask = tokenization.encode_right(tokenizer, transitions["action"], action_len, pad_id=pad_id,
+                                              append_ids=list(terminator_ids)[:1])
+    rows = Transitions(obs=obs, obs_mask=obs_mask, action=act, action_mask=act_mask, next_obs=nxt,
+                       next_obs_mask=nxt_mask, reward=np.asarray(transitions["reward"], np.float32),
+                       done=np.asarray(transitions["done"], bool),
+                       mc_return=np.asarray(transitions["mc_return"], np.float32))
+    devices = mesh.shape["data"] * mesh.shape["fsdp"]
+    capacity = -(-len(obs) // devices) * devices
+    buffer, shardings = create_sharded(capacity, obs_len, action_len, mesh, rules)
+    return make_insert(shardings, mesh, rules)(buffer, rows)
+
+
 def sample_indices(rng: jax.Array, size: jax.Array, batch_size: int) -> jax.Array:
     """``batch_size`` row indices drawn uniformly (with replacement) from the filled
     rows [0, size). The buffer must hold at least one row."""

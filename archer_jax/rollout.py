@@ -116,3 +116,33 @@ class RolloutRunner:
             v = np.concatenate([v, np.zeros((pad_turns, *v.shape[1:]), v.dtype)])
             out[k] = v.reshape(self.max_turns * b, *v.shape[2:])
         return Rollout(out, valid.reshape(-1), returns, successes, lengths, list(final_obs), list(self.env.hidden))
+
+
+EVAL_SEED_BASE = 10_000_000  # evaluation episodes never share seeds with rollouts
+
+
+def evaluate(runner: RolloutRunner, params: Any, *, size: int, logger: Any, stage: str, iteration: int,
+             transcripts: int) -> dict[str, float]:
+    """Greedy games on the fixed seeds EVAL_SEED_BASE + 0 .. size - 1 (comparable across
+    iterations and algorithms, episode by episode): every episode goes to
+    ``logger.write_evaluation`` (evaluations/, for paired comparisons), the first
+    ``transcripts`` dialogues to ``logger.write_transcripts``. Returns the eval/ metrics."""
+    b = runner.env.batch_size
+    returns, successes, lengths, dialogues, hidden, seeds = [], [], [], [], [], []
+    rng = jax.random.key(0)
+    for start in range(0, size, b):
+        batch_seeds = [EVAL_SEED_BASE + start + i for i in range(b)]
+        result = runner.run(params, batch_seeds, rng, 0.0)
+        returns.append(result.returns)
+        successes.append(result.successes)
+        lengths.append(result.lengths)
+        hidden.extend(result.hidden)
+        seeds.extend(batch_seeds)
+        dialogues.extend(f"[{h}]\n{d}" for h, d in zip(result.hidden, result.dialogues))
+    if transcripts:
+        logger.write_transcripts(stage, iteration, dialogues[:transcripts])
+    returns, successes = np.concatenate(returns), np.concatenate(successes)
+    logger.write_evaluation(stage, iteration, seeds=seeds, returns=returns, successes=successes, hidden=hidden)
+    return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
+            "eval/return_se": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0,
+            "eval/success_rate": float(successes.mean()), "eval/turns_mean": float(np.concatenate(lengths).mean())}

@@ -1,9 +1,12 @@
-"""The training run: simulated data, a BC warm start, then online ArCHer.
+"""The training run: the stages of ``config.algorithm`` (for ArCHer: a BC warm start on
+simulated or offline data, then online ArCHer), each run by one loop.
 
 ``train(config, workdir)`` builds everything once (mesh, task, tokenizer, models,
-sharded state, device replay buffer, jitted phases), restores the workdir's latest
-checkpoint if there is one, and runs the stages that are not finished yet. Each
-stage checkpoints (train state, replay buffer, progress) every
+sharded state, device replay buffer), restores the workdir's latest checkpoint if
+there is one, and runs the stages that are not finished yet with ``run_stage``: the
+algorithm module (``archer_jax.algorithms``) says what an iteration does; the loop
+owns timing, compile counting, evaluation, the finite check, logging and
+checkpointing. Each stage checkpoints (train state, replay buffer, progress) every
 ``config.checkpoint_every`` iterations and when it ends; SIGTERM (TPU preemption)
 writes a final checkpoint at the next iteration boundary. Rerunning the same command
 continues where the last checkpoint left off.
@@ -18,15 +21,14 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import transformers
 
 from archer_jax import (
+    algorithms,
     checkpointing,
     config_checks,
-    critic_probe,
     metrics,
     replay,
     rollout,
@@ -36,15 +38,14 @@ from archer_jax import (
     token_bridge,
     train_state,
 )
-from archer_jax.algorithms import archer, bc
-from archer_jax.data import simulated_episodes, sources, tokenization
+from archer_jax.algorithms import archer
+from archer_jax.data import simulated_episodes, tokenization
 from archer_jax.envs import lm_oracle
-from archer_jax.models import gpt2, hf_loading, llama, registry, roberta, value_heads
+from archer_jax.models import hf_loading, registry
 
-STAGES = ("bc", "archer")
-# Checkpoint steps are stage * STAGE_STRIDE + iteration: monotonic across stages.
+# Checkpoint steps are (the stage's index in its algorithm) * STAGE_STRIDE + iteration:
+# monotonic across stages.
 STAGE_STRIDE = 1_000_000
-EVAL_SEED_BASE = 10_000_000  # evaluation episodes never share seeds with rollouts
 _COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
 # Errors a user causes (a config field, a file, a checkpoint): the entry point prints
 # their message alone. Non-finite losses are listed too: the message says what to do.
@@ -94,6 +95,10 @@ class Run:
     bridge: Any
     progress: dict[str, Any]
 
+    @property
+    def stage_names(self) -> tuple[str, ...]:
+        return algorithms.STAGE_NAMES[self.config.algorithm]
+
 
 # ----------------------------------------------------------------------------- setup
 
@@ -109,51 +114,6 @@ def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: Path, task: Any
     tokenizer = tokenization.build_word_tokenizer(tasks.corpus(task))
     tokenizer.save_pretrained(str(folder))
     return tokenizer
-
-
-def _build_actor(config: ml_collections.ConfigDict, tokenizer: Any, mesh: jax.sharding.Mesh) -> tuple[Any, Any]:
-    """(module, params or None for a random init)."""
-    c = config.actor
-    dtype = jnp.dtype(c.dtype)
-    if c.checkpoint:
-        loaded = registry.load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
-        return loaded.module, loaded.params
-    positions = config.tokens.obs_len + config.tokens.action_len
-    if c.kind == "gpt2":
-        cfg = gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_embd=c.n_embd, n_layer=c.n_layer,
-                              n_head=c.n_head, dtype=dtype)
-        return gpt2.GPT2LMHeadModel(cfg), None
-    cfg = llama.LlamaConfig(vocab_size=len(tokenizer), hidden_size=c.n_embd, intermediate_size=4 * c.n_embd,
-                            num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, num_key_value_heads=c.n_head,
-                            max_position_embeddings=positions, tie_word_embeddings=True, dtype=dtype)
-    return llama.LlamaForCausalLM(cfg), None
-
-
-def _build_critic(config: ml_collections.ConfigDict, actor: Any, actor_tokenizer: Any,
-                  mesh: jax.sharding.Mesh) -> tuple[Any, Any, Any]:
-    """(DoubleCritic module, pretrained encoder params or None, critic tokenizer)."""
-    c = config.critic
-    dtype = jnp.dtype(c.dtype)
-    if c.kind == "actor":
-        # The actor's architecture and tokenizer; its weights arrive when ArCHer starts
-        # (``_critic_from_actor``), after the BC warm start trained them.
-        critic = value_heads.DoubleCritic(encoder=value_heads.CausalEncoder(actor), hidden_size=actor.config.hidden_size,
-                                          pooling=c.pooling, joint=c.joint)
-        return critic, None, actor_tokenizer
-    if c.checkpoint:
-        loaded = registry.load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
-        critic = value_heads.DoubleCritic(encoder=loaded.module, hidden_size=loaded.config.hidden_size,
-                                          pooling=c.pooling, joint=c.joint)
-        return critic, loaded.params, registry.load_tokenizer(c.checkpoint)
-    # From scratch the critic shares the actor's tokenizer (identity bridge).
-    pad_id = actor_tokenizer.pad_token_id
-    cfg = roberta.RobertaConfig(
-        vocab_size=len(actor_tokenizer), hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
-        num_attention_heads=c.num_heads, intermediate_size=c.mlp_dim, pad_token_id=pad_id,
-        max_position_embeddings=config_checks.critic_length(config) + pad_id + 2, dtype=dtype)
-    critic = value_heads.DoubleCritic(encoder=roberta.RobertaModel(cfg), hidden_size=c.hidden_size, pooling=c.pooling,
-                                      joint=c.joint)
-    return critic, None, actor_tokenizer
 
 
 def _pad_id(tokenizer: Any) -> int:
@@ -174,8 +134,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
     if config.env.oracle == "lm":
         # After the tokenizer: a from-scratch vocabulary comes from the KB's answers.
         task = task.with_oracle(lm_oracle.make_lm_oracle(config.task, config.env.oracle_checkpoint, mesh=mesh))
-    actor, actor_params = _build_actor(config, tokenizer, mesh)
-    critic, encoder_params, critic_tokenizer = _build_critic(config, actor, tokenizer, mesh)
+    actor, actor_params = registry.build_actor(config, tokenizer, mesh)
+    critic, encoder_params, critic_tokenizer = registry.build_critic(config, actor, tokenizer, mesh)
     add_bos = bool(config.critic.checkpoint)  # a pretrained RoBERTa expects <s> first
     bridge = token_bridge.make_bridge(tokenizer, critic_tokenizer, add_bos=add_bos,
                                       actor_vocab_size=actor.config.vocab_size)
@@ -208,7 +168,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
         "state/target_critic_params": "config.critic.* (model size or checkpoint) changed",
         "state/ref_actor_params": "config.archer.kl_coef changed between 0 and > 0",
     })
-    progress = {"stage": STAGES[0], "iteration": 0, "env_steps": 0, "finished": []}
+    progress = {"stage": algorithms.STAGE_NAMES[config.algorithm][0], "iteration": 0, "env_steps": 0,
+                "finished": []}
     restored = checkpointer.restore_latest(checkpointing.abstract_tree(state),
                                            checkpointing.abstract_tree(buffer))
     if restored is not None:
@@ -237,32 +198,15 @@ def _save(run: Run, stage: str, iteration: int, *, finished: bool = False) -> No
     if finished and stage not in run.progress["finished"]:
         run.progress["finished"].append(stage)
     run.progress.update(stage=stage, iteration=iteration)
-    step = STAGES.index(stage) * STAGE_STRIDE + iteration
+    step = run.stage_names.index(stage) * STAGE_STRIDE + iteration
     run.checkpointer.save(step, state=run.state, buffer=run.buffer, progress=run.progress)
 
 
 def evaluate(run: Run, stage: str, iteration: int) -> dict[str, float]:
-    """Greedy rollouts on a fixed set of seeds (comparable across iterations, episode by
-    episode: each one is written to evaluations/ for paired comparisons)."""
+    """``rollout.evaluate`` of the run's actor (``config.archer.eval_size`` greedy games)."""
     c = run.config
-    returns, successes, lengths, dialogues, hidden, seeds = [], [], [], [], [], []
-    rng = jax.random.key(0)
-    for start in range(0, c.archer.eval_size, c.archer.rollout_batch):
-        batch_seeds = [EVAL_SEED_BASE + start + i for i in range(c.archer.rollout_batch)]
-        result = run.runner.run(run.state.actor_params, batch_seeds, rng, 0.0)
-        returns.append(result.returns)
-        successes.append(result.successes)
-        lengths.append(result.lengths)
-        hidden.extend(result.hidden)
-        seeds.extend(batch_seeds)
-        dialogues.extend(f"[{h}]\n{d}" for h, d in zip(result.hidden, result.dialogues))
-    if c.transcripts:
-        run.logger.write_transcripts(stage, iteration, dialogues[: c.transcripts])
-    returns, successes = np.concatenate(returns), np.concatenate(successes)
-    run.logger.write_evaluation(stage, iteration, seeds=seeds, returns=returns, successes=successes, hidden=hidden)
-    return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
-            "eval/return_se": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0,
-            "eval/success_rate": float(successes.mean()), "eval/turns_mean": float(np.concatenate(lengths).mean())}
+    return rollout.evaluate(run.runner, run.state.actor_params, size=c.archer.eval_size, logger=run.logger,
+                            stage=stage, iteration=iteration, transcripts=c.transcripts)
 
 
 def _check_finite(row: dict[str, Any], stage: str, iteration: int, run: Run) -> None:
@@ -272,11 +216,6 @@ def _check_finite(row: dict[str, Any], stage: str, iteration: int, run: Run) -> 
             f"non-finite {bad} at {stage} iteration {iteration} (update step {int(run.state.step)}); "
             f"the last good checkpoint in {run.checkpointer.directory} is kept. Lower the learning rate "
             "(config.actor.lr / config.critic.lr) and rerun the same command to resume from it.")
-
-
-def _timing(t0: float, compiles: int, run: Run) -> dict[str, float]:
-    return {"env_steps": run.progress["env_steps"], "time/iteration_s": time.perf_counter() - t0,
-            "time/compiles": CompileCounter.count - compiles}
 
 
 class _PhaseClock:
@@ -292,215 +231,61 @@ class _PhaseClock:
         self.row[f"time/{phase}_s"], self.t = now - self.t, now
 
 
-def _stop_requested(run: Run, stage: str, iteration: int) -> bool:
-    if not checkpointing.preemption_requested():
-        return False
-    run.logger.info(f"SIGTERM: writing a final checkpoint at {stage} iteration {iteration}")
-    _save(run, stage, iteration)
-    run.checkpointer.wait()
-    return True
+# ----------------------------------------------------------------------------- the stage loop
 
 
-# ----------------------------------------------------------------------------- stages
-
-
-def run_bc(run: Run) -> bool:
-    """BC warm start on the offline episodes of config.data.source. Returns False if preempted."""
+def run_stage(run: Run, stage: algorithms.Stage) -> bool:
+    """The one loop every stage of every algorithm runs (``algorithms.Stage`` says what
+    its rows hold). Per row: the iteration (timed phase by phase), the greedy evaluation
+    when due, the compile count, the finite check (a NaN or inf stops the run naming the
+    stage, iteration and metrics; the last good checkpoint stays the latest), the
+    metrics row, a checkpoint every ``config.checkpoint_every`` iterations and after the
+    last, and SIGTERM: a final checkpoint at the row's end, then False (the same command
+    resumes). Resumes after the stage's last checkpointed iteration. True when done."""
     c = run.config
-    if c.bc.iterations == 0:
-        return True
-    transitions = sources.load_transitions_from(
-        c.data.source, task=c.task, data_dir=c.data.dir or str(run.workdir / "data"), manual_dir=c.data.manual_dir,
-        num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma, max_turns=c.env.max_turns,
-        num_items=c.env.num_items)
-    dataset = _dataset_buffer(run, transitions)
-    hp = dataclasses.replace(run.hp, actor_batch_size=c.bc.batch_size)
-    tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
-    phase = bc.make_bc_phase(actor=run.actor, hp=hp, tx=tx, steps=c.bc.steps, state_shardings=run.state_shardings,
-                             buffer_shardings=replay.buffer_shardings(dataset, run.mesh, c.mesh.rules), mesh=run.mesh,
-                             rules=c.mesh.rules).lower(run.state, dataset).compile()
-    start = run.progress["iteration"] if run.progress["stage"] == "bc" else 0
-    # BC rows are numbered by completed iterations (it + 1): a resume from ``start`` writes
-    # rows from start + 1, and row ``start`` (logged before its checkpoint) stays.
-    run.logger.start_stage("bc", start_iteration=start + 1, total_iterations=c.bc.iterations)
-    for it in range(start, c.bc.iterations):
-        t0, compiles = time.perf_counter(), CompileCounter.count
-        run.state, m = phase(run.state, dataset)
-        row = jax.device_get(m)
-        last = it == c.bc.iterations - 1
-        if last or (it + 1) % c.archer.eval_every == 0:
-            row.update(evaluate(run, "bc", it + 1))
-        row = {k: float(v) for k, v in row.items()}
-        row.update(_timing(t0, compiles, run))
-        _check_finite(row, "bc", it, run)
-        run.logger.log("bc", it + 1, row)
-        if last:
-            _save(run, "bc", it + 1, finished=True)
-        elif (it + 1) % c.checkpoint_every == 0:
-            _save(run, "bc", it + 1)
-        if _stop_requested(run, "bc", it + 1):
-            return False
-    return True
-
-
-def _dataset_buffer(run: Run, transitions: dict[str, list[Any]]) -> replay.ReplayBuffer:
-    """Tokenizes the dataset's turns once into a device buffer BC samples from."""
-    c, tok = run.config, run.tokenizer
-    pad = run.hp.pad_id
-    obs, obs_mask = tokenization.encode_left(tok, transitions["observation"], c.tokens.obs_len, pad_id=pad)
-    nxt, nxt_mask = tokenization.encode_left(tok, transitions["next_observation"], c.tokens.obs_len, pad_id=pad)
-    act, act_mask = tokenization.encode_right(tok, transitions["action"], c.tokens.action_len, pad_id=pad,
-                                              append_ids=run.hp.stop_ids[:1])
-    n = len(obs)
-    rows = replay.Transitions(obs=obs, obs_mask=obs_mask, action=act, action_mask=act_mask, next_obs=nxt,
-                              next_obs_mask=nxt_mask, reward=np.asarray(transitions["reward"], np.float32),
-                              done=np.asarray(transitions["done"], bool),
-                              mc_return=np.asarray(transitions["mc_return"], np.float32))
-    capacity = _round_up(n, run.mesh.shape["data"] * run.mesh.shape["fsdp"])
-    buffer, shardings = replay.create_sharded(capacity, c.tokens.obs_len, c.tokens.action_len, run.mesh,
-                                              c.mesh.rules)
-    return replay.make_insert(shardings, run.mesh, c.mesh.rules)(buffer, rows)
-
-
-def _collect(run: Run, iteration: int, insert: Any, scores: Any) -> dict[str, float]:
-    """``rollout_size`` trajectories into the replay buffer: sampled, but for the
-    ``greedy_rollouts`` fraction of each batch, which is played greedily. ``scores``:
-    the jitted ``archer.critic_scores``, which probes the critic on the fresh turns
-    before it trains on them (``probe_metrics``)."""
-    c = run.config
-    batch = c.archer.rollout_batch
-    greedy = np.arange(batch) < round(c.archer.greedy_rollouts * batch)
-    temperatures = np.where(greedy, 0.0, c.archer.temperature)
-    returns, successes, turns, probe = [], [], 0, []
-    rng = jax.random.fold_in(jax.random.key(c.seed + 1), iteration)
-    for start in range(0, c.archer.rollout_size, batch):
-        seeds = [c.seed * STAGE_STRIDE + iteration * c.archer.rollout_size + start + i for i in range(batch)]
-        rng, key = jax.random.split(rng)
-        result = run.runner.run(run.state.actor_params, seeds, key, temperatures)
-        transitions = replay.Transitions(**result.transitions)
-        probe.append((*scores(run.state, transitions), result.transitions["mc_return"], result.valid))
-        run.buffer = insert(run.buffer, transitions, result.valid)
-        returns.append(result.returns)
-        successes.append(result.successes)
-        turns += result.num_turns
-    run.progress["env_steps"] += turns
-    returns, successes = np.stack(returns), np.stack(successes)  # [batches, B]
-    row = {"rollout/turns": float(turns)}
-    groups = {"": np.ones_like(greedy)}
-    if greedy.any():  # the greedy rows are a cheap greedy evaluation on fresh seeds
-        groups.update(sampled_=~greedy, greedy_=greedy)
-    for name, rows in groups.items():
-        if not rows.any():
-            continue
-        row[f"rollout/{name}return_mean"] = float(returns[:, rows].mean())
-        row[f"rollout/{name}success_rate"] = float(successes[:, rows].mean())
-    q, v, mc_return, valid = (np.concatenate(x) for x in zip(*jax.device_get(probe)))
-    row.update(probe_metrics(q[valid], v[valid], mc_return[valid]))
-    return row
-
-
-def probe_metrics(q: np.ndarray, v: np.ndarray, mc_return: np.ndarray) -> dict[str, float]:
-    """How the critic, before it trains on them, scores the turns just played, against
-    their Monte-Carlo returns G (discounted, on-policy):
-
-    - ``probe/q_mc_corr``: correlation of min Q(s, a) with G over the turns;
-    - ``probe/adv_mc_corr``: correlation of Q(s, a) - V(s) with G - V(s), positive when
-      the critic's advantage points the way the outcomes went (V's own error also
-      enters both sides: read it beside q_mc_corr, and the full within-state ranking
-      from ``python -m experiments.probe_critic``);
-    - ``probe/q_mc_bias``: mean of Q(s, a) - G (0 for an unbiased critic).
-    """
-    if len(q) < 3:
-        return {}
-
-    def corr(x: np.ndarray, y: np.ndarray) -> float:  # 0 where either side is constant (finite rows)
-        r = critic_probe.pearson(x, y)
-        return 0.0 if np.isnan(r) else r
-
-    return {"probe/q_mc_corr": corr(q, mc_return), "probe/adv_mc_corr": corr(q - v, mc_return - v),
-            "probe/q_mc_bias": float(np.mean(q - mc_return))}
-
-
-def _start_archer(state: train_state.ArcherState, *, actor_tx: Any, critic_tx: Any,
-                  critic_from_actor: bool) -> train_state.ArcherState:
-    """The state ArCHer's first iteration starts from. BC's Adam moments (another loss,
-    another learning rate) do not carry over; the KL anchor (when kept) becomes the BC
-    actor; a critic of kind 'actor' starts from the BC-trained actor's weights (heads
-    stay as initialised), as RLHF value models start from the policy: it already reads
-    the task's text."""
-    state = state.replace(actor_opt_state=actor_tx.init(state.actor_params))
-    if state.ref_actor_params is not None:
-        state = state.replace(ref_actor_params=jax.tree.map(jnp.copy, state.actor_params))
-    if critic_from_actor:
-        critic_params = {**state.critic_params, "encoder": {"lm": state.actor_params}}
-        state = state.replace(critic_params=critic_params, target_critic_params=critic_params,
-                              critic_opt_state=critic_tx.init(critic_params))
-    return state
-
-
-def run_archer(run: Run) -> bool:
-    """Online ArCHer. Row ``iterations`` is a final greedy evaluation. Returns False if
-    preempted."""
-    c = run.config
-    actor_tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
-    start = run.progress["iteration"] if run.progress["stage"] == "archer" else 0
-    critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
-    if start == 0:
-        reset = jax.jit(functools.partial(_start_archer, actor_tx=actor_tx, critic_tx=critic_tx,
-                                          critic_from_actor=c.critic.kind == "actor"),
-                        in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
-        run.state = reset(run.state)
-    phases = archer.make_phases(actor=run.actor, critic=run.critic, hp=run.hp, bridge=run.bridge,
-                                actor_tx=actor_tx,
-                                critic_tx=critic_tx,
-                                state_shardings=run.state_shardings, buffer_shardings=run.buffer_shardings,
-                                mesh=run.mesh, rules=c.mesh.rules)
-    # Compiled ahead of time: no iteration (not even the first actor one) compiles.
-    critic_phase = phases.critic.lower(run.state, run.buffer).compile()
-    actor_phase = phases.actor.lower(run.state, run.buffer).compile()
-    insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
-    scores = jax.jit(functools.partial(archer.critic_scores, critic=run.critic, bridge=run.bridge))
-    run.logger.start_stage("archer", start_iteration=start, total_iterations=c.archer.iterations + 1)
-    for it in range(start, c.archer.iterations + 1):
+    done = run.progress["iteration"] if run.progress["stage"] == stage.name else 0
+    iterate = stage.start(done)
+    first = 0 if done == 0 and stage.evaluate_start else done + 1
+    run.logger.start_stage(stage.name, start_iteration=first, total_iterations=stage.iterations)
+    for k in range(first, stage.iterations + 1):
         t0, compiles = time.perf_counter(), CompileCounter.count
         row: dict[str, Any] = {}
         clock = _PhaseClock(row)
-        if it % c.archer.eval_every == 0 or it == c.archer.iterations:
-            row.update(evaluate(run, "archer", it))
+        if k > 0:
+            row.update(iterate(k, clock))
+        last = k == stage.iterations
+        if k == 0 or last or k % c.archer.eval_every == 0:
+            row.update(evaluate(run, stage.name, k))
             clock.lap("eval")
-        if it < c.archer.iterations:
-            row.update(_collect(run, it, insert, scores))
-            clock.lap("rollout")
-            run.state, critic_m = critic_phase(run.state, run.buffer)
-            clock.lap("critic", critic_m)
-            actor_m = {}
-            if it >= c.archer.warmup_iter and c.archer.actor_epochs > 0:
-                run.state, actor_m = actor_phase(run.state, run.buffer)
-                clock.lap("actor", actor_m)
-            row.update({k: float(v) for k, v in jax.device_get({**critic_m, **actor_m}).items()})
-        row.update(_timing(t0, compiles, run))
-        _check_finite(row, "archer", it, run)
-        run.logger.log("archer", it, row)
-        done = it == c.archer.iterations
-        if done:
-            _save(run, "archer", it + 1, finished=True)
-        elif (it + 1) % c.checkpoint_every == 0:
-            _save(run, "archer", it + 1)
-        if not done and _stop_requested(run, "archer", it + 1):
+        row = {name: float(v) for name, v in row.items()}
+        row.update({"env_steps": run.progress["env_steps"], "time/iteration_s": time.perf_counter() - t0,
+                    "time/compiles": CompileCounter.count - compiles})
+        _check_finite(row, stage.name, k, run)
+        run.logger.log(stage.name, k, row)
+        saved = k > 0 and (last or k % c.checkpoint_every == 0)
+        if saved:
+            _save(run, stage.name, k, finished=last)
+        if checkpointing.preemption_requested():
+            run.logger.info(f"SIGTERM: writing a final checkpoint at {stage.name} iteration {k}")
+            if not saved:
+                _save(run, stage.name, k)
+            run.checkpointer.wait()
             return False
     return True
 
 
 def train(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
-    """Runs the unfinished stages; returns the run (its state, buffer, progress)."""
+    """Runs the unfinished stages of ``config.algorithm``; returns the run (its state,
+    buffer, progress)."""
     run = setup(config, workdir)
     uninstall = checkpointing.install_sigterm_handler()
     try:
         with run.logger:
-            if "bc" not in run.progress["finished"] and not run_bc(run):
-                return run
-            if "archer" not in run.progress["finished"]:
-                run_archer(run)
+            for stage in algorithms.stages(config.algorithm, run):
+                if stage.iterations == 0 or stage.name in run.progress["finished"]:
+                    continue
+                if not run_stage(run, stage):
+                    return run
     finally:
         uninstall()
         run.checkpointer.close()

@@ -16,7 +16,7 @@ a median over ``--repeats`` timed calls after one warm-up (compile) call:
 * critic / actor step: the jitted phases of ``algorithms.archer.make_phases`` (each step
   samples a minibatch from the device replay buffer and a fresh utterance a ~ pi(s)),
   one phase dispatch timed and divided by its number of steps;
-* iteration: what ``trainer.run_archer`` does on the devices in one iteration: per
+* iteration: what the ArCHer stage (``algorithms.archer.stage``) does on the devices in one iteration: per
   rollout batch ``max_turns`` generate calls (the ids fetched to the host after each, as
   the real host loop does) and one buffer insert, then one critic phase and one actor
   phase and one ``device_get`` of their metrics. There is NO real environment: every turn

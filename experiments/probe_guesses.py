@@ -127,12 +127,12 @@ def item_guesses(task: Any, table: Any) -> list[int]:
 def play(run: Any, games: int, returns: list[float] | None = None) -> tuple[list[list[tuple[str, str]]], list[str]]:
     """The turns and hidden item of ``games`` greedy games on the evaluation seeds (their
     returns appended to ``returns`` where given)."""
-    from archer_jax import trainer
+    from archer_jax import rollout
 
     env, b = run.runner.env, run.runner.env.batch_size
     histories, hidden = [], []
     for start in range(0, games, b):
-        seeds = [trainer.EVAL_SEED_BASE + start + i for i in range(b)]
+        seeds = [rollout.EVAL_SEED_BASE + start + i for i in range(b)]
         result = run.runner.run(run.state.actor_params, seeds, jax.random.key(0), 0.0)
         keep = min(b, games - start)
         histories += [env.history(i) for i in range(keep)]

@@ -391,9 +391,9 @@ def _evaluation_seeds(group: Group) -> tuple[list[int], list[str] | None]:
     for run in group.runs:
         if run.start_eval is not None:
             return list(run.start_eval.seeds), list(run.start_eval.hidden)
-    from archer_jax import trainer  # heavy (jax, flax); only for runs without evaluation files
+    from archer_jax import rollout  # heavy (jax); only for runs without evaluation files
 
-    return [trainer.EVAL_SEED_BASE + i for i in range(group.config["archer"]["eval_size"])], None
+    return [rollout.EVAL_SEED_BASE + i for i in range(group.config["archer"]["eval_size"])], None
 
 
 def add_informative(groups: Sequence[Group]) -> None:

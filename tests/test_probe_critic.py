@@ -109,7 +109,7 @@ def test_probe_command_writes_its_numbers(smoke_run):
     out = _probe(SMOKE, NO_BC, f"--workdir={workdir}", "--states=6", "--samples=3", "--rollouts=4")
     assert out.returncode == 0, out.stderr[-3000:]
     summary = json.loads(out.stdout.strip().splitlines()[-1])
-    step = trainer.STAGE_STRIDE + 3  # the smoke run's last checkpoint
+    step = trainer.STAGE_STRIDE + 2  # the smoke run's last checkpoint: after its 2 ArCHer iterations
     path = workdir / "probe" / f"critic_probe_{step}.json"
     assert summary["file"] == str(path) and summary["checkpoint_step"] == step and summary["stage"] == "archer"
     saved = json.loads(path.read_text())

@@ -55,31 +55,38 @@ def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     rows = _rows(tmp_path)
     assert [r["stage"] for r in rows] == ["bc", "archer", "archer", "archer"]
-    first = rows[1]
-    assert first["iteration"] == 0
+    start, first = rows[1], rows[2]
+    # Row 0 evaluates the policy ArCHer starts from; row k holds iteration k and (smoke:
+    # every iteration) the evaluation after it.
+    assert (start["iteration"], first["iteration"]) == (0, 1)
+    assert not any(k.startswith(("rollout/", "critic/", "actor/")) for k in start)
     for key in ("env_steps", "rollout/return_mean", "eval/return_mean", "eval/success_rate", "critic/q1_loss",
                 "critic/v1_loss", "time/compiles"):
         assert key in first, key
-    assert "actor/pg_loss" in rows[2]  # after warm-up (1 iteration)
-    # Each phase's wall time, the phases within the iteration's (row 0: eval, rollout, critic).
+    assert "actor/pg_loss" in rows[3] and "actor/pg_loss" not in first  # after warm-up (1 iteration)
+    # Each phase's wall time, the phases within the iteration's.
+    assert {k for k in start if k.startswith("time/") and k.endswith("_s")} == {"time/eval_s", "time/iteration_s"}
     assert {k for k in first if k.startswith("time/") and k.endswith("_s")} == {
         "time/eval_s", "time/rollout_s", "time/critic_s", "time/iteration_s"}
-    assert "time/actor_s" in rows[2] and "time/eval_s" in rows[3]  # the final row is an evaluation only
+    assert "time/actor_s" in rows[3]
     for r in rows[1:]:
         phases = sum(v for k, v in r.items() if k.startswith("time/") and k not in ("time/iteration_s", "time/compiles"))
         assert 0 < phases <= r["time/iteration_s"]
     assert "probe/q_mc_corr" in first and "probe/adv_mc_corr" in first  # values: test_probe_metrics_by_hand
     evaluation = json.loads((tmp_path / "evaluations" / "archer_00000.json").read_text())
     assert len(evaluation["returns"]) == len(evaluation["seeds"]) == 8  # smoke eval_size
-    assert sum(evaluation["returns"]) / 8 == pytest.approx(first["eval/return_mean"], abs=1e-5)
+    assert sum(evaluation["returns"]) / 8 == pytest.approx(start["eval/return_mean"], abs=1e-5)
+    # ArCHer starts from the BC actor: its start evaluation repeats BC's last one exactly.
+    assert start["eval/return_mean"] == rows[0]["eval/return_mean"]
     # Every turn costs 1 but the winning one, within the 4-turn cap.
-    assert first["eval/return_mean"] == pytest.approx(first["eval/success_rate"] - first["eval/turns_mean"])
-    assert 1.0 <= first["eval/turns_mean"] <= 4.0
-    assert all(r["time/compiles"] == 0 for r in rows[2:]), [r["time/compiles"] for r in rows]
+    assert start["eval/return_mean"] == pytest.approx(start["eval/success_rate"] - start["eval/turns_mean"])
+    assert 1.0 <= start["eval/turns_mean"] <= 4.0
+    # The first iteration compiles (its rollouts' insert, the critic probe); none after it.
+    assert all(r["time/compiles"] == 0 for r in rows[3:]), [r["time/compiles"] for r in rows]
     assert sorted(p.name for p in (tmp_path / "transcripts").iterdir())[:1] == ["archer_000000.txt"]
     assert "Questions:" in (tmp_path / "transcripts" / "archer_000000.txt").read_text()
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
-    assert _checkpoint_steps(tmp_path)[-1] == trainer.STAGE_STRIDE + 3
+    assert _checkpoint_steps(tmp_path)[-1] == trainer.STAGE_STRIDE + 2  # after ArCHer's 2 iterations
 
     again = _run(tmp_path)  # every stage finished: nothing to do, nothing duplicated
     assert again.returncode == 0, again.stderr[-3000:]
@@ -107,7 +114,7 @@ def test_kill_and_resume_keeps_every_transition(tmp_path):
     assert sorted(rows) == list(range(9))
     # env_steps counts every turn collected; it continues from the checkpoint, so it
     # equals the sum of the per-iteration turns only if nothing was lost or repeated.
-    assert rows[8]["env_steps"] == sum(rows[i]["rollout/turns"] for i in range(8))
+    assert rows[8]["env_steps"] == sum(rows[i]["rollout/turns"] for i in range(1, 9))
     assert rows[8]["env_steps"] > 64  # the ring wrapped, too
 
 
@@ -133,7 +140,7 @@ def test_paper_variant_on_fixture_weights_with_an_id_table_bridge(tmp_path, hf_f
     assert (config.critic.pooling, config.critic.joint, config.actor.lr) == ("pooled", False, 1e-5)
     rows = _rows(tmp_path)
     assert [(r["stage"], r["iteration"]) for r in rows] == [("bc", 1), ("archer", 0), ("archer", 1), ("archer", 2)]
-    assert "critic/q1_loss" in rows[1] and any(k.startswith("actor/") for k in rows[2])
+    assert "critic/q1_loss" in rows[2] and any(k.startswith("actor/") for k in rows[3])
     # The trained critic scores what the actor wrote: V through the run's bridge equals V of
     # the same tokens looked up by string in the critic's vocabulary, after its <s>.
     n, length = 8, config.tokens.obs_len + 1
@@ -156,7 +163,7 @@ def test_lm_oracle_answers_the_online_games(tmp_path, hf_fixtures):
     shutil.copytree(hf_fixtures / "t5_tokenizer", oracle, dirs_exist_ok=True)
     config = guess_city.get_config("smoke")
     config.env.oracle, config.env.oracle_checkpoint = "lm", str(oracle)
-    # Evaluations on even iterations only, the actor phase from iteration 1: no iteration
+    # Evaluations on even iterations only, the actor phase from iteration 2: no iteration
     # after the first compiles anything, the oracle's bucketed decodes included.
     config.bc.iterations, config.archer.iterations, config.archer.eval_every = 0, 5, 2
     run = trainer.train(config, tmp_path / "run")
@@ -165,9 +172,9 @@ def test_lm_oracle_answers_the_online_games(tmp_path, hf_fixtures):
     rows = [row for _, row in sorted(_archer_rows(tmp_path / "run").items())]
     assert [r["iteration"] for r in rows] == list(range(6))
     assert ["eval/return_mean" in r for r in rows] == [True, False, True, False, True, True]
-    assert [any(k.startswith("actor/") for k in r) for r in rows] == [False] + [True] * 4 + [False]
-    compiles = [r["time/compiles"] for r in rows]
-    assert compiles[0] > 0 and compiles[1:] == [0] * 5, compiles
+    assert [any(k.startswith("actor/") for k in r) for r in rows] == [False, False] + [True] * 4
+    compiles = [r["time/compiles"] for r in rows]  # row 0: greedy decoding; row 1: the first iteration
+    assert compiles[0] > 0 and compiles[1] > 0 and compiles[2:] == [0] * 4, compiles
 
 
 def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
@@ -177,7 +184,7 @@ def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     run = trainer.setup(config, tmp_path)
     assert (run.hp.critic_batch_size, run.hp.actor_batch_size) == (8, 16)
     bc_actor = jax.device_get(run.state.actor_params)
-    start = jax.jit(functools.partial(trainer._start_archer, actor_tx=optax.adam(1e-3), critic_tx=optax.adam(1e-3),
+    start = jax.jit(functools.partial(archer.start_state, actor_tx=optax.adam(1e-3), critic_tx=optax.adam(1e-3),
                                       critic_from_actor=True))
     state = jax.device_get(start(run.state))
     chex.assert_trees_all_equal(state.critic_params["encoder"]["lm"], bc_actor)
@@ -203,15 +210,15 @@ def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     assert dialogues("archer_000002") != dialogues("archer_000000")
     # The KL sample is log pi - log pi_ref of a batch (any sign); the leave-one-out
     # advantages of 2 samples per state are +-d/2 around 0.
-    assert rows[1]["actor/kl"] != 0.0 and rows[1]["actor/q_within_std"] > 0.0
-    assert abs(rows[1]["actor/advantage_mean"]) < 1e-5
+    assert rows[2]["actor/kl"] != 0.0 and rows[2]["actor/q_within_std"] > 0.0
+    assert abs(rows[2]["actor/advantage_mean"]) < 1e-5
 
 
 def test_greedy_rollouts_are_collected_and_reported_apart(tmp_path):
     config = guess_city.get_config("smoke")
     config.archer.greedy_rollouts, config.bc.iterations, config.archer.iterations = 0.5, 0, 1
     trainer.train(config, tmp_path)
-    row = _archer_rows(tmp_path)[0]
+    row = _archer_rows(tmp_path)[1]
     both = (row["rollout/greedy_return_mean"] + row["rollout/sampled_return_mean"]) / 2
     assert abs(row["rollout/return_mean"] - both) < 1e-5  # half of the batch each
     both = (row["rollout/greedy_success_rate"] + row["rollout/sampled_success_rate"]) / 2
@@ -221,14 +228,14 @@ def test_greedy_rollouts_are_collected_and_reported_apart(tmp_path):
 def test_probe_metrics_by_hand():
     q, mc_return = np.array([1.0, 2.0, 3.0, 4.0]), np.array([-1.0, -2.0, -2.0, -4.0])
     v = np.array([0.0, 1.0, 1.0, 3.0])
-    got = trainer.probe_metrics(q, v, mc_return)
+    got = archer.probe_metrics(q, v, mc_return)
     # corr(q, G): centred q [-1.5, -0.5, 0.5, 1.5], G [1.25, 0.25, 0.25, -1.75]: -4.5 / sqrt(5 * 4.75).
     assert got["probe/q_mc_corr"] == pytest.approx(-4.5 / np.sqrt(5 * 4.75))
     # Q - V [1, 1, 2, 1] against G - V [-1, -3, -3, -7]: centred [-0.25, -0.25, 0.75, -0.25] and
     # [2.5, 0.5, 0.5, -3.5]: dot 0.5 over sqrt(0.75 * 19).
     assert got["probe/adv_mc_corr"] == pytest.approx(0.5 / np.sqrt(0.75 * 19))
     assert got["probe/q_mc_bias"] == pytest.approx(4.75)  # Q - G: 2, 4, 5, 8
-    assert trainer.probe_metrics(q[:2], v[:2], mc_return[:2]) == {}  # too few turns to correlate
+    assert archer.probe_metrics(q[:2], v[:2], mc_return[:2]) == {}  # too few turns to correlate
 
 
 @pytest.mark.parametrize("field,value,message", [
@@ -240,11 +247,12 @@ def test_probe_metrics_by_hand():
     ("archer.greedy_rollouts", -0.5, "config.archer.greedy_rollouts = -0.5: a fraction in [0, 1]"),
     ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),
+    ("algorithm", "ppo2", "config.algorithm = 'ppo2': choose one of ('archer',)"),
 ])
 def test_bad_config_fields_are_named(tmp_path, field, value, message):
     config = guess_city.get_config("smoke")
-    section, name = field.split(".")
-    config[section][name] = value
+    *section, name = field.split(".")
+    (config[section[0]] if section else config)[name] = value
     with pytest.raises(config_checks.ConfigError) as err:
         trainer.setup(config, tmp_path)
     assert message in str(err.value)

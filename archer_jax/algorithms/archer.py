@@ -21,16 +21,21 @@ from typing import Any, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from archer_jax import losses, replay, sampling
+from archer_jax import critic_probe, losses, replay, sampling, train_state
 from archer_jax import sharding as sharding_lib
+from archer_jax.algorithms import Iterate, PhaseClock, Stage
 from archer_jax.train_state import ArcherState, step_key
 
 # (ids [B, L], mask [B, L]) in the actor's vocabulary -> the same in the critic's.
 Bridge = Callable[[jax.Array, jax.Array], tuple[jax.Array, jax.Array]]
 Metrics = dict[str, jax.Array]
+# Rollout seeds: config.seed * SEED_STRIDE + iteration * rollout_size + game (never an
+# evaluation seed, rollout.EVAL_SEED_BASE + game).
+SEED_STRIDE = 1_000_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,3 +281,130 @@ def make_phases(*, actor: nn.Module, critic: nn.Module, hp: ArcherHParams, bridg
         actor=jit_phase(functools.partial(actor_phase, tx=actor_tx, **common), state_shardings,
                         buffer_shardings, mesh),
     )
+
+
+# ----------------------------------------------------------------------------- the stages
+
+
+def start_state(state: ArcherState, *, actor_tx: optax.GradientTransformation,
+                critic_tx: optax.GradientTransformation, critic_from_actor: bool) -> ArcherState:
+    """The state ArCHer's first iteration starts from. BC's Adam moments (another loss,
+    another learning rate) do not carry over; the KL anchor (when kept) becomes the BC
+    actor; a critic of kind 'actor' starts from the BC-trained actor's weights (heads
+    stay as initialised), as RLHF value models start from the policy: it already reads
+    the task's text."""
+    state = state.replace(actor_opt_state=actor_tx.init(state.actor_params))
+    if state.ref_actor_params is not None:
+        state = state.replace(ref_actor_params=jax.tree.map(jnp.copy, state.actor_params))
+    if critic_from_actor:
+        critic_params = {**state.critic_params, "encoder": {"lm": state.actor_params}}
+        state = state.replace(critic_params=critic_params, target_critic_params=critic_params,
+                              critic_opt_state=critic_tx.init(critic_params))
+    return state
+
+
+def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer], scores: Any) -> dict[str, float]:
+    """``rollout_size`` trajectories of ``run``'s actor into its replay buffer (0-based
+    ``iteration`` picks the seeds): sampled, but for the ``greedy_rollouts`` fraction
+    of each batch, which is played greedily. ``scores``: the jitted ``critic_scores``,
+    which probes the critic on the fresh turns before it trains on them
+    (``probe_metrics``)."""
+    c = run.config
+    batch = c.archer.rollout_batch
+    greedy = np.arange(batch) < round(c.archer.greedy_rollouts * batch)
+    temperatures = np.where(greedy, 0.0, c.archer.temperature)
+    returns, successes, turns, probe = [], [], 0, []
+    rng = jax.random.fold_in(jax.random.key(c.seed + 1), iteration)
+    for start in range(0, c.archer.rollout_size, batch):
+        seeds = [c.seed * SEED_STRIDE + iteration * c.archer.rollout_size + start + i for i in range(batch)]
+        rng, key = jax.random.split(rng)
+        result = run.runner.run(run.state.actor_params, seeds, key, temperatures)
+        transitions = replay.Transitions(**result.transitions)
+        probe.append((*scores(run.state, transitions), result.transitions["mc_return"], result.valid))
+        run.buffer = insert(run.buffer, transitions, result.valid)
+        returns.append(result.returns)
+        successes.append(result.successes)
+        turns += result.num_turns
+    run.progress["env_steps"] += turns
+    returns, successes = np.stack(returns), np.stack(successes)  # [batches, B]
+    row = {"rollout/turns": float(turns)}
+    groups = {"": np.ones_like(greedy)}
+    if greedy.any():  # the greedy rows are a cheap greedy evaluation on fresh seeds
+        groups.update(sampled_=~greedy, greedy_=greedy)
+    for name, rows in groups.items():
+        if not rows.any():
+            continue
+        row[f"rollout/{name}return_mean"] = float(returns[:, rows].mean())
+        row[f"rollout/{name}success_rate"] = float(successes[:, rows].mean())
+    q, v, mc_return, valid = (np.concatenate(x) for x in zip(*jax.device_get(probe)))
+    row.update(probe_metrics(q[valid], v[valid], mc_return[valid]))
+    return row
+
+
+def probe_metrics(q: np.ndarray, v: np.ndarray, mc_return: np.ndarray) -> dict[str, float]:
+    """How the critic, before it trains on them, scores the turns just played, against
+    their Monte-Carlo returns G (discounted, on-policy):
+
+    - ``probe/q_mc_corr``: correlation of min Q(s, a) with G over the turns;
+    - ``probe/adv_mc_corr``: correlation of Q(s, a) - V(s) with G - V(s), positive when
+      the critic's advantage points the way the outcomes went (V's own error also
+      enters both sides: read it beside q_mc_corr, and the full within-state ranking
+      from ``python -m experiments.probe_critic``);
+    - ``probe/q_mc_bias``: mean of Q(s, a) - G (0 for an unbiased critic).
+    """
+    if len(q) < 3:
+        return {}
+
+    def corr(x: np.ndarray, y: np.ndarray) -> float:  # 0 where either side is constant (finite rows)
+        r = critic_probe.pearson(x, y)
+        return 0.0 if np.isnan(r) else r
+
+    return {"probe/q_mc_corr": corr(q, mc_return), "probe/adv_mc_corr": corr(q - v, mc_return - v),
+            "probe/q_mc_bias": float(np.mean(q - mc_return))}
+
+
+def stage(run: Any) -> Stage:
+    """Online ArCHer (``config.archer``): per iteration, rollouts into the replay buffer,
+    the critic phase, and after ``warmup_iter`` iterations the actor phase."""
+    c = run.config
+
+    def start(done: int) -> Iterate:
+        actor_tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
+        critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
+        if done == 0:
+            reset = jax.jit(functools.partial(start_state, actor_tx=actor_tx, critic_tx=critic_tx,
+                                              critic_from_actor=c.critic.kind == "actor"),
+                            in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
+            run.state = reset(run.state)
+        phases = make_phases(actor=run.actor, critic=run.critic, hp=run.hp, bridge=run.bridge, actor_tx=actor_tx,
+                             critic_tx=critic_tx, state_shardings=run.state_shardings,
+                             buffer_shardings=run.buffer_shardings, mesh=run.mesh, rules=c.mesh.rules)
+        # Compiled ahead of time: no iteration (not even the first actor one) compiles.
+        critic = phases.critic.lower(run.state, run.buffer).compile()
+        actor = phases.actor.lower(run.state, run.buffer).compile()
+        insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
+        scores = jax.jit(functools.partial(critic_scores, critic=run.critic, bridge=run.bridge))
+
+        def iterate(k: int, clock: PhaseClock) -> dict[str, Any]:
+            row: dict[str, Any] = collect(run, k - 1, insert, scores)
+            clock.lap("rollout")
+            run.state, critic_m = critic(run.state, run.buffer)
+            clock.lap("critic", critic_m)
+            actor_m = {}
+            if k > c.archer.warmup_iter and c.archer.actor_epochs > 0:
+                run.state, actor_m = actor(run.state, run.buffer)
+                clock.lap("actor", actor_m)
+            row.update(jax.device_get({**critic_m, **actor_m}))
+            return row
+
+        return iterate
+
+    return Stage("archer", c.archer.iterations, evaluate_start=True, start=start)
+
+
+def stages(run: Any) -> list[Stage]:
+    """ArCHer as the paper runs it: a BC warm start (skipped when ``config.bc.iterations``
+    is 0), then online ArCHer."""
+    from archer_jax.algorithms import bc
+
+    return [bc.stage(run), stage(run)]

@@ -6,6 +6,7 @@ BC pre-training shares the sampling, gathering and sharding code of the RL phase
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -16,9 +17,11 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from archer_jax import losses, replay
+from archer_jax import losses, replay, train_state
 from archer_jax import sharding as sharding_lib
+from archer_jax.algorithms import Iterate, PhaseClock, Stage
 from archer_jax.algorithms.archer import ArcherHParams, Metrics, action_logits, jit_phase, sample_batch, scan_steps
+from archer_jax.data import sources
 from archer_jax.train_state import ArcherState, step_key
 
 
@@ -57,3 +60,34 @@ def make_bc_phase(*, actor: nn.Module, hp: ArcherHParams, tx: optax.GradientTran
     """``bc_phase`` jitted once (state donated): ``state, metrics = fn(state, dataset_buffer)``."""
     phase = functools.partial(bc_phase, actor=actor, hp=hp, tx=tx, steps=steps, mesh=mesh, rules=rules)
     return jit_phase(phase, state_shardings, buffer_shardings, mesh)
+
+
+def stage(run: Any) -> Stage:
+    """BC of the run's actor on the offline episodes of ``config.data.source``
+    (``config.bc``: iterations of ``steps`` updates, one jitted dispatch each)."""
+    c = run.config
+
+    def start(done: int) -> Iterate:
+        del done  # BC's state is the train state itself: nothing to prepare
+        transitions = sources.load_transitions_from(
+            c.data.source, task=c.task, data_dir=c.data.dir or str(run.workdir / "data"),
+            manual_dir=c.data.manual_dir, num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma,
+            max_turns=c.env.max_turns, num_items=c.env.num_items)
+        dataset = replay.from_dataset(transitions, run.tokenizer, obs_len=c.tokens.obs_len,
+                                      action_len=c.tokens.action_len, pad_id=run.hp.pad_id,
+                                      terminator_ids=run.hp.stop_ids, mesh=run.mesh, rules=c.mesh.rules)
+        hp = dataclasses.replace(run.hp, actor_batch_size=c.bc.batch_size)
+        tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
+        phase = make_bc_phase(actor=run.actor, hp=hp, tx=tx, steps=c.bc.steps, state_shardings=run.state_shardings,
+                              buffer_shardings=replay.buffer_shardings(dataset, run.mesh, c.mesh.rules),
+                              mesh=run.mesh, rules=c.mesh.rules).lower(run.state, dataset).compile()
+
+        def iterate(k: int, clock: PhaseClock) -> Metrics:
+            del k
+            run.state, metrics = phase(run.state, dataset)
+            clock.lap("bc", metrics)
+            return jax.device_get(metrics)
+
+        return iterate
+
+    return Stage("bc", c.bc.iterations, evaluate_start=False, start=start)

@@ -10,8 +10,10 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import ml_collections
 from jax.sharding import Mesh
 
+from archer_jax import config_checks
 from archer_jax import sharding as sharding_lib
 from archer_jax.models import hf_loading
 
@@ -112,3 +114,57 @@ def load_tokenizer(path_or_name: str) -> Any:
         return AutoTokenizer.from_pretrained(str(folder))
     except (OSError, ValueError) as e:
         raise hf_loading.CheckpointError(f"{folder}: no usable tokenizer files ({e})") from e
+
+
+# ----------------------------------------------------------------------------- a run's models
+
+
+def build_actor(config: ml_collections.ConfigDict, tokenizer: Any, mesh: jax.sharding.Mesh) -> tuple[Any, Any]:
+    """The actor of ``config.actor``: (module, params), params loaded from its checkpoint,
+    or None (initialise at random) when it has none."""
+    from archer_jax.models import gpt2, llama  # lazily: each model file imports this module
+
+    c = config.actor
+    dtype = jnp.dtype(c.dtype)
+    if c.checkpoint:
+        loaded = load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
+        return loaded.module, loaded.params
+    positions = config.tokens.obs_len + config.tokens.action_len
+    if c.kind == "gpt2":
+        cfg = gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_embd=c.n_embd, n_layer=c.n_layer,
+                              n_head=c.n_head, dtype=dtype)
+        return gpt2.GPT2LMHeadModel(cfg), None
+    cfg = llama.LlamaConfig(vocab_size=len(tokenizer), hidden_size=c.n_embd, intermediate_size=4 * c.n_embd,
+                            num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, num_key_value_heads=c.n_head,
+                            max_position_embeddings=positions, tie_word_embeddings=True, dtype=dtype)
+    return llama.LlamaForCausalLM(cfg), None
+
+
+def build_critic(config: ml_collections.ConfigDict, actor: Any, actor_tokenizer: Any,
+                 mesh: jax.sharding.Mesh) -> tuple[Any, Any, Any]:
+    """The critic of ``config.critic``: (DoubleCritic module, pretrained encoder params or
+    None, the critic's tokenizer)."""
+    from archer_jax.models import roberta, value_heads
+
+    c = config.critic
+    dtype = jnp.dtype(c.dtype)
+    if c.kind == "actor":
+        # The actor's architecture and tokenizer; its weights arrive when ArCHer starts
+        # (``_critic_from_actor``), after the BC warm start trained them.
+        critic = value_heads.DoubleCritic(encoder=value_heads.CausalEncoder(actor), hidden_size=actor.config.hidden_size,
+                                          pooling=c.pooling, joint=c.joint)
+        return critic, None, actor_tokenizer
+    if c.checkpoint:
+        loaded = load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
+        critic = value_heads.DoubleCritic(encoder=loaded.module, hidden_size=loaded.config.hidden_size,
+                                          pooling=c.pooling, joint=c.joint)
+        return critic, loaded.params, load_tokenizer(c.checkpoint)
+    # From scratch the critic shares the actor's tokenizer (identity bridge).
+    pad_id = actor_tokenizer.pad_token_id
+    cfg = roberta.RobertaConfig(
+        vocab_size=len(actor_tokenizer), hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
+        num_attention_heads=c.num_heads, intermediate_size=c.mlp_dim, pad_token_id=pad_id,
+        max_position_embeddings=config_checks.critic_length(config) + pad_id + 2, dtype=dtype)
+    critic = value_heads.DoubleCritic(encoder=roberta.RobertaModel(cfg), hidden_size=c.hidden_size, pooling=c.pooling,
+                                      joint=c.joint)
+    return critic, None, actor_tokenizer

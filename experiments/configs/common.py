@@ -43,6 +43,9 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.task = task  # environment: 'guess_city' | 'twenty_questions' | 'twenty_questions_subset'
     c.variant = variant  # which preset this config started from (informational)
     c.seed = 0  # seeds model init, data simulation, rollouts and sampling
+    # The algorithm and so the stages run: 'archer' (a BC warm start, config.bc, then
+    # online ArCHer, config.archer).
+    c.algorithm = "archer"
 
     c.mesh = ml_collections.ConfigDict()
     c.mesh.shape = (-1, 1, 1)  # devices along ('data', 'fsdp', 'tensor'); -1 = the rest
