@@ -20,6 +20,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
 from archer_jax import sharding as sharding_lib
+from archer_jax.data import tokenization
 
 
 @flax.struct.dataclass
@@ -180,8 +181,6 @@ def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_l
     exactly their rows (rounded up to the data-parallel devices), as ``insert`` stores
     rollouts: observations left-padded and left-truncated, actions right-padded with
     ``terminator_ids[:1]`` appended."""
-    from archer_jax.data import tokenization
-
     obs, obs_mask = tokenization.encode_left(tokenizer, transitions["observation"], obs_len, pad_id=pad_id)
     nxt, nxt_mask = tokenization.encode_left(tokenizer, transitions["next_observation"], obs_len, pad_id=pad_id)
     act, act_mask = tokenization.encode_right(tokenizer, transitions["action"], action_len, pad_id=pad_id,

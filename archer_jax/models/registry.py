@@ -150,7 +150,7 @@ def build_critic(config: ml_collections.ConfigDict, actor: Any, actor_tokenizer:
     dtype = jnp.dtype(c.dtype)
     if c.kind == "actor":
         # The actor's architecture and tokenizer; its weights arrive when ArCHer starts
-        # (``_critic_from_actor``), after the BC warm start trained them.
+        # (``algorithms.archer.start_state``), after the BC warm start trained them.
         critic = value_heads.DoubleCritic(encoder=value_heads.CausalEncoder(actor), hidden_size=actor.config.hidden_size,
                                           pooling=c.pooling, joint=c.joint)
         return critic, None, actor_tokenizer
