@@ -96,7 +96,11 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.archer.gamma = hp["gamma"]  # discount
     c.archer.tau = 0.1  # Polyak rate of the target critic, after every critic step
     c.archer.warmup_iter = hp["warmup_iter"]  # iterations that train only the critic
-    c.archer.temperature = 1.0  # sampling temperature of the rollouts and of the critic's V targets
+    c.archer.temperature = 1.0  # sampling temperature of the rollouts
+    # The policy the critic evaluates: V targets read Q(s, a) at a ~ pi_T(.|s) with this
+    # T; 1 = the paper's (the sampled policy); 0 = greedy decoding, the policy that
+    # evaluation plays (the actor then improves that policy's one-step lookahead).
+    c.archer.target_temperature = 1.0
     # Temperature T > 0 of the policy the actor phase trains: it samples utterances at T
     # and differentiates log pi_T (an unbiased policy gradient at any T); 1 = the paper's.
     c.archer.actor_temperature = 1.0
