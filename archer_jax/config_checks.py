@@ -45,7 +45,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                  "critic.lr", "checkpoint_every", "data.num_episodes", "bc.steps", "bc.batch_size", "bc.lr"):
         _positive(config, path)
     for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
-                 "archer.temperature", "archer.target_temperature", "archer.kl_coef", "transcripts"):
+                 "archer.temperature", "archer.kl_coef", "transcripts"):
         _positive(config, path, allow_zero=True)
     if not 0.0 <= config.archer.gamma <= 1.0:
         raise ConfigError(f"config.archer.gamma = {config.archer.gamma}: must lie in [0, 1]")

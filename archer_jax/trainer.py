@@ -147,7 +147,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
         gamma=config.archer.gamma, tau=config.archer.tau, critic_batch_size=config.archer.batch_size,
         actor_batch_size=config.archer.actor_batch_size, critic_epochs=config.archer.critic_epochs,
         actor_epochs=max(config.archer.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
-        temperature=config.archer.target_temperature, actor_temperature=config.archer.actor_temperature,
+        temperature=config.archer.temperature, actor_temperature=config.archer.actor_temperature,
         actor_samples=config.archer.actor_samples, kl_coef=config.archer.kl_coef,
         stop_ids=tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id=pad_id)
 

@@ -49,9 +49,7 @@ class ArcherHParams:
     critic_epochs: int = 50  # critic steps per phase
     actor_epochs: int = 3  # actor steps per phase
     max_new_tokens: int = 32  # length of a sampled utterance
-    # Temperature of a ~ pi(.|s) in the critic phase's V targets: the policy the critic
-    # evaluates (1 = the sampled policy, as the paper; 0 = greedy decoding).
-    temperature: float = 1.0
+    temperature: float = 1.0  # sampling temperature of a ~ pi(.|s) in the critic phase (V targets)
     # Temperature T > 0 of the policy the actor phase trains: it samples a ~ pi_T(.|s)
     # and differentiates log pi_T(a|s) (logits / T), so the update is an unbiased
     # policy gradient of pi_T at every T. 1 = the paper's.
