@@ -109,18 +109,23 @@ class Checkpointer:
     "state/actor_params": "config.actor.model changed"} (paths as in the error:
     'state/...' and 'buffer/...' joined by '/'). ``workdir`` may be a local folder
     or a gs:// path (handled by Orbax's epath). Every process of a multi-host run must make the same calls.
+    ``read_only``: restore only; nothing in the folder is created, removed or written
+    (for tools that read a run, possibly while it trains: its save in progress looks
+    like an unfinished one and must survive).
     """
 
     def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 2, async_save: bool = True,
-                 config_hints: Mapping[str, str] | None = None) -> None:
+                 config_hints: Mapping[str, str] | None = None, read_only: bool = False) -> None:
         workdir = str(workdir)
         self.directory = epath.Path(workdir if "://" in workdir else os.path.abspath(workdir)) / CHECKPOINT_DIR
         self.config_hints = dict(config_hints or {})
+        self.read_only = read_only
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=max_to_keep,
+            max_to_keep=None if read_only else max_to_keep,
             enable_async_checkpointing=async_save,
-            cleanup_tmp_directories=True,  # unfinished saves of a killed run
-            create=True,
+            cleanup_tmp_directories=not read_only,  # unfinished saves of a killed run
+            create=not read_only,
+            read_only=read_only,
         )
         handlers = {
             "state": ocp.StandardCheckpointHandler(),
@@ -142,6 +147,8 @@ class Checkpointer:
         """
         if self._refusal is not None:
             raise CheckpointMismatchError(self._refusal)
+        if self.read_only:
+            raise ValueError(f"{self.directory}: opened read-only; cannot save step {step}")
         step = int(step)
         try:
             progress = json.loads(json.dumps(dict(progress)))

@@ -121,8 +121,13 @@ def _pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
-    """Validates the config, then builds (or restores) every part of the run."""
+def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: bool = False) -> Run:
+    """Validates the config, then builds (or restores) every part of the run.
+
+    ``read_only``: for tools that read a run (probes), possibly while it trains: the
+    checkpoints are restored but nothing in ``checkpoints/`` is created or removed (a
+    save in progress looks like an unfinished one), and the run cannot save.
+    """
     config_checks.check_config(config)
     CompileCounter.register()
     workdir = Path(workdir)
@@ -161,7 +166,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
     buffer, buffer_shardings = replay.create_sharded(capacity, config.tokens.obs_len, config.tokens.action_len,
                                                      mesh, rules)
 
-    checkpointer = checkpointing.Checkpointer(workdir, config_hints={
+    checkpointer = checkpointing.Checkpointer(workdir, read_only=read_only, config_hints={
         "buffer": "config.archer.capacity or config.tokens.* changed",
         "state/actor_params": "config.actor.* (model size or checkpoint) changed",
         "state/critic_params": "config.critic.* (model size or checkpoint) changed",

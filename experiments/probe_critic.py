@@ -11,8 +11,8 @@ overrides of the ``experiments.run`` command that made the folder; without
 the folder has one (``--config.x=`` given here still override it). A config whose
 shapes do not fit the checkpoint is refused with the fields to check; one that fits
 but differs (gamma, temperature) is not detectable: pass the run's own. Nothing in the
-folder is changed but ``probe/``. Do not probe a run while it trains: setup removes
-unfinished checkpoint saves, and a live run's save in progress looks like one.
+folder is changed but ``probe/``; the checkpoints are opened read-only, so a run may be
+probed while it trains (its latest complete checkpoint is read).
 
 1. States: ``--states`` games of the task played by the checkpoint's actor (greedy for
    the ``config.archer.greedy_rollouts`` fraction, else sampled at
@@ -299,7 +299,7 @@ def open_run() -> Any:
         if not config.actor.checkpoint and not (workdir / "tokenizer" / "tokenizer.json").is_file():
             raise ProbeError(f"{workdir / 'tokenizer'}: the run's word tokenizer is missing (config.actor.checkpoint "
                              "is empty, so the run built one there); without it the actor's ids mean nothing")
-        return trainer.setup(config, workdir)
+        return trainer.setup(config, workdir, read_only=True)
     except (ProbeError, *trainer.USER_ERRORS) as e:
         if isinstance(e, checkpointing.CheckpointMismatchError):
             print(f"error: {e}", file=sys.stderr)

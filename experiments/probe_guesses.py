@@ -4,8 +4,8 @@ latest checkpoint on the guesses a question game allows.
     python -m experiments.probe_guesses --workdir=/tmp/gc_demo [--games=128] [--train_steps=60 --kl_coef=0.3]
 
 The run is rebuilt as ``experiments.probe_critic`` rebuilds it (the command recorded in
-``<workdir>/run_info.jsonl``, or ``--config=`` with the run's overrides); do not probe a
-run while it trains.
+``<workdir>/run_info.jsonl``, or ``--config=`` with the run's overrides), its
+checkpoints read-only.
 
 1. The checkpoint's actor plays ``--games`` greedy games on the evaluation seeds (the
    games of every evaluation in ``metrics.jsonl``). In each game the state right after

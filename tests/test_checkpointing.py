@@ -115,6 +115,24 @@ def test_unfinished_save_is_ignored(tmp_path, mesh):
     assert sorted(os.listdir(tmp_path / checkpointing.CHECKPOINT_DIR)) == ["1", "2"]
 
 
+def test_read_only_restores_and_leaves_a_save_in_progress_alone(tmp_path, mesh):
+    """What a probe of a live run opens: the latest complete step restores, the training
+    run's unfinished save stays, and saving is refused."""
+    state = _state(mesh)
+    with checkpointing.Checkpointer(tmp_path) as ckpt:
+        ckpt.save(1, state=state, buffer=None, progress=PROGRESS)
+    in_progress = tmp_path / checkpointing.CHECKPOINT_DIR / "2.orbax-checkpoint-tmp-1712345678" / "state"
+    in_progress.mkdir(parents=True)
+    with checkpointing.Checkpointer(tmp_path, read_only=True) as ckpt:
+        step, got_state, _, progress = ckpt.restore_latest(checkpointing.abstract_tree(state))
+        assert (step, progress) == (1, PROGRESS)
+        _assert_same(got_state, state)
+        with pytest.raises(ValueError, match="read-only"):
+            ckpt.save(3, state=state, buffer=None, progress=PROGRESS)
+    assert in_progress.is_dir()
+    assert sorted(os.listdir(tmp_path / checkpointing.CHECKPOINT_DIR)) == ["1", "2.orbax-checkpoint-tmp-1712345678"]
+
+
 def test_kill_during_save_keeps_the_previous_checkpoint(tmp_path):
     """A real kill -9 while the background thread writes step 2."""
     script = textwrap.dedent(f"""
