@@ -18,7 +18,8 @@ probed while it trains (its latest complete checkpoint is read).
    the ``config.archer.greedy_rollouts`` fraction, else sampled at
    ``config.archer.temperature``, as the replay buffer's games are), each stopped at
    a uniformly drawn turn before its end: state = (hidden item, dialogue prefix).
-2. ``--samples`` utterances per state from the actor at temperature 1.
+2. ``--samples`` utterances per state from the actor at ``config.archer.actor_temperature``
+   (what the actor phase samples and the critic ranks for it).
 3. For each (state, utterance), ``--rollouts`` games replay the prefix in a fresh
    environment with the same hidden item (the knowledge-base oracles are
    deterministic; every replayed answer is compared with the recorded one and the
@@ -64,7 +65,7 @@ from archer_jax.data import tokenization
 from experiments import run as run_cli  # defines --config and --workdir, resolves config paths
 
 _STATES = flags.DEFINE_integer("states", 32, "fixed states probed (games stopped at a random turn)")
-_SAMPLES = flags.DEFINE_integer("samples", 4, "utterances sampled per state (temperature 1), >= 2")
+_SAMPLES = flags.DEFINE_integer("samples", 4, "utterances sampled per state (at config.archer.actor_temperature), >= 2")
 _ROLLOUTS = flags.DEFINE_integer("rollouts", 8, "Monte-Carlo rollouts per (state, utterance), >= 2")
 _SEED = flags.DEFINE_integer("seed", 0, "seeds the probe's games and samples (not the run's config.seed)")
 
@@ -146,15 +147,15 @@ def pick_states(run: Any, n: int, seed: int, key: Any) -> States:
 
 
 def sample_utterances(run: Any, states: States, k: int, key: Any) -> tuple[Any, Any, list[str]]:
-    """``k`` utterances per state at temperature 1: ids [N * K, T], mask, texts
+    """``k`` utterances per state at the actor phase's temperature: ids [N * K, T], mask, texts
     (row s * K + j is state s's j-th)."""
     b = run.runner.env.batch_size
     obs, obs_mask = np.repeat(states.obs, k, axis=0), np.repeat(states.obs_mask, k, axis=0)
     tokens, mask = [], []
-    ones = np.ones(b, np.float32)
+    temperatures = np.full(b, run.config.archer.actor_temperature, np.float32)
     for batch, (rows, keep) in enumerate(_chunks(len(obs), b)):
         gen = jax.device_get(run.runner.policy(run.state.actor_params, obs[rows], obs_mask[rows],
-                                               jax.random.fold_in(key, batch), ones))
+                                               jax.random.fold_in(key, batch), temperatures))
         tokens.append(np.asarray(gen.tokens)[:keep])
         mask.append(np.asarray(gen.mask)[:keep])
     tokens, mask = np.concatenate(tokens), np.concatenate(mask)
@@ -247,7 +248,8 @@ def probe(run: Any, *, states: int, samples: int, rollouts: int, seed: int) -> t
                                                          for s in range(states)])),
         "state_turn_mean": float(np.mean([len(p) for p in picked.prefixes])),
         "mc_return_mean": float(returns.mean()), "gamma": c.archer.gamma,
-        "rollout_temperature": c.archer.temperature, "episodes": int(returns.size), "env_steps": steps,
+        "rollout_temperature": c.archer.temperature, "utterance_temperature": c.archer.actor_temperature,
+        "episodes": int(returns.size), "env_steps": steps,
         "replay_mismatches": mismatches, "compiles": trainer.CompileCounter.count - compiles,
         "seed": seed, "time_s": round(time.perf_counter() - t0, 2),
     }
