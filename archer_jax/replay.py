@@ -35,7 +35,12 @@ class Transitions:
     next_obs_mask: jax.Array  # [N, P] bool
     reward: jax.Array  # [N] float32
     done: jax.Array  # [N] bool
-    mc_return: jax.Array  # [N] float32
+    mc_return: jax.Array  # [N] float32: discounted return from this turn on
+    # Undiscounted return of the whole episode the turn belongs to, and the turn's
+    # index in it (0 = its first turn): trajectory-level filters (filtered BC) read
+    # one value per episode from the rows with turn 0.
+    episode_return: jax.Array  # [N] float32
+    turn: jax.Array  # [N] int32
 
     @property
     def num_rows(self) -> int:
@@ -59,6 +64,8 @@ class ReplayBuffer:
     reward: jax.Array  # [C] float32
     done: jax.Array  # [C] bool
     mc_return: jax.Array  # [C] float32
+    episode_return: jax.Array  # [C] float32
+    turn: jax.Array  # [C] int32
     ptr: jax.Array  # int32 scalar: the next row to write
     size: jax.Array  # int32 scalar: rows filled, at most C
 
@@ -86,6 +93,8 @@ class ReplayBuffer:
             reward=jnp.zeros((capacity,), jnp.float32),
             done=jnp.zeros((capacity,), jnp.bool_),
             mc_return=jnp.zeros((capacity,), jnp.float32),
+            episode_return=jnp.zeros((capacity,), jnp.float32),
+            turn=jnp.zeros((capacity,), jnp.int32),
             ptr=jnp.zeros((), jnp.int32),
             size=jnp.zeros((), jnp.int32),
         )
@@ -177,7 +186,7 @@ def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_l
                  pad_id: int, terminator_ids: Sequence[int], mesh: Mesh,
                  rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> ReplayBuffer:
     """A dataset's turns (texts: ``observation``, ``action``, ``next_observation``;
-    ``reward``, ``done``, ``mc_return``) tokenized once into a sharded device buffer of
+    ``reward``, ``done``, ``mc_return``, ``episode_return``, ``turn``) tokenized once into a sharded device buffer of
     exactly their rows (rounded up to the data-parallel devices), as ``insert`` stores
     rollouts: observations left-padded and left-truncated, actions right-padded with
     ``terminator_ids[:1]`` appended."""
@@ -188,7 +197,9 @@ def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_l
     rows = Transitions(obs=obs, obs_mask=obs_mask, action=act, action_mask=act_mask, next_obs=nxt,
                        next_obs_mask=nxt_mask, reward=np.asarray(transitions["reward"], np.float32),
                        done=np.asarray(transitions["done"], bool),
-                       mc_return=np.asarray(transitions["mc_return"], np.float32))
+                       mc_return=np.asarray(transitions["mc_return"], np.float32),
+                       episode_return=np.asarray(transitions["episode_return"], np.float32),
+                       turn=np.asarray(transitions["turn"], np.int32))
     devices = mesh.shape["data"] * mesh.shape["fsdp"]
     capacity = -(-len(obs) // devices) * devices
     buffer, shardings = create_sharded(capacity, obs_len, action_len, mesh, rules)

@@ -110,6 +110,8 @@ class RolloutRunner:
         pad_turns = self.max_turns - t_real
         stacked = {k: np.stack(v) for k, v in fields.items()}  # [t_real, B, ...]
         stacked["mc_return"] = discounted_returns(stacked["reward"], valid, self.gamma)
+        stacked["episode_return"] = np.broadcast_to(returns, (t_real, b)).astype(np.float32)
+        stacked["turn"] = np.broadcast_to(np.arange(t_real, dtype=np.int32)[:, None], (t_real, b))
         valid = np.concatenate([valid, np.zeros((pad_turns, b), bool)])
         out = {}
         for k, v in stacked.items():

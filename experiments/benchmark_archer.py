@@ -268,7 +268,8 @@ def random_transitions(rng: np.random.Generator, n: int, s: Settings) -> replay.
     return replay.Transitions(
         obs=obs, obs_mask=np.ones(obs.shape, bool), action=act, action_mask=np.ones(act.shape, bool),
         next_obs=nxt, next_obs_mask=np.ones(nxt.shape, bool),
-        reward=-np.ones((n,), np.float32), done=rng.random(n) < 0.1, mc_return=-rng.random(n).astype(np.float32))
+        reward=-np.ones((n,), np.float32), done=rng.random(n) < 0.1, mc_return=-rng.random(n).astype(np.float32),
+        episode_return=-rng.random(n).astype(np.float32), turn=np.zeros((n,), np.int32))
 
 
 def time_env(s: Settings, repeats: int) -> dict[str, float] | None:
@@ -414,6 +415,7 @@ def main(argv: list[str] | None = None) -> None:
         done = np.zeros((s.max_turns, s.rollout_batch), bool)
         done[-1] = True
         done = done.reshape(-1)
+        turn_index = np.repeat(np.arange(s.max_turns, dtype=np.int32), s.rollout_batch)
         obs_rows = turn_obs[:-1].reshape(rows_per_insert, s.obs_len)
         next_rows = turn_obs[1:].reshape(rows_per_insert, s.obs_len)
         ones_obs = np.ones(obs_rows.shape, bool)
@@ -432,7 +434,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows = replay.Transitions(
                     obs=obs_rows, obs_mask=ones_obs, action=np.concatenate(actions),
                     action_mask=np.concatenate(action_masks), next_obs=next_rows, next_obs_mask=ones_obs,
-                    reward=reward, done=done, mc_return=reward)
+                    reward=reward, done=done, mc_return=reward, episode_return=reward, turn=turn_index)
                 bufholder["buffer"] = insert(bufholder["buffer"], rows)
             # The rollout ends when the last turn's ids are on the host (inserts are async).
             mid = time.perf_counter()

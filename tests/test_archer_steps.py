@@ -70,7 +70,8 @@ def random_transitions(n: int, seed: int = 0) -> replay.Transitions:
         obs=ids(obs_mask), obs_mask=jnp.asarray(obs_mask), action=ids(act_mask), action_mask=jnp.asarray(act_mask),
         next_obs=ids(next_mask), next_obs_mask=jnp.asarray(next_mask),
         reward=-jnp.ones((n,), jnp.float32), done=jnp.asarray(rng.random(n) < 0.3),
-        mc_return=jnp.zeros((n,), jnp.float32))
+        mc_return=jnp.zeros((n,), jnp.float32), episode_return=jnp.zeros((n,), jnp.float32),
+        turn=jnp.zeros((n,), jnp.int32))
 
 
 class Setup:

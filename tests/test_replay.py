@@ -24,6 +24,8 @@ def make_batch(first: int, n: int) -> replay.Transitions:
         reward=jnp.asarray(-rows, jnp.float32),
         done=jnp.asarray(rows % 3 == 0),
         mc_return=jnp.asarray(rows * 0.5, jnp.float32),
+        episode_return=jnp.asarray(rows * 0.25, jnp.float32),
+        turn=jnp.asarray(rows % 4, jnp.int32),
     )
 
 
@@ -46,6 +48,8 @@ def test_insert_fills_then_wraps_around_at_the_pointer():
     np.testing.assert_array_equal(buf.reward, [-6, -2, -3, -4, -5])
     np.testing.assert_array_equal(buf.done, [True, False, True, False, False])
     np.testing.assert_array_equal(buf.mc_return, [3.0, 1.0, 1.5, 2.0, 2.5])
+    np.testing.assert_array_equal(buf.episode_return, [1.5, 0.5, 0.75, 1.0, 1.25])
+    np.testing.assert_array_equal(buf.turn, [2, 2, 3, 0, 1])
     np.testing.assert_array_equal(buf.action_mask[0], [True, False])
 
 

@@ -49,9 +49,9 @@ OVERRIDES = (f"--config.bc.iterations={BC_ITERATIONS}", f"--config.archer.iterat
 TIMEOUT = 600.0
 
 
-def _command(workdir: Path) -> list[str]:
+def _command(workdir: Path, overrides: tuple[str, ...] = OVERRIDES) -> list[str]:
     return [sys.executable, "-m", "experiments.run", "--config=guess_city.py:smoke", f"--workdir={workdir}",
-            *OVERRIDES]
+            *overrides]
 
 
 @pytest.fixture(scope="module")
@@ -61,10 +61,10 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
             "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
 
 
-def _launch(workdir: Path, env: dict[str, str]) -> subprocess.Popen:
+def _launch(workdir: Path, env: dict[str, str], overrides: tuple[str, ...] = OVERRIDES) -> subprocess.Popen:
     # stderr (progress bars) goes to a file beside the workdir: a pipe nobody reads could fill and block the run.
     log = (workdir.parent / f"{workdir.name}.stderr").open("a")
-    proc = subprocess.Popen(_command(workdir), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(_command(workdir, overrides), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
     proc.log = Path(log.name)
     log.close()
     return proc
@@ -203,11 +203,12 @@ def _wait(proc: subprocess.Popen, condition, what: str) -> None:
         time.sleep(0.05)
 
 
-def _sigkill_at(workdir: Path, env: dict[str, str], stage: str, iteration: int, checkpoint: int) -> None:
+def _sigkill_at(workdir: Path, env: dict[str, str], stage: str, iteration: int, checkpoint: int,
+                overrides: tuple[str, ...] = OVERRIDES) -> None:
     """kill -9 while the run is held in ``stage`` iteration ``iteration``'s evaluation (its
     update done, not logged), once checkpoint step ``checkpoint`` is complete on disk."""
     pipe = Pipe(workdir, stage, iteration)
-    proc = _launch(workdir, env)
+    proc = _launch(workdir, env, overrides)
     _wait(proc, lambda: pipe.reached(proc) and checkpoint in _steps(workdir),
           f"{stage} iteration {iteration} with checkpoint {checkpoint} on disk")
     proc.kill()
@@ -251,16 +252,22 @@ def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(uninterrup
     # The same command once more finishes the run.
     _finish(_launch(tmp_path, env))
 
-    want, got = _final(uninterrupted), _final(tmp_path)
-    assert got[0] == want[0] == S + ARCHER_ITERATIONS
+    assert _final(tmp_path)[0] == S + ARCHER_ITERATIONS
+    _assert_same_run(tmp_path, uninterrupted)
+
+
+def _assert_same_run(got_dir: Path, want_dir: Path) -> None:
+    """The same final checkpoint (state, buffer, progress), metrics rows and transcripts."""
+    want, got = _final(want_dir), _final(got_dir)
+    assert got[0] == want[0]
     _assert_trees_equal(got[1], want[1], "train state")
     _assert_trees_equal(got[2], want[2], "replay buffer")
     assert int(got[2]["size"]) > 0 and got[3] == want[3]  # progress: stage, iteration, env steps, finished
-    assert [_without_timing(r) for r in _rows(tmp_path)] == [_without_timing(r) for r in _rows(uninterrupted)]
-    transcripts = sorted(p.name for p in (uninterrupted / "transcripts").iterdir())
-    assert sorted(p.name for p in (tmp_path / "transcripts").iterdir()) == transcripts
+    assert [_without_timing(r) for r in _rows(got_dir)] == [_without_timing(r) for r in _rows(want_dir)]
+    transcripts = sorted(p.name for p in (want_dir / "transcripts").iterdir())
+    assert sorted(p.name for p in (got_dir / "transcripts").iterdir()) == transcripts
     for name in transcripts:
-        assert (tmp_path / "transcripts" / name).read_text() == (uninterrupted / "transcripts" / name).read_text(), name
+        assert (got_dir / "transcripts" / name).read_text() == (want_dir / "transcripts" / name).read_text(), name
 
 
 def test_the_uninterrupted_run_compiles_only_in_its_first_iterations(uninterrupted):
@@ -277,3 +284,17 @@ def test_the_uninterrupted_run_compiles_only_in_its_first_iterations(uninterrupt
     # ArCHer's row 0 evaluates with BC's compiled greedy decoding; its first iteration compiles.
     assert archer[0]["time/compiles"] == 0 and archer[1]["time/compiles"] > 0
     assert [r["time/compiles"] for r in archer[2:]] == [0] * (ARCHER_ITERATIONS - 1)
+
+
+def test_online_filtered_bc_killed_resumes_to_the_uninterrupted_result(env, tmp_path):
+    """The same for another algorithm's online stage (filtered BC): its buffer selection and
+    optimizer state survive a kill -9 between checkpoints."""
+    overrides = ("--config.algorithm=filtered_bc", "--config.bc.iterations=2", "--config.archer.iterations=6",
+                 f"--config.archer.eval_every={EVAL_EVERY}", "--config.checkpoint_every=3")
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    _finish(_launch(uninterrupted, env, overrides))
+    _sigkill_at(interrupted, env, "filtered_bc", 4, checkpoint=S + 3, overrides=overrides)
+    assert _steps(interrupted)[-1] == S + 3 and _logged(interrupted, "filtered_bc") == [0, 1, 2, 3]
+    _finish(_launch(interrupted, env, overrides))
+    assert _final(interrupted)[0] == S + 6
+    _assert_same_run(interrupted, uninterrupted)

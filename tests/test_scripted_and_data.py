@@ -117,6 +117,7 @@ def test_transitions_and_mc_return_by_hand():
     assert [x.mc_return for x in t] == pytest.approx([-1.9, -1.0, 0.0])  # -1 + 0.9 * (-1 + 0.9 * 0)
     assert [x.done for x in t] == [False, False, True]
     assert [x.reward for x in t] == [-1.0, -1.0, 0.0]
+    assert [x.episode_return for x in t] == [-2.0, -2.0, -2.0] and [x.turn for x in t] == [0, 1, 2]
     assert t[0].observation == "Questions:\n" and t[0].action == "Is the city in Asia?"
     assert t[1].observation == t[0].next_observation == (
         "Questions:\nIs the city in Asia? No, the city is not in Asia.\n")

@@ -47,6 +47,7 @@ class Stage:
 # in this order, so a name never moves).
 STAGE_NAMES: dict[str, tuple[str, ...]] = {
     "archer": ("bc", "archer"),
+    "filtered_bc": ("bc", "filtered_bc"),
 }
 NAMES = tuple(STAGE_NAMES)
 
@@ -54,9 +55,9 @@ NAMES = tuple(STAGE_NAMES)
 def stages(name: str, run: Any) -> list[Stage]:
     """The stages of algorithm ``name`` for ``run`` (a ``trainer.Run``), in the order of
     ``STAGE_NAMES[name]``."""
-    from archer_jax.algorithms import archer
+    from archer_jax.algorithms import archer, filtered_bc
 
-    builders = {"archer": archer.stages}
+    builders = {"archer": archer.stages, "filtered_bc": filtered_bc.stages}
     if name not in builders:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {NAMES}")
     out = builders[name](run)

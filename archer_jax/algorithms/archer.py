@@ -303,7 +303,8 @@ def start_state(state: ArcherState, *, actor_tx: optax.GradientTransformation,
     return state
 
 
-def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer], scores: Any) -> dict[str, float]:
+def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer],
+            scores: Any = None) -> dict[str, float]:
     """``rollout_size`` trajectories of ``run``'s actor into its replay buffer (0-based
     ``iteration`` picks the seeds): sampled, but for the ``greedy_rollouts`` fraction
     of each batch, which is played greedily. ``scores``: the jitted ``critic_scores``,
@@ -320,7 +321,8 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
         rng, key = jax.random.split(rng)
         result = run.runner.run(run.state.actor_params, seeds, key, temperatures)
         transitions = replay.Transitions(**result.transitions)
-        probe.append((*scores(run.state, transitions), result.transitions["mc_return"], result.valid))
+        if scores is not None:
+            probe.append((*scores(run.state, transitions), result.transitions["mc_return"], result.valid))
         run.buffer = insert(run.buffer, transitions, result.valid)
         returns.append(result.returns)
         successes.append(result.successes)
@@ -336,8 +338,9 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
             continue
         row[f"rollout/{name}return_mean"] = float(returns[:, rows].mean())
         row[f"rollout/{name}success_rate"] = float(successes[:, rows].mean())
-    q, v, mc_return, valid = (np.concatenate(x) for x in zip(*jax.device_get(probe)))
-    row.update(probe_metrics(q[valid], v[valid], mc_return[valid]))
+    if probe:
+        q, v, mc_return, valid = (np.concatenate(x) for x in zip(*jax.device_get(probe)))
+        row.update(probe_metrics(q[valid], v[valid], mc_return[valid]))
     return row
 
 

@@ -25,10 +25,10 @@ from archer_jax.data import sources
 from archer_jax.train_state import ArcherState, step_key
 
 
-def _bc_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, hp: ArcherHParams,
-             tx: optax.GradientTransformation, mesh: Mesh | None,
-             rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
-    batch = sample_batch(buffer, step_key(state), hp.actor_batch_size, mesh, rules)
+def bc_update(state: ArcherState, batch: replay.Transitions, *, actor: nn.Module,
+              tx: optax.GradientTransformation) -> tuple[ArcherState, Metrics]:
+    """One BC step of the actor on ``batch``: the token-mean NLL of its actions given
+    their observations. ``tx``: the actor optimizer."""
 
     def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
         logits = action_logits(actor, params, batch.obs, batch.obs_mask, batch.action, batch.action_mask)
@@ -42,6 +42,13 @@ def _bc_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Modul
     hits = (jnp.argmax(logits, axis=-1) == batch.action) & batch.action_mask
     accuracy = jnp.sum(hits) / jnp.maximum(jnp.sum(batch.action_mask), 1)
     return state, {"bc/loss": loss, "bc/token_accuracy": accuracy, "bc/grad_norm": optax.tree.norm(grads)}
+
+
+def _bc_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, hp: ArcherHParams,
+             tx: optax.GradientTransformation, mesh: Mesh | None,
+             rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
+    batch = sample_batch(buffer, step_key(state), hp.actor_batch_size, mesh, rules)
+    return bc_update(state, batch, actor=actor, tx=tx)
 
 
 def bc_phase(state: ArcherState, dataset_buffer: replay.ReplayBuffer, *, actor: nn.Module, hp: ArcherHParams,

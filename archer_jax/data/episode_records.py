@@ -135,6 +135,8 @@ class Transition(NamedTuple):
     next_observation: str
     done: bool
     mc_return: float
+    episode_return: float  # undiscounted sum of the episode's rewards
+    turn: int  # index of the turn in its episode (0 = first)
 
 
 def episode_transitions(episode: scripted.Episode, gamma: float) -> list[Transition]:
@@ -151,13 +153,13 @@ def episode_transitions(episode: scripted.Episode, gamma: float) -> list[Transit
     return [
         Transition(observation=format_observation(turns[:t]), action=turns[t][0], reward=float(rewards[t]),
                    next_observation=format_observation(turns[:t + 1]), done=t == len(turns) - 1,
-                   mc_return=float(returns[t]))
+                   mc_return=float(returns[t]), episode_return=float(np.sum(rewards)), turn=t)
         for t in range(len(turns))
     ]
 
 
 def transition_columns(episodes: Iterable[scripted.Episode], gamma: float) -> dict[str, list]:
     """Every turn of `episodes` as columns named like `Transition`'s fields
-    (observation, action, reward, next_observation, done, mc_return)."""
+    (observation, action, reward, next_observation, done, mc_return, episode_return, turn)."""
     rows = [t for episode in episodes for t in episode_transitions(episode, gamma)]
     return {field: [getattr(t, field) for t in rows] for field in Transition._fields}

@@ -43,8 +43,9 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.task = task  # environment: 'guess_city' | 'twenty_questions' | 'twenty_questions_subset'
     c.variant = variant  # which preset this config started from (informational)
     c.seed = 0  # seeds model init, data simulation, rollouts and sampling
-    # The algorithm and so the stages run: 'archer' (a BC warm start, config.bc, then
-    # online ArCHer, config.archer).
+    # The algorithm and so the stages run, each after a BC warm start (config.bc):
+    # 'archer' (online ArCHer, config.archer) | 'filtered_bc' (online filtered BC: the
+    # online loop and actor budget of config.archer, and config.filtered_bc).
     c.algorithm = "archer"
 
     c.mesh = ml_collections.ConfigDict()
@@ -110,6 +111,11 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.archer.kl_coef = 0.0  # weight of KL(pi_T || BC policy) per utterance in the actor's objective (0 = none, the paper)
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
+
+    c.filtered_bc = ml_collections.ConfigDict()
+    # BC, each iteration, on the episodes in the buffer whose return reaches the
+    # (1 - top_fraction) quantile of their returns (the paper: the best 10%).
+    c.filtered_bc.top_fraction = 0.1
 
     c.checkpoint_every = 5  # iterations between checkpoints (also at the end of each stage)
     c.transcripts = 4  # dialogues written per evaluation
