@@ -42,7 +42,8 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                  "archer.rollout_batch", "archer.capacity", "archer.critic_epochs", "archer.batch_size",
                  "archer.actor_batch_size", "archer.actor_samples", "archer.actor_temperature", "archer.eval_size",
                  "archer.eval_every", "archer.tau", "actor.lr",
-                 "critic.lr", "checkpoint_every", "data.num_episodes", "bc.steps", "bc.batch_size", "bc.lr"):
+                 "critic.lr", "chai.candidates", "checkpoint_every", "data.num_episodes", "bc.steps",
+                 "bc.batch_size", "bc.lr"):
         _positive(config, path)
     for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
                  "archer.temperature", "archer.kl_coef", "transcripts"):

@@ -10,6 +10,7 @@ device buffer never recompiles.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -65,6 +66,12 @@ class RolloutRunner:
         self.pad_id = pad_id
         self.gamma = gamma
         self.max_turns = max_turns
+
+    def with_policy(self, policy: PolicyFn) -> RolloutRunner:
+        """The same runner (environments, tokenizer, lengths) acting with ``policy``."""
+        other = copy.copy(self)
+        other.policy = policy
+        return other
 
     def _encode(self, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         return tokenization.encode_left(self.tokenizer, list(texts), self.obs_len, pad_id=self.pad_id)

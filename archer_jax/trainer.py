@@ -207,10 +207,12 @@ def _save(run: Run, stage: str, iteration: int, *, finished: bool = False) -> No
     run.checkpointer.save(step, state=run.state, buffer=run.buffer, progress=run.progress)
 
 
-def evaluate(run: Run, stage: str, iteration: int) -> dict[str, float]:
-    """``rollout.evaluate`` of the run's actor (``config.archer.eval_size`` greedy games)."""
+def evaluate(run: Run, stage: str, iteration: int, act: Any = None) -> dict[str, float]:
+    """``rollout.evaluate`` (``config.archer.eval_size`` games, temperature 0) of the
+    run's actor, or of ``act() -> (runner, params)`` (a stage's own agent)."""
     c = run.config
-    return rollout.evaluate(run.runner, run.state.actor_params, size=c.archer.eval_size, logger=run.logger,
+    runner, params = act() if act else (run.runner, run.state.actor_params)
+    return rollout.evaluate(runner, params, size=c.archer.eval_size, logger=run.logger,
                             stage=stage, iteration=iteration, transcripts=c.transcripts)
 
 
@@ -260,7 +262,7 @@ def run_stage(run: Run, stage: algorithms.Stage) -> bool:
             row.update(iterate(k, clock))
         last = k == stage.iterations
         if k == 0 or last or k % c.archer.eval_every == 0:
-            row.update(evaluate(run, stage.name, k))
+            row.update(evaluate(run, stage.name, k, stage.act))
             clock.lap("eval")
         row = {name: float(v) for name, v in row.items()}
         row.update({"env_steps": run.progress["env_steps"], "time/iteration_s": time.perf_counter() - t0,

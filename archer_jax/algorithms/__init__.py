@@ -35,12 +35,16 @@ class Stage:
     policy the stage starts from. ``start(done)`` is called once before the loop, with
     the iterations already done (0 on a fresh stage, more on a resume): it prepares the
     state (a fresh stage only) and compiles the stage's phases, and returns ``iterate``.
+    ``act() -> (runner, params)``: the ``rollout.RolloutRunner`` and the params the
+    stage's agent plays with, in its evaluations too; None = the run's runner with the
+    actor's params (greedy decoding in evaluations).
     """
 
     name: str
     iterations: int
     evaluate_start: bool
     start: Callable[[int], Iterate]
+    act: Callable[[], tuple[Any, Any]] | None = None
 
 
 # Each algorithm's stage names, in the order it runs them (checkpoint steps count stages
@@ -48,6 +52,7 @@ class Stage:
 STAGE_NAMES: dict[str, tuple[str, ...]] = {
     "archer": ("bc", "archer"),
     "filtered_bc": ("bc", "filtered_bc"),
+    "chai": ("bc", "chai"),
 }
 NAMES = tuple(STAGE_NAMES)
 
@@ -55,9 +60,9 @@ NAMES = tuple(STAGE_NAMES)
 def stages(name: str, run: Any) -> list[Stage]:
     """The stages of algorithm ``name`` for ``run`` (a ``trainer.Run``), in the order of
     ``STAGE_NAMES[name]``."""
-    from archer_jax.algorithms import archer, filtered_bc
+    from archer_jax.algorithms import archer, chai, filtered_bc
 
-    builders = {"archer": archer.stages, "filtered_bc": filtered_bc.stages}
+    builders = {"archer": archer.stages, "filtered_bc": filtered_bc.stages, "chai": chai.stages}
     if name not in builders:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {NAMES}")
     out = builders[name](run)

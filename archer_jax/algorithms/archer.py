@@ -66,10 +66,13 @@ class ArcherHParams:
     # penalised by kl_coef * (log pi_T(a|s) - log pi_ref,T(a|s)), whose expected
     # policy gradient is exactly kl_coef * grad KL. 0 = none, as in the paper.
     kl_coef: float = 0.0
+    # The policy whose V the critic learns: 1 = a ~ pi (ArCHer); k > 1 = CHAI's, the
+    # best of k utterances a ~ pi by the target critic's min(Q1, Q2) (``best_of_k``).
+    candidates: int = 1
 
     def __post_init__(self) -> None:
         for name in ("critic_batch_size", "actor_batch_size", "critic_epochs", "actor_epochs", "max_new_tokens",
-                     "actor_samples"):
+                     "actor_samples", "candidates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 1")
         if not 0.0 <= self.gamma <= 1.0:
@@ -123,12 +126,36 @@ def _sample_actions(actor: nn.Module, params: Any, batch: replay.Transitions, rn
                              max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
 
 
+def best_of_k(actor: nn.Module, critic: nn.Module, actor_params: Any, critic_params: Any, obs: jax.Array,
+              obs_mask: jax.Array, rng: jax.Array, temperature: jax.Array | float, *, k: int, hp: ArcherHParams,
+              bridge: Bridge) -> sampling.Generation:
+    """CHAI's acting rule: k utterances a ~ pi_T(.|s) per state (``temperature``: a
+    scalar or [B]), and of them the one with the highest min(Q1, Q2)(s, a) under
+    ``critic_params``; ties go to the first sampled."""
+    b = obs.shape[0]
+    many_obs, many_mask = jnp.repeat(obs, k, axis=0), jnp.repeat(obs_mask, k, axis=0)
+    temperature = jnp.asarray(temperature, jnp.float32)
+    if temperature.ndim:
+        temperature = jnp.repeat(temperature, k)
+    gen = sampling.generate(actor, actor_params, many_obs, many_mask, rng, temperature,
+                            max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
+    c_obs, c_mask = bridge(many_obs, many_mask)
+    act, act_mask = bridge(gen.tokens, gen.mask)
+    out = critic.apply({"params": critic_params}, c_obs, c_mask, act, act_mask)
+    best = jnp.argmax(jnp.minimum(out.q1, out.q2).reshape(b, k), axis=1)
+    return jax.tree.map(lambda x: x[jnp.arange(b) * k + best], gen)
+
+
 def _critic_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, critic: nn.Module,
                  hp: ArcherHParams, bridge: Bridge, tx: optax.GradientTransformation,
                  mesh: Mesh | None, rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
     k_batch, k_action = jax.random.split(step_key(state))
     batch = sample_batch(buffer, k_batch, hp.critic_batch_size, mesh, rules)
-    pi = _sample_actions(actor, state.actor_params, batch, k_action, hp, hp.temperature)
+    if hp.candidates > 1:
+        pi = best_of_k(actor, critic, state.actor_params, state.target_critic_params, batch.obs, batch.obs_mask,
+                       k_action, hp.temperature, k=hp.candidates, hp=hp, bridge=bridge)
+    else:
+        pi = _sample_actions(actor, state.actor_params, batch, k_action, hp, hp.temperature)
 
     obs, obs_mask = bridge(batch.obs, batch.obs_mask)
     act, act_mask = bridge(batch.action, batch.action_mask)
@@ -303,14 +330,16 @@ def start_state(state: ArcherState, *, actor_tx: optax.GradientTransformation,
     return state
 
 
-def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer],
-            scores: Any = None) -> dict[str, float]:
+def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer], scores: Any = None,
+            act: Callable[[], tuple[Any, Any]] | None = None) -> dict[str, float]:
     """``rollout_size`` trajectories of ``run``'s actor into its replay buffer (0-based
     ``iteration`` picks the seeds): sampled, but for the ``greedy_rollouts`` fraction
     of each batch, which is played greedily. ``scores``: the jitted ``critic_scores``,
     which probes the critic on the fresh turns before it trains on them
-    (``probe_metrics``)."""
+    (``probe_metrics``); None (an algorithm without a critic) probes nothing.
+    ``act() -> (runner, params)``: who plays (the stage's ``act``); None = the actor."""
     c = run.config
+    runner, params = act() if act else (run.runner, run.state.actor_params)
     batch = c.archer.rollout_batch
     greedy = np.arange(batch) < round(c.archer.greedy_rollouts * batch)
     temperatures = np.where(greedy, 0.0, c.archer.temperature)
@@ -319,7 +348,7 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
     for start in range(0, c.archer.rollout_size, batch):
         seeds = [c.seed * SEED_STRIDE + iteration * c.archer.rollout_size + start + i for i in range(batch)]
         rng, key = jax.random.split(rng)
-        result = run.runner.run(run.state.actor_params, seeds, key, temperatures)
+        result = runner.run(params, seeds, key, temperatures)
         transitions = replay.Transitions(**result.transitions)
         if scores is not None:
             probe.append((*scores(run.state, transitions), result.transitions["mc_return"], result.valid))

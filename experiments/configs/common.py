@@ -45,7 +45,8 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.seed = 0  # seeds model init, data simulation, rollouts and sampling
     # The algorithm and so the stages run, each after a BC warm start (config.bc):
     # 'archer' (online ArCHer, config.archer) | 'filtered_bc' (online filtered BC: the
-    # online loop and actor budget of config.archer, and config.filtered_bc).
+    # online loop and actor budget of config.archer, and config.filtered_bc) | 'chai'
+    # (ArCHer's critic, the actor frozen at BC, acting by best of config.chai.candidates).
     c.algorithm = "archer"
 
     c.mesh = ml_collections.ConfigDict()
@@ -116,6 +117,11 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     # BC, each iteration, on the episodes in the buffer whose return reaches the
     # (1 - top_fraction) quantile of their returns (the paper: the best 10%).
     c.filtered_bc.top_fraction = 0.1
+
+    c.chai = ml_collections.ConfigDict()
+    # CHAI says the best of this many utterances sampled from the BC actor, by the
+    # target critic's min(Q1, Q2) (the paper: 5).
+    c.chai.candidates = 5
 
     c.checkpoint_every = 5  # iterations between checkpoints (also at the end of each stage)
     c.transcripts = 4  # dialogues written per evaluation
