@@ -52,6 +52,10 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.archer.gamma = {config.archer.gamma}: must lie in [0, 1]")
     if not 0.0 < config.archer.tau <= 1.0:
         raise ConfigError(f"config.archer.tau = {config.archer.tau}: must lie in (0, 1]")
+    if not 0.0 < config.offline.expectile < 1.0:
+        raise ConfigError(f"config.offline.expectile = {config.offline.expectile}: must lie in (0, 1) (0.9 = IQL's)")
+    _positive(config, "offline.max_weight")
+    _positive(config, "offline.beta", allow_zero=True)
     top = config.filtered_bc.top_fraction
     if not isinstance(top, int | float) or isinstance(top, bool) or not 0.0 < top <= 1.0:
         raise ConfigError(f"config.filtered_bc.top_fraction = {top!r}: a fraction in (0, 1] (0.1 = the best 10% "

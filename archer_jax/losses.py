@@ -127,3 +127,52 @@ def bc_loss(token_logp: chex.Array, token_mask: chex.Array) -> jax.Array:
     chex.assert_equal_shape([token_logp, token_mask])
     count = jnp.maximum(jnp.sum(token_mask), 1)
     return -jnp.sum(jnp.where(token_mask, token_logp, 0.0)) / count
+
+
+def expectile_loss(diff: chex.Array, expectile: float) -> jax.Array:
+    """Mean of |expectile - 1[diff < 0]| * diff^2, [B] -> scalar (IQL's value loss, with
+    ``diff`` = target - prediction): above 0.5 it weighs under-estimates more, so the
+    prediction tends to an upper expectile of the target's distribution."""
+    chex.assert_rank(diff, 1)
+    weight = jnp.where(diff > 0, expectile, 1.0 - expectile)
+    return jnp.mean(weight * jnp.square(diff))
+
+
+def iql_critic_loss(
+    q1: chex.Array, q2: chex.Array, v1: chex.Array, v2: chex.Array,
+    target_q1_data: chex.Array, target_q2_data: chex.Array,
+    target_v1_next: chex.Array, target_v2_next: chex.Array,
+    reward: chex.Array, done: chex.Array, gamma: float, expectile: float,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Offline ArCHer's IQL double critic (all inputs [B]): the sum of
+    Q_i -> r + gamma (1 - done) Vbar_i(s') (MSE) and V_i -> Qbar_i(s, a_data) by
+    expectile regression, each head toward its own target head. Unlike ``critic_loss``
+    V never sees an action the dataset does not hold (``target_q_i_data``: the target
+    critic at the dataset's (s, a))."""
+    chex.assert_rank([q1, q2, v1, v2, target_q1_data, target_q2_data, target_v1_next, target_v2_next, reward, done],
+                     1)
+    chex.assert_equal_shape([q1, q2, v1, v2, target_q1_data, target_q2_data, target_v1_next, target_v2_next, reward,
+                             done])
+    q1_loss = _mse(q1, td_targets(reward, done, target_v1_next, gamma))
+    q2_loss = _mse(q2, td_targets(reward, done, target_v2_next, gamma))
+    v1_loss = expectile_loss(jax.lax.stop_gradient(target_q1_data) - v1, expectile)
+    v2_loss = expectile_loss(jax.lax.stop_gradient(target_q2_data) - v2, expectile)
+    loss = q1_loss + q2_loss + v1_loss + v2_loss
+    return loss, {"q1_loss": q1_loss, "q2_loss": q2_loss, "v1_loss": v1_loss, "v2_loss": v2_loss, "loss": loss,
+                  "q_mean": 0.5 * jnp.mean(q1 + q2), "v_mean": 0.5 * jnp.mean(v1 + v2)}
+
+
+def awr_weights(advantage: chex.Array, beta: float, max_weight: float) -> jax.Array:
+    """AWR's per-sample weights min(exp(beta * A), max_weight), [B], constants."""
+    chex.assert_rank(advantage, 1)
+    return jax.lax.stop_gradient(jnp.minimum(jnp.exp(beta * advantage.astype(jnp.float32)), max_weight))
+
+
+def awr_loss(token_logp: chex.Array, token_mask: chex.Array, weight: chex.Array) -> jax.Array:
+    """Advantage-weighted regression: -mean_b(w_b * sum_t log pi(a_t | s_b)) over the real
+    tokens of each dataset utterance (``weight`` from ``awr_weights``)."""
+    chex.assert_rank([token_logp, token_mask], 2)
+    chex.assert_equal_shape([token_logp, token_mask])
+    chex.assert_equal_shape_prefix([token_logp, weight], 1)
+    seq_logp = jnp.sum(jnp.where(token_mask, token_logp, 0.0), axis=-1)
+    return -jnp.mean(jax.lax.stop_gradient(weight) * seq_logp)

@@ -162,3 +162,50 @@ def test_leave_one_out_policy_gradient_is_unbiased():
         return total
 
     np.testing.assert_allclose(-jax.grad(pair_surrogate)(logits), want, rtol=1e-5, atol=1e-6)
+
+
+def test_expectile_loss_weighs_under_estimates_by_the_expectile():
+    diff = jnp.array([2.0, -1.0, 0.0])  # target - prediction
+    # mean(0.9 * 4, 0.1 * 1, 0) = 3.7 / 3
+    np.testing.assert_allclose(losses.expectile_loss(diff, 0.9), 3.7 / 3, rtol=1e-6)
+    np.testing.assert_allclose(losses.expectile_loss(diff, 0.5), 0.5 * 5 / 3, rtol=1e-6)  # half the MSE
+    # Minimised over a constant prediction, it gives the upper expectile: for targets
+    # {0, 1}, 0.9 weight on the 1: v = 0.9 / (0.9 + 0.1) = 0.9.
+    targets = jnp.array([0.0, 1.0])
+    v = jnp.linspace(0, 1, 1001)
+    losses_v = jax.vmap(lambda x: losses.expectile_loss(targets - x, 0.9))(v)
+    assert float(v[jnp.argmin(losses_v)]) == pytest.approx(0.9, abs=1e-3)
+
+
+def test_iql_critic_loss_by_hand():
+    one = jnp.ones((2,))
+    q1, q2, v1, v2 = jnp.array([0.0, 1.0]), jnp.array([1.0, 1.0]), jnp.array([0.0, 0.0]), jnp.array([2.0, 2.0])
+    tq1, tq2 = jnp.array([1.0, -1.0]), jnp.array([1.0, 1.0])  # target Q at the DATASET action
+    tv1n, tv2n = jnp.array([2.0, 2.0]), jnp.array([4.0, 4.0])
+    reward, done = -one, jnp.array([False, True])
+    loss, m = losses.iql_critic_loss(q1, q2, v1, v2, tq1, tq2, tv1n, tv2n, reward, done, gamma=0.5, expectile=0.9)
+    # Q1 targets: -1 + 0.5 * 2 = 0 (not done), -1 (done) -> MSE of (0, 2) = 2
+    # Q2 targets: -1 + 0.5 * 4 = 1, -1 -> MSE of (0, 2) = 2
+    # V1: diffs (1 - 0, -1 - 0) = (1, -1) -> mean(0.9 * 1, 0.1 * 1) = 0.5
+    # V2: diffs (1 - 2, 1 - 2) = (-1, -1) -> mean(0.1, 0.1) = 0.1
+    np.testing.assert_allclose([m["q1_loss"], m["q2_loss"], m["v1_loss"], m["v2_loss"]], [2.0, 2.0, 0.5, 0.1],
+                               rtol=1e-6)
+    np.testing.assert_allclose(loss, 4.6, rtol=1e-6)
+    # No gradient reaches the targets.
+    for argnum in (4, 5, 6, 7):
+        g = jax.grad(lambda *a: losses.iql_critic_loss(*a, reward, done, 0.5, 0.9)[0], argnums=argnum)(
+            q1, q2, v1, v2, tq1, tq2, tv1n, tv2n)
+        np.testing.assert_array_equal(g, 0.0)
+
+
+def test_awr_weights_are_clipped_exponentials_and_the_loss_is_weighted_sequence_nll():
+    w = losses.awr_weights(jnp.array([0.0, 1.0, 10.0]), beta=2.0, max_weight=20.0)
+    np.testing.assert_allclose(w, [1.0, np.exp(2.0), 20.0], rtol=1e-6)
+    logp = jnp.array([[-1.0, -2.0], [-0.5, -9.0]])
+    mask = jnp.array([[True, True], [True, False]])
+    weight = jnp.array([2.0, 4.0])
+    # -mean(2 * (-3), 4 * (-0.5)) = -mean(-6, -2) = 4
+    np.testing.assert_allclose(losses.awr_loss(logp, mask, weight), 4.0, rtol=1e-6)
+    g = jax.grad(losses.awr_loss)(logp, mask, weight)
+    np.testing.assert_allclose(g, [[-1.0, -1.0], [-2.0, 0.0]])  # -w_b / B on real tokens
+    np.testing.assert_array_equal(jax.grad(losses.awr_loss, argnums=2)(logp, mask, weight), 0.0)

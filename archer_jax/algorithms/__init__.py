@@ -53,6 +53,9 @@ STAGE_NAMES: dict[str, tuple[str, ...]] = {
     "archer": ("bc", "archer"),
     "filtered_bc": ("bc", "filtered_bc"),
     "chai": ("bc", "chai"),
+    "bc": ("bc",),
+    "offline_filtered_bc": ("offline_filtered_bc",),
+    "offline_archer": ("offline_archer",),
 }
 NAMES = tuple(STAGE_NAMES)
 
@@ -60,9 +63,10 @@ NAMES = tuple(STAGE_NAMES)
 def stages(name: str, run: Any) -> list[Stage]:
     """The stages of algorithm ``name`` for ``run`` (a ``trainer.Run``), in the order of
     ``STAGE_NAMES[name]``."""
-    from archer_jax.algorithms import archer, chai, filtered_bc
+    from archer_jax.algorithms import archer, bc, chai, filtered_bc, offline_archer
 
-    builders = {"archer": archer.stages, "filtered_bc": filtered_bc.stages, "chai": chai.stages}
+    builders = {"archer": archer.stages, "filtered_bc": filtered_bc.stages, "chai": chai.stages, "bc": bc.stages,
+                "offline_filtered_bc": filtered_bc.offline_stages, "offline_archer": offline_archer.stages}
     if name not in builders:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {NAMES}")
     out = builders[name](run)

@@ -69,6 +69,19 @@ def make_bc_phase(*, actor: nn.Module, hp: ArcherHParams, tx: optax.GradientTran
     return jit_phase(phase, state_shardings, buffer_shardings, mesh)
 
 
+def dataset_buffer(run: Any) -> replay.ReplayBuffer:
+    """The offline episodes of ``config.data.source``, every turn in one sharded device
+    buffer of exactly their rows (``replay.from_dataset``)."""
+    c = run.config
+    transitions = sources.load_transitions_from(
+        c.data.source, task=c.task, data_dir=c.data.dir or str(run.workdir / "data"),
+        manual_dir=c.data.manual_dir, num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma,
+        max_turns=c.env.max_turns, num_items=c.env.num_items)
+    return replay.from_dataset(transitions, run.tokenizer, obs_len=c.tokens.obs_len, action_len=c.tokens.action_len,
+                               pad_id=run.hp.pad_id, terminator_ids=run.hp.stop_ids, mesh=run.mesh,
+                               rules=c.mesh.rules)
+
+
 def stage(run: Any) -> Stage:
     """BC of the run's actor on the offline episodes of ``config.data.source``
     (``config.bc``: iterations of ``steps`` updates, one jitted dispatch each)."""
@@ -76,13 +89,7 @@ def stage(run: Any) -> Stage:
 
     def start(done: int) -> Iterate:
         del done  # BC's state is the train state itself: nothing to prepare
-        transitions = sources.load_transitions_from(
-            c.data.source, task=c.task, data_dir=c.data.dir or str(run.workdir / "data"),
-            manual_dir=c.data.manual_dir, num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma,
-            max_turns=c.env.max_turns, num_items=c.env.num_items)
-        dataset = replay.from_dataset(transitions, run.tokenizer, obs_len=c.tokens.obs_len,
-                                      action_len=c.tokens.action_len, pad_id=run.hp.pad_id,
-                                      terminator_ids=run.hp.stop_ids, mesh=run.mesh, rules=c.mesh.rules)
+        dataset = dataset_buffer(run)
         hp = dataclasses.replace(run.hp, actor_batch_size=c.bc.batch_size)
         tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
         phase = make_bc_phase(actor=run.actor, hp=hp, tx=tx, steps=c.bc.steps, state_shardings=run.state_shardings,
@@ -98,3 +105,8 @@ def stage(run: Any) -> Stage:
         return iterate
 
     return Stage("bc", c.bc.iterations, evaluate_start=False, start=start)
+
+
+def stages(run: Any) -> list[Stage]:
+    """BC alone, the offline baseline."""
+    return [stage(run)]

@@ -110,3 +110,35 @@ def stage(run: Any) -> Stage:
 def stages(run: Any) -> list[Stage]:
     """A BC warm start (``config.bc``; skipped at 0 iterations), then online filtered BC."""
     return [bc.stage(run), stage(run)]
+
+
+def offline_stage(run: Any) -> Stage:
+    """Offline filtered BC: BC as ``config.bc`` runs it (iterations, steps, batch size,
+    learning rate), on the dataset's episodes whose return reaches the
+    (1 - ``config.filtered_bc.top_fraction``) quantile of the dataset's returns."""
+    c = run.config
+
+    def start(done: int) -> Iterate:
+        del done  # the state is the train state itself: nothing to prepare
+        dataset = bc.dataset_buffer(run)
+        tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
+        phase = make_filtered_bc_phase(
+            actor=run.actor, batch_size=c.bc.batch_size, steps=c.bc.steps, top_fraction=c.filtered_bc.top_fraction,
+            tx=tx, state_shardings=run.state_shardings,
+            buffer_shardings=replay.buffer_shardings(dataset, run.mesh, c.mesh.rules), mesh=run.mesh,
+            rules=c.mesh.rules).lower(run.state, dataset).compile()
+
+        def iterate(k: int, clock: PhaseClock) -> Metrics:
+            del k
+            run.state, metrics = phase(run.state, dataset)
+            clock.lap("bc", metrics)
+            return jax.device_get(metrics)
+
+        return iterate
+
+    return Stage("offline_filtered_bc", c.bc.iterations, evaluate_start=False, start=start)
+
+
+def offline_stages(run: Any) -> list[Stage]:
+    """Offline filtered BC alone."""
+    return [offline_stage(run)]

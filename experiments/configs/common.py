@@ -43,10 +43,13 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.task = task  # environment: 'guess_city' | 'twenty_questions' | 'twenty_questions_subset'
     c.variant = variant  # which preset this config started from (informational)
     c.seed = 0  # seeds model init, data simulation, rollouts and sampling
-    # The algorithm and so the stages run, each after a BC warm start (config.bc):
-    # 'archer' (online ArCHer, config.archer) | 'filtered_bc' (online filtered BC: the
-    # online loop and actor budget of config.archer, and config.filtered_bc) | 'chai'
-    # (ArCHer's critic, the actor frozen at BC, acting by best of config.chai.candidates).
+    # The algorithm and so the stages it runs. Online, after a BC warm start (config.bc),
+    # with the online loop of config.archer: 'archer' (online ArCHer) | 'filtered_bc'
+    # (online filtered BC, config.filtered_bc; its actor steps are ArCHer's actor's) |
+    # 'chai' (ArCHer's critic, the actor frozen at BC, acting by the best of
+    # config.chai.candidates). Offline, on the BC data only, each with config.bc's
+    # budget: 'bc' | 'offline_filtered_bc' (config.filtered_bc) | 'offline_archer'
+    # (IQL critic + AWR actor, config.offline).
     c.algorithm = "archer"
 
     c.mesh = ml_collections.ConfigDict()
@@ -122,6 +125,11 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     # CHAI says the best of this many utterances sampled from the BC actor, by the
     # target critic's min(Q1, Q2) (the paper: 5).
     c.chai.candidates = 5
+
+    c.offline = ml_collections.ConfigDict()  # 'offline_archer' (OfflineArcher's values)
+    c.offline.expectile = 0.9  # V's expectile of the target Q over the dataset's actions (0.5 = SARSA's mean)
+    c.offline.beta = 1.0  # AWR inverse temperature: weight exp(beta * A)
+    c.offline.max_weight = 100.0  # AWR weights are clipped here
 
     c.checkpoint_every = 5  # iterations between checkpoints (also at the end of each stage)
     c.transcripts = 4  # dialogues written per evaluation
