@@ -32,7 +32,10 @@ setup(
         "tensorboardX>=2.6",
     ],
     extras_require={
-        "test": ["pytest>=8"],
+        # pytest-xdist: the README's test command runs two workers.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.8"],
+        # experiments.compare's plot.
+        "compare": ["matplotlib>=3.8"],
         "tpu": ["jax[tpu]>=0.6"],
         # Parity checks against the Hugging Face PyTorch models (check --reference) and
         # the oracle-checkpoint converter; never needed to train.

@@ -1,4 +1,4 @@
-"""Offline ArCHer (IQL critic + AWR actor): on a one-state dataset whose two utterances end
+"""Offline ArCHer (IQL critic + AWR actor) and offline filtered BC: on a one-state dataset whose two utterances end
 the episode with reward 0 and -1, the critic learns Q of each and V at the expectile, and
 the actor comes to prefer the better utterance where BC would split evenly; then the
 algorithm as the trainer runs it."""
@@ -66,13 +66,17 @@ def test_iql_awr_learns_the_expectile_and_prefers_the_better_utterance(expectile
     assert first[0] > 0.8 and first[1] < 0.15, first
 
 
-def test_offline_archer_runs_in_the_trainer_on_the_bc_data(tmp_path):
+@pytest.mark.parametrize("algorithm,keys", [
+    ("offline_archer", {"critic/v1_loss", "actor/awr_loss", "actor/weight_mean"}),
+    ("offline_filtered_bc", {"bc/loss", "filtered_bc/cutoff", "filtered_bc/episodes"}),
+])
+def test_offline_algorithms_run_in_the_trainer_on_the_bc_data(tmp_path, algorithm, keys):
     config = guess_city.get_config("smoke")
-    config.algorithm, config.bc.iterations = "offline_archer", 2
+    config.algorithm, config.bc.iterations = algorithm, 2
     trainer.train(config, tmp_path)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["stage"], r["iteration"]) for r in rows] == [("offline_archer", 1), ("offline_archer", 2)]
+    assert [(r["stage"], r["iteration"]) for r in rows] == [(algorithm, 1), (algorithm, 2)]
     for r in rows:
-        assert {"critic/v1_loss", "actor/awr_loss", "actor/weight_mean", "eval/return_mean"} <= set(r)
+        assert keys | {"eval/return_mean"} <= set(r)
         assert r["env_steps"] == 0  # offline: no environment step but the evaluations'
     assert rows[1]["time/compiles"] == 0

@@ -247,7 +247,7 @@ def test_probe_metrics_by_hand():
     ("archer.greedy_rollouts", -0.5, "config.archer.greedy_rollouts = -0.5: a fraction in [0, 1]"),
     ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),
-    ("algorithm", "ppo2", "config.algorithm = 'ppo2': choose one of ('archer', 'filtered_bc')"),
+    ("algorithm", "ppo2", "config.algorithm = 'ppo2': choose one of ('archer', 'filtered_bc', 'chai', 'bc', "),
     ("filtered_bc.top_fraction", 0.0, "config.filtered_bc.top_fraction = 0.0: a fraction in (0, 1]"),
 ])
 def test_bad_config_fields_are_named(tmp_path, field, value, message):
