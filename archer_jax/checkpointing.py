@@ -191,35 +191,73 @@ class Checkpointer:
     # -- restoring ------------------------------------------------------------------
 
     def restore_latest(self, abstract_state: Any, abstract_buffer: Any = None) -> tuple[int, Any, Any, dict] | None:
-        """(step, state, buffer, progress) of the newest complete checkpoint, or None
-        when there is none.
+        """(step, state, buffer, progress) of the newest complete checkpoint that can be
+        read, or None when there is none.
 
         ``abstract_state`` / ``abstract_buffer``: trees of ``jax.ShapeDtypeStruct``
         with ``.sharding`` (``abstract_tree`` makes them from arrays); every array is
         read straight into its sharding. Pass ``abstract_buffer=None`` to skip the
         buffer (then None is returned for it). Raises ``CheckpointMismatchError``
-        naming the folder when the checkpoint does not fit these structures.
+        naming the folder when the newest checkpoint does not fit these structures.
+
+        A checkpoint whose metadata fits but whose files cannot be read (truncated or
+        damaged on disk) is reported and the one before it is restored; the unreadable
+        one is kept, renamed ``<step>.unreadable`` (unless read-only), so the run can
+        save that step again. When none can be read, ``CheckpointMismatchError`` names
+        each and nothing is moved.
         """
         self._manager.reload()
-        step = self._manager.latest_step()
-        if step is None:
+        steps = sorted(self._manager.all_steps(), reverse=True)
+        if not steps:
             return None
         abstract_state = abstract_tree(abstract_state)
         abstract_buffer = None if abstract_buffer is None else abstract_tree(abstract_buffer)
         wanted = {"state": abstract_state}
         if abstract_buffer is not None:
             wanted["buffer"] = abstract_buffer
-        problems = self._structure_problems(step, wanted)
-        if problems:
-            self._refuse(step, problems)
-        items = {name: ocp.args.StandardRestore(tree) for name, tree in wanted.items()}
-        items["progress"] = ocp.args.JsonRestore()
-        try:
-            restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-        except (ValueError, KeyError, TypeError) as e:  # anything the metadata check missed
-            self._refuse(step, [(f"orbax: {e}", _hint("", None, None))])
-        buffer = restored["buffer"] if abstract_buffer is not None else None
-        return step, restored["state"], buffer, dict(restored["progress"] or {})
+        unreadable: list[tuple[int, Exception]] = []
+        for step in steps:
+            try:
+                problems = self._structure_problems(step, wanted)
+            except Exception as e:  # noqa: BLE001 - metadata missing or damaged: any reader error
+                unreadable.append((step, e))
+                continue
+            if problems:
+                self._refuse(step, problems)
+            items = {name: ocp.args.StandardRestore(tree) for name, tree in wanted.items()}
+            items["progress"] = ocp.args.JsonRestore()
+            try:
+                restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+            except Exception as e:  # noqa: BLE001 - the structure fits, so the files are at fault
+                unreadable.append((step, e))
+                continue
+            if unreadable:
+                self._set_aside(unreadable, step)
+            buffer = restored["buffer"] if abstract_buffer is not None else None
+            return step, restored["state"], buffer, dict(restored["progress"] or {})
+        listed = "\n".join(f"  {self.directory / str(step)}: {type(e).__name__}: {str(e)[:300]}"
+                           for step, e in unreadable)
+        self._refusal = (f"{self.directory}: no checkpoint can be read:\n{listed}\nNothing was removed. Start afresh "
+                         f"with a new --workdir (or move {self.directory} away).")
+        raise CheckpointMismatchError(self._refusal)
+
+    def _set_aside(self, unreadable: list[tuple[int, Exception]], restored: int) -> None:
+        for step, error in unreadable:
+            folder = self.directory / str(step)
+            kept = folder
+            if not self.read_only and jax.process_index() == 0:
+                kept = self.directory / f"{step}.unreadable"
+                suffix = 1
+                while kept.exists():
+                    kept, suffix = self.directory / f"{step}.unreadable.{suffix}", suffix + 1
+                folder.rename(kept)
+            log.warning("checkpoint %s cannot be read (%s: %s); resuming from step %d instead; the unreadable one "
+                        "is kept in %s", folder, type(error).__name__, str(error)[:300], restored, kept)
+        if not self.read_only:
+            if jax.process_count() > 1:
+                from jax.experimental import multihost_utils
+                multihost_utils.sync_global_devices("checkpointing.set_aside")
+            self._manager.reload()
 
     def _structure_problems(self, step: int, wanted: Mapping[str, Any]) -> list[tuple[str, str]]:
         """[(description, likely cause)] for leaves whose path or shape differ."""

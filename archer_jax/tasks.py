@@ -8,6 +8,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from archer_jax import config_checks
 from archer_jax.envs import (
     guess_city,
     guess_city_players,
@@ -61,8 +62,9 @@ def make_task(name: str, *, max_turns: int = 20, num_items: int = 0) -> Question
     task = spec(name).make(max_turns=max_turns)
     if num_items:
         if not 0 < num_items <= len(task.items):
-            raise ValueError(f"num_items = {num_items} (config.env.num_items) must lie in [1, {len(task.items)}] "
-                             f"for task {name!r}, or be 0 for all items")
+            raise config_checks.ConfigError(
+                f"config.env.num_items = {num_items}: must lie in [1, {len(task.items)}] for task {name!r} "
+                "(hide only that many of its items), or be 0 for all items")
         chosen = np.sort(np.random.default_rng(0).permutation(len(task.items))[:num_items])
         task = dataclasses.replace(task, items=tuple(task.items[i] for i in chosen))
     return task

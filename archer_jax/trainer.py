@@ -131,8 +131,14 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     config_checks.check_config(config)
     CompileCounter.register()
     workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise config_checks.ConfigError(f"--workdir={workdir} is an existing file; pass a folder (a new one, or "
+                                        "the workdir of a run to resume)")
     workdir.mkdir(parents=True, exist_ok=True)
-    mesh = sharding.make_mesh(config.mesh.shape)
+    try:
+        mesh = sharding.make_mesh(config.mesh.shape)
+    except ValueError as e:
+        raise config_checks.ConfigError(f"config.mesh.shape = {tuple(config.mesh.shape)}: {e}") from e
     rules = config.mesh.rules
     task = tasks.make_task(config.task, max_turns=config.env.max_turns, num_items=config.env.num_items)
     tokenizer = _actor_tokenizer(config, workdir, task)

@@ -84,6 +84,11 @@ def main(argv: list[str]) -> None:
         jax.distributed.initialize()
     from archer_jax import provenance, trainer
 
+    workdir = _WORKDIR.value
+    if "://" not in workdir and Path(workdir).exists() and not Path(workdir).is_dir():
+        print(f"error: --workdir={workdir} is an existing file; pass a folder (a new one, or the workdir of a run "
+              "to resume)", file=sys.stderr)
+        sys.exit(2)
     if jax.process_index() == 0:
         provenance.record_run(_WORKDIR.value, _CONFIG.value, _COMMAND_LINE or sys.argv)
     try:

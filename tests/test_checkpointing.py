@@ -1,4 +1,4 @@
-"""Checkpoints: sharded round trip, unfinished saves ignored, clear mismatch errors, SIGTERM."""
+"""Checkpoints: sharded round trip, unfinished saves ignored, unreadable ones skipped, clear mismatch\nerrors, SIGTERM."""
 
 import os
 import signal
@@ -131,6 +131,46 @@ def test_read_only_restores_and_leaves_a_save_in_progress_alone(tmp_path, mesh):
             ckpt.save(3, state=state, buffer=None, progress=PROGRESS)
     assert in_progress.is_dir()
     assert sorted(os.listdir(tmp_path / checkpointing.CHECKPOINT_DIR)) == ["1", "2.orbax-checkpoint-tmp-1712345678"]
+
+
+def _damage(step_folder):
+    """What a disk error or a copy cut short leaves: every array data file of the state
+    truncated to half (the metadata intact)."""
+    files = [p for p in (step_folder / "state").rglob("*") if p.is_file() and "d" in p.relative_to(step_folder).parts]
+    assert files
+    for path in files:
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize("read_only", [False, True])
+def test_an_unreadable_newest_checkpoint_is_reported_and_the_one_before_restored(tmp_path, mesh, caplog, read_only):
+    state, newer = _state(mesh), _state(mesh, scale=2.0)
+    folder = tmp_path / checkpointing.CHECKPOINT_DIR
+    with checkpointing.Checkpointer(tmp_path, async_save=False) as ckpt:
+        ckpt.save(1, state=state, buffer=None, progress={"iteration": 1})
+        ckpt.save(2, state=newer, buffer=None, progress={"iteration": 2})
+    _damage(folder / "2")
+    with checkpointing.Checkpointer(tmp_path, read_only=read_only) as ckpt:
+        step, got, _, progress = ckpt.restore_latest(checkpointing.abstract_tree(state))
+        assert (step, progress) == (1, {"iteration": 1})
+        _assert_same(got, state)
+        if not read_only:  # the run goes on: step 2 is saved afresh, the damaged one kept aside
+            ckpt.save(2, state=got, buffer=None, progress={"iteration": 2})
+    assert "2" in caplog.text and "cannot be read" in caplog.text and "resuming from step 1" in caplog.text
+    assert sorted(os.listdir(folder)) == (["1", "2"] if read_only else ["1", "2", "2.unreadable"])
+
+
+def test_no_readable_checkpoint_is_one_error_and_nothing_moves(tmp_path, mesh):
+    state = _state(mesh)
+    folder = tmp_path / checkpointing.CHECKPOINT_DIR
+    with checkpointing.Checkpointer(tmp_path, async_save=False) as ckpt:
+        ckpt.save(1, state=state, buffer=None, progress={})
+    _damage(folder / "1")
+    with checkpointing.Checkpointer(tmp_path) as ckpt:
+        with pytest.raises(checkpointing.CheckpointMismatchError, match="no checkpoint can be read") as err:
+            ckpt.restore_latest(checkpointing.abstract_tree(state))
+    assert str(folder / "1") in str(err.value) and "Nothing was removed" in str(err.value)
+    assert sorted(os.listdir(folder)) == ["1"]
 
 
 def test_kill_during_save_keeps_the_previous_checkpoint(tmp_path):

@@ -249,6 +249,8 @@ def test_probe_metrics_by_hand():
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),
     ("algorithm", "ppo2", "config.algorithm = 'ppo2': choose one of ('archer', 'filtered_bc', 'chai', 'bc', "),
     ("filtered_bc.top_fraction", 0.0, "config.filtered_bc.top_fraction = 0.0: a fraction in (0, 1]"),
+    ("env.num_items", 500, "config.env.num_items = 500: must lie in [1, 100] for task 'guess_city'"),
+    ("mesh.shape", (3, 1, 1), "config.mesh.shape = (3, 1, 1): mesh_shape [3, 1, 1] needs 3 devices but 8 are"),
 ])
 def test_bad_config_fields_are_named(tmp_path, field, value, message):
     config = guess_city.get_config("smoke")
@@ -257,6 +259,16 @@ def test_bad_config_fields_are_named(tmp_path, field, value, message):
     with pytest.raises(config_checks.ConfigError) as err:
         trainer.setup(config, tmp_path)
     assert message in str(err.value)
+
+
+def test_a_workdir_that_is_a_file_is_refused(tmp_path):
+    path = tmp_path / "notes.txt"
+    path.write_text("mine")
+    with pytest.raises(config_checks.ConfigError, match="is an existing file; pass a folder"):
+        trainer.setup(guess_city.get_config("smoke"), path)
+    out = _run(path)
+    assert out.returncode == 2 and out.stderr.startswith("error: --workdir=") and "Traceback" not in out.stderr
+    assert path.read_text() == "mine"
 
 
 def test_prompt_longer_than_the_actor_context_is_refused(tmp_path, hf_fixtures):
