@@ -176,3 +176,28 @@ def awr_loss(token_logp: chex.Array, token_mask: chex.Array, weight: chex.Array)
     chex.assert_equal_shape_prefix([token_logp, weight], 1)
     seq_logp = jnp.sum(jnp.where(token_mask, token_logp, 0.0), axis=-1)
     return -jnp.mean(jax.lax.stop_gradient(weight) * seq_logp)
+
+
+def token_policy_gradient_loss(token_logp: chex.Array, token_mask: chex.Array,
+                               token_advantage: chex.Array) -> jax.Array:
+    """Token-level REINFORCE with a per-token advantage:
+    -mean_b(sum_t log pi(a_t | s, a_<t) * A_bt) over real tokens, A a constant.
+
+    With A_bt = Q(s, a) - b(s, a_<t), any b that does not read a_t leaves the expected
+    gradient that of ``policy_gradient_loss`` with A = Q (the baseline's term has mean 0
+    under a_t ~ pi), and a b close to E[Q | a_<t] lowers its variance.
+    """
+    chex.assert_rank([token_logp, token_mask, token_advantage], 2)
+    chex.assert_equal_shape([token_logp, token_mask, token_advantage])
+    weighted = jnp.where(token_mask, token_logp * jax.lax.stop_gradient(token_advantage), 0.0)
+    return -jnp.mean(jnp.sum(weighted, axis=-1))
+
+
+def token_value_loss(values: chex.Array, token_mask: chex.Array, target: chex.Array) -> jax.Array:
+    """Mean over real tokens of (V(s, a_<t) - target_b)^2: every prefix of an utterance
+    regresses on the utterance's value (``values`` [B, T], ``target`` [B], a constant)."""
+    chex.assert_rank([values, token_mask], 2)
+    chex.assert_rank(target, 1)
+    chex.assert_equal_shape([values, token_mask])
+    err = jnp.square(values - jax.lax.stop_gradient(target)[:, None])
+    return jnp.sum(jnp.where(token_mask, err, 0.0)) / jnp.maximum(jnp.sum(token_mask), 1)

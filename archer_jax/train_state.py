@@ -35,6 +35,10 @@ class ArcherState:
     # The policy ArCHer started from (the BC actor), the anchor of the actor's KL
     # penalty; None (no copy kept) unless create_state(reference=True).
     ref_actor_params: Any = None
+    # The token-level baseline (``value_heads.TokenValue``) and its optimizer state;
+    # None unless create_state(baseline=...) (ArCHer with a token-level baseline).
+    baseline_params: Any = None
+    baseline_opt_state: Any = None
 
 
 def make_optimizer(learning_rate: float | optax.Schedule, max_grad_norm: float | None = 1.0,
@@ -53,19 +57,22 @@ def step_key(state: ArcherState) -> jax.Array:
 
 def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *, actor: nn.Module,
                 critic: nn.Module, actor_tx: optax.GradientTransformation,
-                critic_tx: optax.GradientTransformation, reference: bool = False) -> ArcherState:
+                critic_tx: optax.GradientTransformation, reference: bool = False, baseline: nn.Module | None = None,
+                baseline_tx: optax.GradientTransformation | None = None) -> ArcherState:
     """The state, boxed (nn.Partitioned) wherever params come from a random init.
 
     Optimizer states are built on the boxed params so that their moments carry the
     same logical axes as the params they follow.
     """
     k_actor, k_critic, k_state = jax.random.split(rng, 3)
+    k_baseline = jax.random.fold_in(rng, 3)  # apart from the split, so runs without a baseline keep their streams
     ids, mask = layers.token_init_inputs()
     if actor_params is None:
         actor_params = actor.init(k_actor, ids, mask)["params"]
     critic_params = critic.init(k_critic, ids, mask, ids, mask)["params"]
     if critic_encoder_params is not None:
         critic_params = {**critic_params, "encoder": critic_encoder_params}
+    baseline_params = baseline.init(k_baseline, ids, mask, ids, mask)["params"] if baseline is not None else None
     return ArcherState(
         step=jnp.zeros((), jnp.int32),
         rng=jax.random.key_data(k_state),
@@ -77,6 +84,8 @@ def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *
         # donating the state would hand XLA one buffer twice.
         target_critic_params=jax.tree.map(jnp.copy, critic_params),
         ref_actor_params=jax.tree.map(jnp.copy, actor_params) if reference else None,
+        baseline_params=baseline_params,
+        baseline_opt_state=baseline_tx.init(baseline_params) if baseline is not None else None,
     )
 
 
@@ -92,6 +101,8 @@ def create_state(
     actor_params: Any = None,
     critic_encoder_params: Any = None,
     reference: bool = False,
+    baseline: nn.Module | None = None,
+    baseline_tx: optax.GradientTransformation | None = None,
 ) -> tuple[ArcherState, ArcherState]:
     """Builds the train state already sharded on ``mesh``; returns (state, shardings).
 
@@ -100,7 +111,8 @@ def create_state(
     structure of a random init; None means random init. The critic's heads always
     start from random init; the target critic starts as an exact copy of the critic.
     ``reference``: also keep a frozen copy of the actor (``ref_actor_params``) for a KL
-    penalty.
+    penalty. ``baseline`` / ``baseline_tx``: a token-level value module
+    (``value_heads.TokenValue``) to keep, with its optimizer.
     ``shardings`` is an ArcherState of NamedShardings for the steps' in/out shardings
     and for checkpoint restore.
     """
@@ -109,7 +121,8 @@ def create_state(
 
     def init(rng: jax.Array, actor_params: Any, critic_encoder_params: Any) -> ArcherState:
         return _init_state(rng, actor_params, critic_encoder_params, actor=actor, critic=critic,
-                           actor_tx=actor_tx, critic_tx=critic_tx, reference=reference)
+                           actor_tx=actor_tx, critic_tx=critic_tx, reference=reference, baseline=baseline,
+                           baseline_tx=baseline_tx)
 
     # The abstract state comes from a fully random init: only that one is boxed
     # everywhere, and pretrained trees must (and are checked to) match its structure.

@@ -41,7 +41,7 @@ from archer_jax import (
 from archer_jax.algorithms import archer
 from archer_jax.data import simulated_episodes, tokenization
 from archer_jax.envs import lm_oracle
-from archer_jax.models import hf_loading, registry
+from archer_jax.models import hf_loading, registry, value_heads
 
 # Checkpoint steps are (the stage's index in its algorithm) * STAGE_STRIDE + iteration:
 # monotonic across stages.
@@ -84,6 +84,7 @@ class Run:
     tokenizer: Any
     actor: Any
     critic: Any
+    baseline: Any  # the token-level baseline module (archer_baseline), else None
     hp: archer.ArcherHParams
     state: train_state.ArcherState
     state_shardings: Any
@@ -164,10 +165,12 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
 
     actor_tx = train_state.make_optimizer(config.actor.lr, config.actor.max_grad_norm)
     critic_tx = train_state.make_optimizer(config.critic.lr, config.critic.max_grad_norm)
+    baseline = value_heads.TokenValue(lm=actor) if config.algorithm == "archer_baseline" else None
     state, state_shardings = train_state.create_state(
         jax.random.key(config.seed), actor=actor, critic=critic, actor_tx=actor_tx, critic_tx=critic_tx,
         mesh=mesh, rules=rules, actor_params=actor_params, critic_encoder_params=encoder_params,
-        reference=config.archer.kl_coef > 0)
+        reference=config.archer.kl_coef > 0, baseline=baseline,
+        baseline_tx=archer.baseline_optimizer(config) if baseline is not None else None)
     capacity = _round_up(config.archer.capacity, mesh.shape["data"] * mesh.shape["fsdp"])
     buffer, buffer_shardings = replay.create_sharded(capacity, config.tokens.obs_len, config.tokens.action_len,
                                                      mesh, rules)
@@ -178,6 +181,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
         "state/critic_params": "config.critic.* (model size or checkpoint) changed",
         "state/target_critic_params": "config.critic.* (model size or checkpoint) changed",
         "state/ref_actor_params": "config.archer.kl_coef changed between 0 and > 0",
+        "state/baseline_params": "config.algorithm changed to or from 'archer_baseline'",
     })
     progress = {"stage": algorithms.STAGE_NAMES[config.algorithm][0], "iteration": 0, "env_steps": 0,
                 "finished": []}
@@ -194,7 +198,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
                                    pad_id=pad_id, gamma=config.archer.gamma, max_turns=config.env.max_turns)
     logger = metrics.MetricsLogger(workdir, total_iterations=config.archer.iterations,
                                    enabled=jax.process_index() == 0)
-    return Run(config, workdir, mesh, task, tokenizer, actor, critic, hp, state, state_shardings, buffer,
+    return Run(config, workdir, mesh, task, tokenizer, actor, critic, baseline, hp, state, state_shardings, buffer,
                buffer_shardings, checkpointer, logger, runner, bridge, progress)
 
 

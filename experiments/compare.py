@@ -66,7 +66,8 @@ def read_curve(workdir: str | Path) -> dict[str, Any]:
     seconds = sum(r.get("time/iteration_s", 0.0) for r in rows)
     return {"workdir": str(workdir), "algorithm": algorithm, "seed": config.get("seed"), "stage": stage,
             "online": bool(config.get("archer")) and evals[-1].get("env_steps", 0) > 0,
-            "env_steps": [int(r.get("env_steps", 0)) for r in evals], "iterations": [int(r["iteration"]) for r in evals],
+            "env_steps": [int(r.get("env_steps", 0)) for r in evals],
+            "iterations": [int(r["iteration"]) for r in evals],
             "returns": [float(r[RETURN]) for r in evals], "minutes": seconds / 60}
 
 

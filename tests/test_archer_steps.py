@@ -258,6 +258,30 @@ def test_actor_phase_moves_the_policy_toward_what_the_critic_prefers(sharded, sa
         assert abs(float(metrics["actor/advantage_mean"])) < 1e-5  # leave-one-out weights average to 0
 
 
+def test_token_level_baseline_learns_min_q_and_the_policy_still_moves_toward_it(sharded):
+    """ArCHer with a token-level baseline: the phase trains V(s, a_<t) toward min Q of the
+    sampled utterance (its loss falls) while the policy moves as with A = Q - V."""
+    hp = dataclasses.replace(HP, actor_epochs=8)
+    baseline = value_heads.TokenValue(lm=ACTOR)
+    baseline_tx = train_state.make_optimizer(1e-2)
+    state, _ = train_state.create_state(jax.random.key(0), actor=ACTOR, critic=CRITIC, actor_tx=ACTOR_TX,
+                                        critic_tx=CRITIC_TX, mesh=sharded.mesh, baseline=baseline,
+                                        baseline_tx=baseline_tx)
+    state = jax.device_get(state).replace(critic_params={}, critic_opt_state={}, target_critic_params={})
+    assert set(state.baseline_params) == {"lm", "head"}
+    phase = jax.jit(functools.partial(archer.actor_phase, actor=ACTOR, critic=FirstTokenCritic(), hp=hp,
+                                      bridge=lambda ids, mask: (ids, mask), tx=train_state.make_optimizer(1e-2),
+                                      baseline=baseline, baseline_tx=baseline_tx))
+    buffer = jax.device_get(sharded.buffer)
+    before, baseline_before = _first_token_mass(state.actor_params, buffer), state.baseline_params
+    state, first = phase(state, buffer)
+    state, second = phase(state, buffer)
+    assert _first_token_mass(state.actor_params, buffer) > before + 0.03
+    assert float(second["baseline/loss"]) < float(first["baseline/loss"])
+    assert tree_changed(baseline_before, jax.device_get(state.baseline_params))
+    assert -1.0 <= float(second["baseline/value_mean"]) <= 1.0  # toward min Q in {-1, +1}
+
+
 def test_actor_phase_differentiates_the_policy_it_samples_from(sharded):
     """At actor_temperature T the phase samples a ~ pi_T and its loss reads log pi_T(a)
     (logits / T) of exactly those samples, not log pi at temperature 1."""

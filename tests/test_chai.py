@@ -36,8 +36,11 @@ def test_best_of_k_says_the_sample_the_critic_scores_highest():
     mask = jnp.array([[False, True, True, True], [True] * 4, [True] * 4])
     hp = archer.ArcherHParams(max_new_tokens=NEW, stop_ids=(STOP,), pad_id=PAD)
     k, rng, temperature = 4, jax.random.key(3), jnp.array([1.0, 2.0, 1.5])
+    def identity(ids, mask):
+        return ids, mask
+
     best = jax.jit(lambda p, o, m, r, t: archer.best_of_k(actor, TokenSumCritic(), p, {}, o, m, r, t, k=k, hp=hp,
-                                                          bridge=lambda i, m: (i, m)))(params, obs, mask, rng, temperature)
+                                                          bridge=identity))(params, obs, mask, rng, temperature)
     # The same k samples per row (same key, rows repeated k times), scored by hand.
     every = sampling.generate(actor, params, jnp.repeat(obs, k, 0), jnp.repeat(mask, k, 0), rng,
                               jnp.repeat(temperature, k), max_new_tokens=NEW, stop_ids=(STOP,), pad_id=PAD)

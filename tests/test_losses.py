@@ -209,3 +209,48 @@ def test_awr_weights_are_clipped_exponentials_and_the_loss_is_weighted_sequence_
     g = jax.grad(losses.awr_loss)(logp, mask, weight)
     np.testing.assert_allclose(g, [[-1.0, -1.0], [-2.0, 0.0]])  # -w_b / B on real tokens
     np.testing.assert_array_equal(jax.grad(losses.awr_loss, argnums=2)(logp, mask, weight), 0.0)
+
+
+def test_token_policy_gradient_and_value_losses_by_hand():
+    logp = jnp.array([[-1.0, -2.0], [-0.5, -9.0]])
+    mask = jnp.array([[True, True], [True, False]])
+    adv = jnp.array([[2.0, 1.0], [-4.0, 100.0]])  # the masked 100 counts for nothing
+    # -mean(-1 * 2 + -2 * 1, -0.5 * -4) = -mean(-4, 2) = 1
+    np.testing.assert_allclose(losses.token_policy_gradient_loss(logp, mask, adv), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(losses.token_policy_gradient_loss)(logp, mask, adv),
+                               [[-1.0, -0.5], [2.0, 0.0]])
+    np.testing.assert_array_equal(jax.grad(losses.token_policy_gradient_loss, argnums=2)(logp, mask, adv), 0.0)
+    values, target = jnp.array([[1.0, 3.0], [0.0, 7.0]]), jnp.array([2.0, -1.0])
+    # errors 1, 1, 1 over the three real tokens
+    np.testing.assert_allclose(losses.token_value_loss(values, mask, target), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(jax.grad(losses.token_value_loss, argnums=2)(values, mask, target), 0.0)
+
+
+def test_a_token_baseline_of_the_prefix_leaves_the_policy_gradient_unbiased():
+    """Every two-token utterance of a 3-token vocabulary, weighted by its probability:
+    with A_t = Q(a) - b(a_<t) for an arbitrary b of the prefix, the expected gradient is
+    grad E_pi[Q], as with A = Q alone."""
+    # row 0: the logits of a_0; row 1 + a_0: those of a_1 after a_0
+    logits = jnp.array([[0.3, -0.2, 0.9], [1.0, 0.1, -0.5], [-0.3, 0.4, 0.0], [0.2, 0.2, -1.0]])
+    q = jnp.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0], [2.0, 2.5, -0.5]])  # Q(a_0, a_1)
+    b0, b1 = 0.7, jnp.array([-1.0, 4.0, 0.3])  # b() and b(a_0)
+
+    def probs(z):
+        first = jax.nn.softmax(z[0])
+        return first[:, None] * jax.nn.softmax(z[1:], axis=-1)
+
+    want = jax.grad(lambda z: jnp.sum(probs(z) * q))(logits)
+
+    def surrogate(z, baseline: bool):
+        lp0, lp1 = jax.nn.log_softmax(z[0]), jax.nn.log_softmax(z[1:], axis=-1)
+        p = jax.lax.stop_gradient(probs(z))
+        total = 0.0
+        for i in range(3):
+            for j in range(3):
+                token_logp = jnp.array([[lp0[i], lp1[i, j]]])
+                adv = jnp.array([[q[i, j] - b0, q[i, j] - b1[i]]]) if baseline else jnp.full((1, 2), q[i, j])
+                total += p[i, j] * losses.token_policy_gradient_loss(token_logp, jnp.ones((1, 2), bool), adv)
+        return total
+
+    for baseline in (False, True):
+        np.testing.assert_allclose(-jax.grad(surrogate)(logits, baseline), want, rtol=1e-5, atol=1e-6)

@@ -214,6 +214,22 @@ def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     assert abs(rows[2]["actor/advantage_mean"]) < 1e-5
 
 
+def test_archer_with_a_token_level_baseline_starts_it_from_the_bc_actor_and_trains_it(tmp_path):
+    config = guess_city.get_config("smoke")
+    config.algorithm = "archer_baseline"
+    run = trainer.setup(config, tmp_path / "setup")
+    bc_actor = jax.device_get(run.state.actor_params)
+    start = jax.jit(functools.partial(archer.start_state, actor_tx=optax.adam(1e-3), critic_tx=optax.adam(1e-3),
+                                      critic_from_actor=False, baseline_tx=optax.adam(1e-3)))
+    chex.assert_trees_all_equal(jax.device_get(start(run.state)).baseline_params["lm"], bc_actor)
+    run.checkpointer.close()
+    config.bc.iterations, config.archer.iterations, config.archer.warmup_iter = 1, 2, 1
+    trainer.train(config, tmp_path / "run")
+    rows = _archer_rows(tmp_path / "run")
+    assert "baseline/loss" in rows[2] and "baseline/loss" not in rows[1]  # after the critic-only warm-up
+    assert "actor/pg_loss" in rows[2]
+
+
 def test_greedy_rollouts_are_collected_and_reported_apart(tmp_path):
     config = guess_city.get_config("smoke")
     config.archer.greedy_rollouts, config.bc.iterations, config.archer.iterations = 0.5, 0, 1

@@ -51,6 +51,7 @@ class Stage:
 # in this order, so a name never moves).
 STAGE_NAMES: dict[str, tuple[str, ...]] = {
     "archer": ("bc", "archer"),
+    "archer_baseline": ("bc", "archer"),
     "filtered_bc": ("bc", "filtered_bc"),
     "chai": ("bc", "chai"),
     "bc": ("bc",),
@@ -65,7 +66,8 @@ def stages(name: str, run: Any) -> list[Stage]:
     ``STAGE_NAMES[name]``."""
     from archer_jax.algorithms import archer, bc, chai, filtered_bc, offline_archer
 
-    builders = {"archer": archer.stages, "filtered_bc": filtered_bc.stages, "chai": chai.stages, "bc": bc.stages,
+    builders = {"archer": archer.stages, "archer_baseline": archer.stages, "filtered_bc": filtered_bc.stages,
+                "chai": chai.stages, "bc": bc.stages,
                 "offline_filtered_bc": filtered_bc.offline_stages, "offline_archer": offline_archer.stages}
     if name not in builders:
         raise ValueError(f"unknown algorithm {name!r}; choose one of {NAMES}")

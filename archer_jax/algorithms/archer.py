@@ -187,7 +187,8 @@ def _critic_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
 
 def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, critic: nn.Module,
                 hp: ArcherHParams, bridge: Bridge, tx: optax.GradientTransformation,
-                mesh: Mesh | None, rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
+                mesh: Mesh | None, rules: Sequence[tuple[str, Any]], baseline: nn.Module | None = None,
+                baseline_tx: optax.GradientTransformation | None = None) -> tuple[ArcherState, Metrics]:
     k_batch, k_action = jax.random.split(step_key(state))
     batch = sample_batch(buffer, k_batch, hp.actor_batch_size, mesh, rules)
     k = hp.actor_samples
@@ -217,10 +218,28 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
             return reward - jnp.minimum(values.v1, values.v2), kl
         return losses.leave_one_out_advantages(reward.reshape(-1, k)).reshape(-1), kl
 
+    token_values = None
+    if baseline is not None:
+        # The token-level baseline V(s, a_<t) of every sampled utterance (read before its
+        # own update), then one regression step of it toward the utterance's min Q.
+        def baseline_loss(params: Any) -> tuple[jax.Array, jax.Array]:
+            values = baseline.apply({"params": params}, obs, obs_mask, pi.tokens, pi.mask)
+            return losses.token_value_loss(values, pi.mask, q), values
+
+        (b_loss, token_values), b_grads = jax.value_and_grad(baseline_loss, has_aux=True)(state.baseline_params)
+        b_updates, b_opt_state = baseline_tx.update(b_grads, state.baseline_opt_state, state.baseline_params)
+        state = state.replace(baseline_params=optax.apply_updates(state.baseline_params, b_updates),
+                              baseline_opt_state=b_opt_state)
+
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, ...]]:
         logp = action_logprobs(actor, params, obs, obs_mask, pi.tokens, pi.mask, hp.actor_temperature)
         weight, kl = weights(logp)
-        pg = losses.policy_gradient_loss(logp, pi.mask, weight)
+        if token_values is None:
+            pg = losses.policy_gradient_loss(logp, pi.mask, weight)
+        else:  # A_t = (Q - kl_coef * kl) - V(s, a_<t): the baseline replaces the utterance-level one
+            reward = q - hp.kl_coef * kl
+            pg = losses.token_policy_gradient_loss(logp, pi.mask, reward[:, None] - token_values)
+            weight = reward - token_values[:, 0]
         return pg, (weight, kl, logp)
 
     (loss, (advantage, kl, logp)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
@@ -238,6 +257,10 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
         metrics["actor/q_within_std"] = jnp.mean(jnp.std(q.reshape(-1, k), axis=1))
     if hp.kl_coef:
         metrics["actor/kl"] = jnp.mean(kl)  # nats per utterance
+    if baseline is not None:
+        metrics["baseline/loss"] = b_loss
+        metrics["baseline/value_mean"] = jnp.sum(jnp.where(pi.mask, token_values, 0.0)) / jnp.maximum(
+            jnp.sum(pi.mask), 1)
     return state, metrics
 
 
@@ -273,12 +296,15 @@ def critic_phase(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
 
 def actor_phase(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, critic: nn.Module,
                 hp: ArcherHParams, bridge: Bridge, tx: optax.GradientTransformation, mesh: Mesh | None = None,
-                rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> tuple[ArcherState, Metrics]:
+                rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES, baseline: nn.Module | None = None,
+                baseline_tx: optax.GradientTransformation | None = None) -> tuple[ArcherState, Metrics]:
     """``hp.actor_epochs`` token-level REINFORCE steps of pi_T (T = hp.actor_temperature)
     weighted by the online critic's utterance-level advantage (``hp.actor_samples``
-    decides its baseline). ``tx``: the actor optimizer."""
+    decides its baseline). ``tx``: the actor optimizer. ``baseline`` (a
+    ``value_heads.TokenValue``, trained by ``baseline_tx`` in the same steps): the
+    paper's variant with a token-level baseline, A_t = Q(s, a) - V(s, a_<t)."""
     step = functools.partial(_actor_step, actor=actor, critic=critic, hp=hp, bridge=bridge, tx=tx, mesh=mesh,
-                             rules=rules)
+                             rules=rules, baseline=baseline, baseline_tx=baseline_tx)
     return scan_steps(step, state, buffer, hp.actor_epochs)
 
 
@@ -298,15 +324,17 @@ def jit_phase(phase: Callable[..., tuple[ArcherState, Metrics]], state_shardings
 def make_phases(*, actor: nn.Module, critic: nn.Module, hp: ArcherHParams, bridge: Bridge,
                 actor_tx: optax.GradientTransformation, critic_tx: optax.GradientTransformation,
                 state_shardings: ArcherState, buffer_shardings: replay.ReplayBuffer, mesh: Mesh,
-                rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> Phases:
+                rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES, baseline: nn.Module | None = None,
+                baseline_tx: optax.GradientTransformation | None = None) -> Phases:
     """The critic and actor phases, each jitted once; call as ``state, metrics =
-    phases.critic(state, buffer)``. The state passed in is donated (do not reuse it)."""
+    phases.critic(state, buffer)``. The state passed in is donated (do not reuse it).
+    ``baseline``/``baseline_tx``: the actor phase's token-level baseline (``actor_phase``)."""
     common = dict(actor=actor, critic=critic, hp=hp, bridge=bridge, mesh=mesh, rules=rules)
     return Phases(
         critic=jit_phase(functools.partial(critic_phase, tx=critic_tx, **common), state_shardings,
                          buffer_shardings, mesh),
-        actor=jit_phase(functools.partial(actor_phase, tx=actor_tx, **common), state_shardings,
-                        buffer_shardings, mesh),
+        actor=jit_phase(functools.partial(actor_phase, tx=actor_tx, baseline=baseline, baseline_tx=baseline_tx,
+                                          **common), state_shardings, buffer_shardings, mesh),
     )
 
 
@@ -314,12 +342,14 @@ def make_phases(*, actor: nn.Module, critic: nn.Module, hp: ArcherHParams, bridg
 
 
 def start_state(state: ArcherState, *, actor_tx: optax.GradientTransformation,
-                critic_tx: optax.GradientTransformation, critic_from_actor: bool) -> ArcherState:
+                critic_tx: optax.GradientTransformation, critic_from_actor: bool,
+                baseline_tx: optax.GradientTransformation | None = None) -> ArcherState:
     """The state ArCHer's first iteration starts from. BC's Adam moments (another loss,
     another learning rate) do not carry over; the KL anchor (when kept) becomes the BC
     actor; a critic of kind 'actor' starts from the BC-trained actor's weights (heads
     stay as initialised), as RLHF value models start from the policy: it already reads
-    the task's text."""
+    the task's text. A token-level baseline starts from the BC actor's weights too
+    (its head as initialised), with fresh ``baseline_tx`` moments."""
     state = state.replace(actor_opt_state=actor_tx.init(state.actor_params))
     if state.ref_actor_params is not None:
         state = state.replace(ref_actor_params=jax.tree.map(jnp.copy, state.actor_params))
@@ -327,6 +357,9 @@ def start_state(state: ArcherState, *, actor_tx: optax.GradientTransformation,
         critic_params = {**state.critic_params, "encoder": {"lm": state.actor_params}}
         state = state.replace(critic_params=critic_params, target_critic_params=critic_params,
                               critic_opt_state=critic_tx.init(critic_params))
+    if state.baseline_params is not None:  # the token-level baseline reads with the BC actor's weights
+        baseline_params = {**state.baseline_params, "lm": state.actor_params}
+        state = state.replace(baseline_params=baseline_params, baseline_opt_state=baseline_tx.init(baseline_params))
     return state
 
 
@@ -403,14 +436,16 @@ def stage(run: Any) -> Stage:
     def start(done: int) -> Iterate:
         actor_tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
         critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
+        baseline_tx = baseline_optimizer(c) if run.baseline is not None else None
         if done == 0:
             reset = jax.jit(functools.partial(start_state, actor_tx=actor_tx, critic_tx=critic_tx,
-                                              critic_from_actor=c.critic.kind == "actor"),
+                                              critic_from_actor=c.critic.kind == "actor", baseline_tx=baseline_tx),
                             in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
             run.state = reset(run.state)
         phases = make_phases(actor=run.actor, critic=run.critic, hp=run.hp, bridge=run.bridge, actor_tx=actor_tx,
                              critic_tx=critic_tx, state_shardings=run.state_shardings,
-                             buffer_shardings=run.buffer_shardings, mesh=run.mesh, rules=c.mesh.rules)
+                             buffer_shardings=run.buffer_shardings, mesh=run.mesh, rules=c.mesh.rules,
+                             baseline=run.baseline, baseline_tx=baseline_tx)
         # Compiled ahead of time: no iteration (not even the first actor one) compiles.
         critic = phases.critic.lower(run.state, run.buffer).compile()
         actor = phases.actor.lower(run.state, run.buffer).compile()
@@ -434,8 +469,14 @@ def stage(run: Any) -> Stage:
     return Stage("archer", c.archer.iterations, evaluate_start=True, start=start)
 
 
+def baseline_optimizer(config: Any) -> optax.GradientTransformation:
+    """The token-level baseline's optimizer: a value function, so the critic's settings."""
+    return train_state.make_optimizer(config.critic.lr, config.critic.max_grad_norm)
+
+
 def stages(run: Any) -> list[Stage]:
-    """ArCHer as the paper runs it: a BC warm start (skipped when ``config.bc.iterations``
+    """ArCHer as the paper runs it (``archer``; ``archer_baseline`` the same with the
+    token-level baseline ``run.baseline``): a BC warm start (skipped when ``config.bc.iterations``
     is 0), then online ArCHer."""
     from archer_jax.algorithms import bc
 

@@ -136,3 +136,26 @@ class DoubleCritic(nn.Module):
             obs = self._embed(obs_ids, obs_mask)
             obs_act = jnp.concatenate([obs, self._embed(act_ids, act_mask)], axis=-1)
         return CriticOutput(q1=self.q1(obs_act), q2=self.q2(obs_act), v1=self.v1(obs), v2=self.v2(obs))
+
+
+class TokenValue(nn.Module):
+    """The token-level baseline of ArCHer's variant with one: V(s, a_<t) for every token
+    t of an utterance, from one pass of a causal LM (the actor's architecture) over
+    [obs (left-padded); action (right-padded)] and a linear head.
+
+    ``__call__(obs_ids, obs_mask, act_ids, act_mask) -> [B, T]`` float32: column t reads
+    the hidden state of the last token before a_t (obs's last column for t = 0), so it
+    never sees a_t itself: subtracted from the utterance's value, it leaves the token's
+    policy gradient unbiased.
+    """
+
+    lm: nn.Module
+
+    @nn.compact
+    def __call__(self, obs_ids: jax.Array, obs_mask: jax.Array, act_ids: jax.Array, act_mask: jax.Array) -> jax.Array:
+        ids = jnp.concatenate([obs_ids, act_ids], axis=1)
+        mask = jnp.concatenate([obs_mask, act_mask], axis=1)
+        hidden = self.lm(ids, mask, logits_start=ids.shape[1]).hidden  # no vocabulary projection
+        prompt, length = obs_ids.shape[1], act_ids.shape[1]
+        before = hidden[:, prompt - 1:prompt - 1 + length].astype(jnp.float32)
+        return _dense(1, ("embed", None), "head")(before)[..., 0]

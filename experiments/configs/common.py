@@ -44,7 +44,9 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.variant = variant  # which preset this config started from (informational)
     c.seed = 0  # seeds model init, data simulation, rollouts and sampling
     # The algorithm and so the stages it runs. Online, after a BC warm start (config.bc),
-    # with the online loop of config.archer: 'archer' (online ArCHer) | 'filtered_bc'
+    # with the online loop of config.archer: 'archer' (online ArCHer) | 'archer_baseline'
+    # (ArCHer with a token-level baseline V(s, a_<t), the actor's architecture started
+    # from the BC actor, trained toward min Q with the critic's lr) | 'filtered_bc'
     # (online filtered BC, config.filtered_bc; its actor steps are ArCHer's actor's) |
     # 'chai' (ArCHer's critic, the actor frozen at BC, acting by the best of
     # config.chai.candidates). Offline, on the BC data only, each with config.bc's
