@@ -82,29 +82,41 @@ def dataset_buffer(run: Any) -> replay.ReplayBuffer:
                                rules=c.mesh.rules)
 
 
-def stage(run: Any) -> Stage:
-    """BC of the run's actor on the offline episodes of ``config.data.source``
-    (``config.bc``: iterations of ``steps`` updates, one jitted dispatch each)."""
+def dataset_stage(run: Any, name: str, build_phase: Callable[[replay.ReplayBuffer], Any], *,
+                  prepare: Callable[[], None] | None = None) -> Stage:
+    """A stage of ``config.bc.iterations`` iterations on the offline episodes
+    (``dataset_buffer``), each one dispatch of the phase ``build_phase(dataset
+    shardings)`` returns (jitted ``(state, dataset) -> (state, metrics)``), timed as
+    ``time/<name>_s``. ``prepare()``: run once on a fresh stage, before compiling."""
     c = run.config
 
     def start(done: int) -> Iterate:
-        del done  # BC's state is the train state itself: nothing to prepare
+        if prepare is not None and done == 0:
+            prepare()
         dataset = dataset_buffer(run)
-        hp = dataclasses.replace(run.hp, actor_batch_size=c.bc.batch_size)
-        tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
-        phase = make_bc_phase(actor=run.actor, hp=hp, tx=tx, steps=c.bc.steps, state_shardings=run.state_shardings,
-                              buffer_shardings=replay.buffer_shardings(dataset, run.mesh, c.mesh.rules),
-                              mesh=run.mesh, rules=c.mesh.rules).lower(run.state, dataset).compile()
+        shardings = replay.buffer_shardings(dataset, run.mesh, c.mesh.rules)
+        phase = build_phase(shardings).lower(run.state, dataset).compile()
 
         def iterate(k: int, clock: PhaseClock) -> Metrics:
             del k
             run.state, metrics = phase(run.state, dataset)
-            clock.lap("bc", metrics)
+            clock.lap(name, metrics)
             return jax.device_get(metrics)
 
         return iterate
 
-    return Stage("bc", c.bc.iterations, evaluate_start=False, start=start)
+    return Stage(name, c.bc.iterations, evaluate_start=False, start=start)
+
+
+def stage(run: Any) -> Stage:
+    """BC of the run's actor on the offline episodes of ``config.data.source``
+    (``config.bc``: iterations of ``steps`` updates, one jitted dispatch each)."""
+    c = run.config
+    hp = dataclasses.replace(run.hp, actor_batch_size=c.bc.batch_size)
+    tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
+    return dataset_stage(run, "bc", lambda shardings: make_bc_phase(
+        actor=run.actor, hp=hp, tx=tx, steps=c.bc.steps, state_shardings=run.state_shardings,
+        buffer_shardings=shardings, mesh=run.mesh, rules=c.mesh.rules))
 
 
 def stages(run: Any) -> list[Stage]:

@@ -117,26 +117,10 @@ def offline_stage(run: Any) -> Stage:
     learning rate), on the dataset's episodes whose return reaches the
     (1 - ``config.filtered_bc.top_fraction``) quantile of the dataset's returns."""
     c = run.config
-
-    def start(done: int) -> Iterate:
-        del done  # the state is the train state itself: nothing to prepare
-        dataset = bc.dataset_buffer(run)
-        tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
-        phase = make_filtered_bc_phase(
-            actor=run.actor, batch_size=c.bc.batch_size, steps=c.bc.steps, top_fraction=c.filtered_bc.top_fraction,
-            tx=tx, state_shardings=run.state_shardings,
-            buffer_shardings=replay.buffer_shardings(dataset, run.mesh, c.mesh.rules), mesh=run.mesh,
-            rules=c.mesh.rules).lower(run.state, dataset).compile()
-
-        def iterate(k: int, clock: PhaseClock) -> Metrics:
-            del k
-            run.state, metrics = phase(run.state, dataset)
-            clock.lap("bc", metrics)
-            return jax.device_get(metrics)
-
-        return iterate
-
-    return Stage("offline_filtered_bc", c.bc.iterations, evaluate_start=False, start=start)
+    tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
+    return bc.dataset_stage(run, "offline_filtered_bc", lambda shardings: make_filtered_bc_phase(
+        actor=run.actor, batch_size=c.bc.batch_size, steps=c.bc.steps, top_fraction=c.filtered_bc.top_fraction,
+        tx=tx, state_shardings=run.state_shardings, buffer_shardings=shardings, mesh=run.mesh, rules=c.mesh.rules))
 
 
 def offline_stages(run: Any) -> list[Stage]:

@@ -31,7 +31,7 @@ from jax.sharding import Mesh
 
 from archer_jax import losses, replay, train_state
 from archer_jax import sharding as sharding_lib
-from archer_jax.algorithms import Iterate, PhaseClock, Stage, archer, bc
+from archer_jax.algorithms import Stage, archer, bc
 from archer_jax.algorithms.archer import ArcherHParams, Bridge, Metrics, action_logprobs, jit_phase, scan_steps
 from archer_jax.train_state import ArcherState, step_key
 
@@ -109,32 +109,20 @@ def stage(run: Any) -> Stage:
     """Offline ArCHer on the episodes of ``config.data.source`` (``config.offline``;
     the budget of ``config.bc``)."""
     c = run.config
+    actor_tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
+    critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
 
-    def start(done: int) -> Iterate:
-        actor_tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
-        critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
-        if done == 0:  # a critic of kind 'actor' reads with the actor's (initial) weights
-            reset = jax.jit(functools.partial(archer.start_state, actor_tx=actor_tx, critic_tx=critic_tx,
-                                              critic_from_actor=c.critic.kind == "actor"),
-                            in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
-            run.state = reset(run.state)
-        dataset = bc.dataset_buffer(run)
-        phase = make_offline_phase(
-            actor=run.actor, critic=run.critic, hp=run.hp, bridge=run.bridge, critic_tx=critic_tx, actor_tx=actor_tx,
-            steps=c.bc.steps, batch_size=c.bc.batch_size, expectile=c.offline.expectile, beta=c.offline.beta,
-            max_weight=c.offline.max_weight, state_shardings=run.state_shardings,
-            buffer_shardings=replay.buffer_shardings(dataset, run.mesh, c.mesh.rules), mesh=run.mesh,
-            rules=c.mesh.rules).lower(run.state, dataset).compile()
+    def prepare() -> None:  # a critic of kind 'actor' reads with the actor's (initial) weights
+        reset = jax.jit(functools.partial(archer.start_state, actor_tx=actor_tx, critic_tx=critic_tx,
+                                          critic_from_actor=c.critic.kind == "actor"),
+                        in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
+        run.state = reset(run.state)
 
-        def iterate(k: int, clock: PhaseClock) -> Metrics:
-            del k
-            run.state, metrics = phase(run.state, dataset)
-            clock.lap("offline", metrics)
-            return jax.device_get(metrics)
-
-        return iterate
-
-    return Stage("offline_archer", c.bc.iterations, evaluate_start=False, start=start)
+    return bc.dataset_stage(run, "offline_archer", lambda shardings: make_offline_phase(
+        actor=run.actor, critic=run.critic, hp=run.hp, bridge=run.bridge, critic_tx=critic_tx, actor_tx=actor_tx,
+        steps=c.bc.steps, batch_size=c.bc.batch_size, expectile=c.offline.expectile, beta=c.offline.beta,
+        max_weight=c.offline.max_weight, state_shardings=run.state_shardings, buffer_shardings=shardings,
+        mesh=run.mesh, rules=c.mesh.rules), prepare=prepare)
 
 
 def stages(run: Any) -> list[Stage]:
