@@ -9,7 +9,9 @@ groups them by ``config.algorithm`` (from ``run_info.jsonl``) and writes
   stage: for online algorithms the BC policy it starts from), the final and the best
   evaluation, the gain over the start, each as the mean over seeds with its standard
   error across seeds, the environment steps at which the mean curve first reaches
-  ``--threshold`` (online algorithms; '-' if never), and the wall minutes;
+  ``--threshold`` (online algorithms; '-' if never), and the wall minutes of the
+  iterations (setup and data excluded); a run evaluated once (an offline run shorter
+  than ``config.archer.eval_every``) has no gain ('-');
 - ``OUT.json``: the same, plus every run's curve;
 - ``OUT.png``: mean return over seeds against environment steps (online) or updates
   (offline), with the seeds' range shaded (needs matplotlib:
@@ -98,8 +100,11 @@ def summarize(curves: Sequence[dict[str, Any]], threshold: float | None) -> list
         out.append({
             "algorithm": algorithm, "runs": len(runs), "seeds": [r["seed"] for r in runs],
             "online": runs[0]["online"], "start": _mean_se(start), "final": _mean_se(final),
-            "best": _mean_se(returns.max(axis=1)), "gain": _mean_se(final - start),
-            "every_run_gained": bool(np.all(final > start)), "steps_to_threshold": reached,
+            "best": _mean_se(returns.max(axis=1)),
+            # One evaluation (an offline run evaluated only at its end) has no gain.
+            "gain": _mean_se(final - start) if returns.shape[1] > 1 else None,
+            "every_run_gained": bool(np.all(final > start)) if returns.shape[1] > 1 else None,
+            "steps_to_threshold": reached,
             "final_env_steps": int(steps[-1]), "minutes": float(np.mean([r["minutes"] for r in runs])),
             "curve": {"env_steps": steps.tolist(), "iterations": runs[0]["iterations"],
                       "mean": mean_curve.tolist(), "min": returns.min(axis=0).tolist(),
@@ -115,14 +120,16 @@ def _cell(pair: tuple[float, float], sign: bool = False) -> str:
 
 def markdown(groups: Sequence[dict[str, Any]], threshold: float | None, command: str) -> str:
     lines = [f"Made by `{command}`. Each cell: mean over seeds ± its standard error across seeds.", "",
-             f"| algorithm | runs | start | final | best | gain | every run gained | env steps to {threshold} "
+             f"| algorithm | runs | start | final | best | gain | every run gained | env steps to "
+             f"{'the threshold' if threshold is None else threshold} "
              "| env steps in all | minutes |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for g in groups:
         reach = g["steps_to_threshold"]
         lines.append(
             f"| `{g['algorithm']}` | {g['runs']} | {_cell(g['start'])} | {_cell(g['final'])} | {_cell(g['best'])} "
-            f"| {_cell(g['gain'], sign=True)} | {'yes' if g['every_run_gained'] else 'no'} "
+            f"| {'-' if g['gain'] is None else _cell(g['gain'], sign=True)} "
+            f"| {'-' if g['every_run_gained'] is None else 'yes' if g['every_run_gained'] else 'no'} "
             f"| {reach if reach is not None else '-'} | {g['final_env_steps']} | {g['minutes']:.1f} |")
     return "\n".join(lines) + "\n"
 

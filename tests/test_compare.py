@@ -42,6 +42,7 @@ def test_table_json_and_plot_by_hand(tmp_path):
     assert archer["curve"]["min"] == [-12.0, -9.0, -8.0] and archer["minutes"] == pytest.approx(2.0)
     assert filtered["steps_to_threshold"] is None and filtered["gain"] == pytest.approx([1.0, 0.0])
     assert not bc["online"] and bc["steps_to_threshold"] is None and bc["start"][0] == -11.0
+    assert bc["gain"] == pytest.approx([0.5, 0.0])
     table = out.with_suffix(".md").read_text()
     row = "| `archer` | 2 | -11.00 ± 1.00 | -7.00 ± 1.00 | -7.00 ± 1.00 | +4.00 ± 0.00 | yes | 105 | 205 |"
     assert row in table
@@ -49,6 +50,14 @@ def test_table_json_and_plot_by_hand(tmp_path):
     png = out.with_suffix(".png")
     pytest.importorskip("matplotlib")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_run_evaluated_once_has_no_gain(tmp_path):
+    run = _run(tmp_path / "b", "bc", 0, [(8, 0, -5.5)], online=False)
+    assert compare.main([str(run), "--out", str(tmp_path / "x")]) == 0
+    group = json.loads((tmp_path / "x.json").read_text())["algorithms"][0]
+    assert group["gain"] is None and group["every_run_gained"] is None
+    assert "| `bc` | 1 | -5.50 ± 0.00 | -5.50 ± 0.00 | -5.50 ± 0.00 | - | - | - | 0 |" in (tmp_path / "x.md").read_text()
 
 
 def test_unreadable_folders_are_one_error_line(tmp_path, capsys):
