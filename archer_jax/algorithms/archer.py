@@ -171,15 +171,20 @@ def _critic_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
         return losses.critic_loss(out.q1, out.q2, out.v1, out.v2, target_pi.q1, target_pi.q2,
                                   target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma)
 
+    state, metrics = critic_update(state, loss_fn, tx=tx, tau=hp.tau)
+    return state.replace(step=state.step + 1), metrics
+
+
+def critic_update(state: ArcherState, loss_fn: Callable[[Any], tuple[jax.Array, Metrics]], *,
+                  tx: optax.GradientTransformation, tau: float) -> tuple[ArcherState, Metrics]:
+    """One optimizer step of the critic on ``loss_fn(params) -> (loss, metrics)``, then
+    the Polyak step of the target critic; metrics prefixed ``critic/``, with the
+    gradient norm. ``state.step`` is the caller's to advance."""
     grads, metrics = jax.grad(loss_fn, has_aux=True)(state.critic_params)
     updates, opt_state = tx.update(grads, state.critic_opt_state, state.critic_params)
     params = optax.apply_updates(state.critic_params, updates)
-    state = state.replace(
-        step=state.step + 1,
-        critic_params=params,
-        critic_opt_state=opt_state,
-        target_critic_params=optax.incremental_update(params, state.target_critic_params, hp.tau),
-    )
+    state = state.replace(critic_params=params, critic_opt_state=opt_state,
+                          target_critic_params=optax.incremental_update(params, state.target_critic_params, tau))
     metrics = {f"critic/{k}": v for k, v in metrics.items()}
     metrics["critic/grad_norm"] = optax.tree.norm(grads)
     return state, metrics
@@ -363,6 +368,13 @@ def start_state(state: ArcherState, *, actor_tx: optax.GradientTransformation,
     return state
 
 
+def transform_state(run: Any, fn: Callable[[ArcherState], ArcherState]) -> None:
+    """``run.state = fn(run.state)``, jitted in the state's shardings, the old state
+    donated (a stage's preparation of a fresh start)."""
+    run.state = jax.jit(fn, in_shardings=(run.state_shardings,), out_shardings=run.state_shardings,
+                        donate_argnums=0)(run.state)
+
+
 def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer], scores: Any = None,
             act: Callable[[], tuple[Any, Any]] | None = None) -> dict[str, float]:
     """``rollout_size`` trajectories of ``run``'s actor into its replay buffer (0-based
@@ -438,10 +450,9 @@ def stage(run: Any) -> Stage:
         critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
         baseline_tx = baseline_optimizer(c) if run.baseline is not None else None
         if done == 0:
-            reset = jax.jit(functools.partial(start_state, actor_tx=actor_tx, critic_tx=critic_tx,
-                                              critic_from_actor=c.critic.kind == "actor", baseline_tx=baseline_tx),
-                            in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
-            run.state = reset(run.state)
+            transform_state(run, functools.partial(start_state, actor_tx=actor_tx, critic_tx=critic_tx,
+                                                   critic_from_actor=c.critic.kind == "actor",
+                                                   baseline_tx=baseline_tx))
         phases = make_phases(actor=run.actor, critic=run.critic, hp=run.hp, bridge=run.bridge, actor_tx=actor_tx,
                              critic_tx=critic_tx, state_shardings=run.state_shardings,
                              buffer_shardings=run.buffer_shardings, mesh=run.mesh, rules=c.mesh.rules,

@@ -54,14 +54,12 @@ def stage(run: Any) -> Stage:
         actor_tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)  # never steps
         critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
         if done == 0:
-            reset = jax.jit(functools.partial(archer.start_state, actor_tx=actor_tx, critic_tx=critic_tx,
-                                              critic_from_actor=c.critic.kind == "actor"),
-                            in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
-            run.state = reset(run.state)
-        phases = archer.make_phases(actor=run.actor, critic=run.critic, hp=hp, bridge=run.bridge, actor_tx=actor_tx,
-                                    critic_tx=critic_tx, state_shardings=run.state_shardings,
-                                    buffer_shardings=run.buffer_shardings, mesh=run.mesh, rules=c.mesh.rules)
-        critic = phases.critic.lower(run.state, run.buffer).compile()
+            archer.transform_state(run, functools.partial(archer.start_state, actor_tx=actor_tx, critic_tx=critic_tx,
+                                                          critic_from_actor=c.critic.kind == "actor"))
+        critic = archer.jit_phase(functools.partial(
+            archer.critic_phase, actor=run.actor, critic=run.critic, hp=hp, bridge=run.bridge, tx=critic_tx,
+            mesh=run.mesh, rules=c.mesh.rules), run.state_shardings, run.buffer_shardings, run.mesh,
+        ).lower(run.state, run.buffer).compile()
         insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
         scores = jax.jit(functools.partial(archer.critic_scores, critic=run.critic, bridge=run.bridge))
 

@@ -83,9 +83,7 @@ def stage(run: Any) -> Stage:
     def start(done: int) -> Iterate:
         tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
         if done == 0:  # BC's Adam moments (another learning rate) do not carry over
-            reset = jax.jit(lambda s: s.replace(actor_opt_state=tx.init(s.actor_params)),
-                            in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
-            run.state = reset(run.state)
+            archer.transform_state(run, lambda s: s.replace(actor_opt_state=tx.init(s.actor_params)))
         phase = make_filtered_bc_phase(
             actor=run.actor, batch_size=c.archer.actor_batch_size, steps=max(c.archer.actor_epochs, 1),
             top_fraction=c.filtered_bc.top_fraction, tx=tx, state_shardings=run.state_shardings,

@@ -55,13 +55,9 @@ def offline_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
         return losses.iql_critic_loss(out.q1, out.q2, out.v1, out.v2, target_data.q1, target_data.q2,
                                       target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma, expectile)
 
-    grads, critic_m = jax.grad(critic_loss, has_aux=True)(state.critic_params)
-    updates, critic_opt_state = critic_tx.update(grads, state.critic_opt_state, state.critic_params)
-    critic_params = optax.apply_updates(state.critic_params, updates)
-    metrics = {f"critic/{k}": v for k, v in critic_m.items()}
-    metrics["critic/grad_norm"] = optax.tree.norm(grads)
+    state, metrics = archer.critic_update(state, critic_loss, tx=critic_tx, tau=hp.tau)
 
-    values = critic.apply({"params": critic_params}, obs, obs_mask, act, act_mask)
+    values = critic.apply({"params": state.critic_params}, obs, obs_mask, act, act_mask)
     advantage = losses.advantages(values.q1, values.q2, values.v1, values.v2)
     weight = losses.awr_weights(advantage, beta, max_weight)
 
@@ -71,14 +67,8 @@ def offline_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
 
     (loss, logp), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor_params)
     updates, actor_opt_state = actor_tx.update(grads, state.actor_opt_state, state.actor_params)
-    state = state.replace(
-        step=state.step + 1,
-        critic_params=critic_params,
-        critic_opt_state=critic_opt_state,
-        target_critic_params=optax.incremental_update(critic_params, state.target_critic_params, hp.tau),
-        actor_params=optax.apply_updates(state.actor_params, updates),
-        actor_opt_state=actor_opt_state,
-    )
+    state = state.replace(step=state.step + 1, actor_params=optax.apply_updates(state.actor_params, updates),
+                          actor_opt_state=actor_opt_state)
     metrics.update({
         "actor/awr_loss": loss,
         "actor/advantage_mean": jnp.mean(advantage),
@@ -113,10 +103,8 @@ def stage(run: Any) -> Stage:
     critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
 
     def prepare() -> None:  # a critic of kind 'actor' reads with the actor's (initial) weights
-        reset = jax.jit(functools.partial(archer.start_state, actor_tx=actor_tx, critic_tx=critic_tx,
-                                          critic_from_actor=c.critic.kind == "actor"),
-                        in_shardings=(run.state_shardings,), out_shardings=run.state_shardings, donate_argnums=0)
-        run.state = reset(run.state)
+        archer.transform_state(run, functools.partial(archer.start_state, actor_tx=actor_tx, critic_tx=critic_tx,
+                                                      critic_from_actor=c.critic.kind == "actor"))
 
     return bc.dataset_stage(run, "offline_archer", lambda shardings: make_offline_phase(
         actor=run.actor, critic=run.critic, hp=run.hp, bridge=run.bridge, critic_tx=critic_tx, actor_tx=actor_tx,
