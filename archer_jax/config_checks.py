@@ -43,13 +43,17 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                  "archer.actor_batch_size", "archer.actor_samples", "archer.actor_temperature", "archer.eval_size",
                  "archer.eval_every", "archer.tau", "actor.lr",
                  "critic.lr", "chai.candidates", "checkpoint_every", "data.num_episodes", "bc.steps",
-                 "bc.batch_size", "bc.lr"):
+                 "bc.batch_size", "bc.lr", "ppo.epochs", "ppo.batch_size", "ppo.clip", "ppo.value_clip",
+                 "ppo.kl_horizon"):
         _positive(config, path)
     for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
-                 "archer.temperature", "archer.kl_coef", "transcripts"):
+                 "archer.temperature", "archer.kl_coef", "transcripts", "ppo.kl_coef", "ppo.kl_target"):
         _positive(config, path, allow_zero=True)
     if not 0.0 <= config.archer.gamma <= 1.0:
         raise ConfigError(f"config.archer.gamma = {config.archer.gamma}: must lie in [0, 1]")
+    for path in ("ppo.gamma", "ppo.gae_lambda"):
+        if not 0.0 <= _get(config, path) <= 1.0:
+            raise ConfigError(f"config.{path} = {_get(config, path)}: must lie in [0, 1]")
     if not 0.0 < config.archer.tau <= 1.0:
         raise ConfigError(f"config.archer.tau = {config.archer.tau}: must lie in (0, 1]")
     if not 0.0 < config.offline.expectile < 1.0:

@@ -201,3 +201,73 @@ def token_value_loss(values: chex.Array, token_mask: chex.Array, target: chex.Ar
     chex.assert_equal_shape([values, token_mask])
     err = jnp.square(values - jax.lax.stop_gradient(target)[:, None])
     return jnp.sum(jnp.where(token_mask, err, 0.0)) / jnp.maximum(jnp.sum(token_mask), 1)
+
+
+def gae_advantages(rewards: chex.Array, values: chex.Array, mask: chex.Array, gamma: float,
+                   lam: float) -> jax.Array:
+    """Generalized advantage estimates over the real tokens of whole episodes, [B, S].
+
+    ``rewards``/``values``/``mask`` [B, S]: row b holds episode b's action tokens in the
+    order they were said (padding anywhere, ``mask`` False, is skipped: the token before
+    it bootstraps from the next real token). ``values[b, s]`` = V(state before token s).
+    A_s = delta_s + gamma * lam * A_next, delta_s = r_s + gamma * V_next - V_s, with
+    V_next = A_next = 0 after an episode's last real token (it ended). 0 at padding.
+    """
+    chex.assert_rank([rewards, values, mask], 2)
+    chex.assert_equal_shape([rewards, values, mask])
+    rewards = jax.lax.stop_gradient(rewards.astype(jnp.float32))
+    values = jax.lax.stop_gradient(values.astype(jnp.float32))
+
+    def step(carry: tuple[jax.Array, jax.Array], x: tuple[jax.Array, ...]) -> tuple[tuple[jax.Array, jax.Array],
+                                                                                   jax.Array]:
+        next_value, next_adv = carry
+        r, v, m = x
+        adv = r + gamma * next_value - v + gamma * lam * next_adv
+        carry = (jnp.where(m, v, next_value), jnp.where(m, adv, next_adv))
+        return carry, jnp.where(m, adv, 0.0)
+
+    zeros = jnp.zeros(rewards.shape[0], jnp.float32)
+    _, adv = jax.lax.scan(step, (zeros, zeros), (rewards.T, values.T, mask.T), reverse=True)
+    return adv.T
+
+
+def whiten(x: chex.Array, mask: chex.Array) -> jax.Array:
+    """(x - mean) / std over the entries where ``mask`` holds (0 elsewhere), a constant."""
+    chex.assert_equal_shape([x, mask])
+    x = jax.lax.stop_gradient(x.astype(jnp.float32))
+    n = jnp.maximum(jnp.sum(mask), 1)
+    mean = jnp.sum(jnp.where(mask, x, 0.0)) / n
+    var = jnp.sum(jnp.where(mask, jnp.square(x - mean), 0.0)) / n
+    return jnp.where(mask, (x - mean) * jax.lax.rsqrt(var + 1e-8), 0.0)
+
+
+def ppo_policy_loss(token_logp: chex.Array, old_token_logp: chex.Array, advantage: chex.Array,
+                    token_mask: chex.Array, clip: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """PPO's clipped surrogate, -mean over real tokens of
+    min(ratio * A, clip(ratio, 1 - clip, 1 + clip) * A), ratio = pi / pi_old per token
+    (all [B, T]; ``old_token_logp`` and ``advantage`` constants). Metrics: the fraction
+    of tokens the clip binds, and the k3 estimate of KL(pi_old || pi) per token."""
+    chex.assert_rank([token_logp, old_token_logp, advantage, token_mask], 2)
+    chex.assert_equal_shape([token_logp, old_token_logp, advantage, token_mask])
+    n = jnp.maximum(jnp.sum(token_mask), 1)
+    log_ratio = jnp.where(token_mask, token_logp - jax.lax.stop_gradient(old_token_logp), 0.0)
+    ratio = jnp.exp(log_ratio)
+    advantage = jax.lax.stop_gradient(advantage)
+    unclipped, clipped = -advantage * ratio, -advantage * jnp.clip(ratio, 1.0 - clip, 1.0 + clip)
+    loss = jnp.sum(jnp.where(token_mask, jnp.maximum(unclipped, clipped), 0.0)) / n
+    ratio, log_ratio = jax.lax.stop_gradient(ratio), jax.lax.stop_gradient(log_ratio)
+    return loss, {"clip_fraction": jnp.sum(token_mask & (clipped > unclipped)) / n,
+                  "approx_kl": jnp.sum(jnp.where(token_mask, ratio - 1.0 - log_ratio, 0.0)) / n}
+
+
+def ppo_value_loss(values: chex.Array, old_values: chex.Array, returns: chex.Array, token_mask: chex.Array,
+                   clip: float) -> jax.Array:
+    """PPO's clipped value loss, 0.5 * mean over real tokens of
+    max((V - R)^2, (V_old + clip(V - V_old, -clip, clip) - R)^2), all [B, T]
+    (``old_values`` and ``returns`` constants)."""
+    chex.assert_rank([values, old_values, returns, token_mask], 2)
+    chex.assert_equal_shape([values, old_values, returns, token_mask])
+    old_values, returns = jax.lax.stop_gradient(old_values), jax.lax.stop_gradient(returns)
+    clipped = old_values + jnp.clip(values - old_values, -clip, clip)
+    err = jnp.maximum(jnp.square(values - returns), jnp.square(clipped - returns))
+    return 0.5 * jnp.sum(jnp.where(token_mask, err, 0.0)) / jnp.maximum(jnp.sum(token_mask), 1)

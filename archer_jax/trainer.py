@@ -84,7 +84,7 @@ class Run:
     tokenizer: Any
     actor: Any
     critic: Any
-    baseline: Any  # the token-level baseline module (archer_baseline), else None
+    baseline: Any  # the token-level value module (algorithms.Algorithm.token_value), else None
     hp: archer.ArcherHParams
     state: train_state.ArcherState
     state_shardings: Any
@@ -98,7 +98,7 @@ class Run:
 
     @property
     def stage_names(self) -> tuple[str, ...]:
-        return algorithms.STAGE_NAMES[self.config.algorithm]
+        return algorithms.get(self.config.algorithm).stage_names
 
 
 # ----------------------------------------------------------------------------- setup
@@ -165,11 +165,12 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
 
     actor_tx = train_state.make_optimizer(config.actor.lr, config.actor.max_grad_norm)
     critic_tx = train_state.make_optimizer(config.critic.lr, config.critic.max_grad_norm)
-    baseline = value_heads.TokenValue(lm=actor) if config.algorithm == "archer_baseline" else None
+    algorithm = algorithms.get(config.algorithm)
+    baseline = value_heads.TokenValue(lm=actor) if algorithm.token_value else None
     state, state_shardings = train_state.create_state(
         jax.random.key(config.seed), actor=actor, critic=critic, actor_tx=actor_tx, critic_tx=critic_tx,
         mesh=mesh, rules=rules, actor_params=actor_params, critic_encoder_params=encoder_params,
-        reference=config.archer.kl_coef > 0, baseline=baseline,
+        reference=algorithm.reference(config), baseline=baseline,
         baseline_tx=archer.baseline_optimizer(config) if baseline is not None else None)
     capacity = _round_up(config.archer.capacity, mesh.shape["data"] * mesh.shape["fsdp"])
     buffer, buffer_shardings = replay.create_sharded(capacity, config.tokens.obs_len, config.tokens.action_len,
@@ -180,10 +181,12 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
         "state/actor_params": "config.actor.* (model size or checkpoint) changed",
         "state/critic_params": "config.critic.* (model size or checkpoint) changed",
         "state/target_critic_params": "config.critic.* (model size or checkpoint) changed",
-        "state/ref_actor_params": "config.archer.kl_coef changed between 0 and > 0",
-        "state/baseline_params": "config.algorithm changed to or from 'archer_baseline'",
+        "state/ref_actor_params": "the KL anchor (config.archer.kl_coef, config.ppo.kl_coef) changed between 0 and > 0",
+        "state/baseline_params": "config.algorithm changed between one with a token-level value model ("
+                                  + ", ".join(n for n, a in algorithms.ALGORITHMS.items() if a.token_value)
+                                  + ") and one without",
     })
-    progress = {"stage": algorithms.STAGE_NAMES[config.algorithm][0], "iteration": 0, "env_steps": 0,
+    progress = {"stage": algorithm.stage_names[0], "iteration": 0, "env_steps": 0,
                 "finished": []}
     restored = checkpointer.restore_latest(checkpointing.abstract_tree(state),
                                            checkpointing.abstract_tree(buffer))

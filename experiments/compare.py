@@ -52,9 +52,9 @@ def read_curve(workdir: str | Path) -> dict[str, Any]:
         raise CompareError(f"{workdir}: no run_info.jsonl; pass the --workdir of an experiments.run run")
     config = info[-1].get("config", {})
     algorithm = config.get("algorithm", "archer")
-    if algorithm not in algorithms.STAGE_NAMES:
+    if algorithm not in algorithms.ALGORITHMS:
         raise CompareError(f"{workdir}: unknown algorithm {algorithm!r}")
-    stage = algorithms.STAGE_NAMES[algorithm][-1]
+    stage = algorithms.ALGORITHMS[algorithm].stage_names[-1]
     path = workdir / "metrics.jsonl"
     if not path.exists():
         raise CompareError(f"{path}: no such file; has the run started?")

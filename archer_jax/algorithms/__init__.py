@@ -9,6 +9,7 @@ An algorithm is chosen by ``config.algorithm`` (``NAMES``).
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -47,30 +48,56 @@ class Stage:
     act: Callable[[], tuple[Any, Any]] | None = None
 
 
-# Each algorithm's stage names, in the order it runs them (checkpoint steps count stages
-# in this order, so a name never moves).
-STAGE_NAMES: dict[str, tuple[str, ...]] = {
-    "archer": ("bc", "archer"),
-    "archer_baseline": ("bc", "archer"),
-    "filtered_bc": ("bc", "filtered_bc"),
-    "chai": ("bc", "chai"),
-    "bc": ("bc",),
-    "offline_filtered_bc": ("offline_filtered_bc",),
-    "offline_archer": ("offline_archer",),
+@dataclasses.dataclass(frozen=True)
+class Algorithm:
+    """What the trainer needs to know of an algorithm before its stages exist.
+
+    ``stages``: "module:function" in this package, the function building the stages from
+    a ``trainer.Run``. ``stage_names``: their names, in the order it runs them
+    (checkpoint steps count stages in this order, so a name never moves).
+    ``token_value``: the run builds a ``value_heads.TokenValue`` on the actor's
+    architecture (``run.baseline``, ``state.baseline_params``). ``reference(config)``:
+    the state keeps a frozen copy of the actor (``state.ref_actor_params``, the policy a
+    KL term anchors to).
+    """
+
+    stages: str
+    stage_names: tuple[str, ...]
+    token_value: bool = False
+    reference: Callable[[Any], bool] = lambda config: False
+
+
+def _archer_kl(config: Any) -> bool:
+    return config.archer.kl_coef > 0
+
+
+ALGORITHMS: dict[str, Algorithm] = {
+    "archer": Algorithm("archer:stages", ("bc", "archer"), reference=_archer_kl),
+    "archer_baseline": Algorithm("archer:stages", ("bc", "archer"), token_value=True, reference=_archer_kl),
+    "ppo": Algorithm("ppo:stages", ("bc", "ppo"), token_value=True, reference=lambda config: config.ppo.kl_coef > 0),
+    "filtered_bc": Algorithm("filtered_bc:stages", ("bc", "filtered_bc")),
+    "chai": Algorithm("chai:stages", ("bc", "chai")),
+    "bc": Algorithm("bc:stages", ("bc",)),
+    "offline_filtered_bc": Algorithm("filtered_bc:offline_stages", ("offline_filtered_bc",)),
+    "offline_archer": Algorithm("offline_archer:stages", ("offline_archer",)),
 }
-NAMES = tuple(STAGE_NAMES)
+NAMES = tuple(ALGORITHMS)
+
+
+def get(name: str) -> Algorithm:
+    """The algorithm called ``name``; ValueError naming the valid ones otherwise."""
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; choose one of {NAMES}")
+    return ALGORITHMS[name]
 
 
 def stages(name: str, run: Any) -> list[Stage]:
     """The stages of algorithm ``name`` for ``run`` (a ``trainer.Run``), in the order of
-    ``STAGE_NAMES[name]``."""
-    from archer_jax.algorithms import archer, bc, chai, filtered_bc, offline_archer
-
-    builders = {"archer": archer.stages, "archer_baseline": archer.stages, "filtered_bc": filtered_bc.stages,
-                "chai": chai.stages, "bc": bc.stages,
-                "offline_filtered_bc": filtered_bc.offline_stages, "offline_archer": offline_archer.stages}
-    if name not in builders:
-        raise ValueError(f"unknown algorithm {name!r}; choose one of {NAMES}")
-    out = builders[name](run)
-    assert tuple(s.name for s in out) == STAGE_NAMES[name], (name, [s.name for s in out])
+    its ``stage_names``."""
+    algorithm = get(name)
+    module, function = algorithm.stages.split(":")
+    out = getattr(importlib.import_module(f"{__name__}.{module}"), function)(run)
+    names = tuple(s.name for s in out)
+    if names != algorithm.stage_names:
+        raise RuntimeError(f"algorithm {name!r} built stages {names}, but declares {algorithm.stage_names}")
     return out

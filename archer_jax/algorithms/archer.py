@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from archer_jax import critic_probe, losses, replay, sampling, train_state
+from archer_jax import critic_probe, losses, replay, rollout, sampling, train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage
 from archer_jax.train_state import ArcherState, step_key
@@ -375,29 +375,38 @@ def transform_state(run: Any, fn: Callable[[ArcherState], ArcherState]) -> None:
                         donate_argnums=0)(run.state)
 
 
-def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer], scores: Any = None,
-            act: Callable[[], tuple[Any, Any]] | None = None) -> dict[str, float]:
-    """``rollout_size`` trajectories of ``run``'s actor into its replay buffer (0-based
-    ``iteration`` picks the seeds): sampled, but for the ``greedy_rollouts`` fraction
-    of each batch, which is played greedily. ``scores``: the jitted ``critic_scores``,
+def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer] | None, scores: Any = None,
+            act: Callable[[], tuple[Any, Any]] | None = None, *,
+            temperature: float | None = None) -> tuple[dict[str, float], list[rollout.Rollout]]:
+    """``rollout_size`` trajectories of ``run``'s actor (0-based ``iteration`` picks the
+    seeds): sampled at ``config.archer.temperature``, but for the ``greedy_rollouts``
+    fraction of each batch, which is played greedily; or, given ``temperature``, all
+    sampled at it (on-policy for the policy pi_T). Returns the rollout metrics and the
+    batches played. ``insert``: the jitted ``replay.make_insert`` that adds them to the
+    replay buffer (None: they are not kept). ``scores``: the jitted ``critic_scores``,
     which probes the critic on the fresh turns before it trains on them
     (``probe_metrics``); None (an algorithm without a critic) probes nothing.
     ``act() -> (runner, params)``: who plays (the stage's ``act``); None = the actor."""
     c = run.config
     runner, params = act() if act else (run.runner, run.state.actor_params)
     batch = c.archer.rollout_batch
-    greedy = np.arange(batch) < round(c.archer.greedy_rollouts * batch)
-    temperatures = np.where(greedy, 0.0, c.archer.temperature)
-    returns, successes, turns, probe = [], [], 0, []
+    if temperature is None:
+        greedy = np.arange(batch) < round(c.archer.greedy_rollouts * batch)
+        temperatures = np.where(greedy, 0.0, c.archer.temperature)
+    else:
+        greedy, temperatures = np.zeros(batch, bool), np.full(batch, temperature)
+    returns, successes, turns, probe, results = [], [], 0, [], []
     rng = jax.random.fold_in(jax.random.key(c.seed + 1), iteration)
     for start in range(0, c.archer.rollout_size, batch):
         seeds = [c.seed * SEED_STRIDE + iteration * c.archer.rollout_size + start + i for i in range(batch)]
         rng, key = jax.random.split(rng)
         result = runner.run(params, seeds, key, temperatures)
+        results.append(result)
         transitions = replay.Transitions(**result.transitions)
         if scores is not None:
             probe.append((*scores(run.state, transitions), result.transitions["mc_return"], result.valid))
-        run.buffer = insert(run.buffer, transitions, result.valid)
+        if insert is not None:
+            run.buffer = insert(run.buffer, transitions, result.valid)
         returns.append(result.returns)
         successes.append(result.successes)
         turns += result.num_turns
@@ -415,7 +424,7 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
     if probe:
         q, v, mc_return, valid = (np.concatenate(x) for x in zip(*jax.device_get(probe)))
         row.update(probe_metrics(q[valid], v[valid], mc_return[valid]))
-    return row
+    return row, results
 
 
 def probe_metrics(q: np.ndarray, v: np.ndarray, mc_return: np.ndarray) -> dict[str, float]:
@@ -464,7 +473,7 @@ def stage(run: Any) -> Stage:
         scores = jax.jit(functools.partial(critic_scores, critic=run.critic, bridge=run.bridge))
 
         def iterate(k: int, clock: PhaseClock) -> dict[str, Any]:
-            row: dict[str, Any] = collect(run, k - 1, insert, scores)
+            row, _ = collect(run, k - 1, insert, scores)
             clock.lap("rollout")
             run.state, critic_m = critic(run.state, run.buffer)
             clock.lap("critic", critic_m)

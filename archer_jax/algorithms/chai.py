@@ -64,7 +64,7 @@ def stage(run: Any) -> Stage:
         scores = jax.jit(functools.partial(archer.critic_scores, critic=run.critic, bridge=run.bridge))
 
         def iterate(k: int, clock: PhaseClock) -> dict[str, Any]:
-            row: dict[str, Any] = archer.collect(run, k - 1, insert, scores, act)
+            row, _ = archer.collect(run, k - 1, insert, scores, act)
             clock.lap("rollout")
             run.state, metrics = critic(run.state, run.buffer)
             clock.lap("critic", metrics)

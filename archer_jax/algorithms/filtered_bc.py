@@ -92,7 +92,7 @@ def stage(run: Any) -> Stage:
         insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
 
         def iterate(k: int, clock: PhaseClock) -> Metrics:
-            row: Metrics = archer.collect(run, k - 1, insert)
+            row, _ = archer.collect(run, k - 1, insert)
             clock.lap("rollout")
             if k > c.archer.warmup_iter and c.archer.actor_epochs > 0:
                 run.state, metrics = phase(run.state, run.buffer)

@@ -49,7 +49,7 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     # from the BC actor, trained toward min Q with the critic's lr) | 'filtered_bc'
     # (online filtered BC, config.filtered_bc; its actor steps are ArCHer's actor's) |
     # 'chai' (ArCHer's critic, the actor frozen at BC, acting by the best of
-    # config.chai.candidates). Offline, on the BC data only, each with config.bc's
+    # config.chai.candidates) | 'ppo' (LMRL-Gym's token-level PPO, config.ppo). Offline, on the BC data only, each with config.bc's
     # budget: 'bc' | 'offline_filtered_bc' (config.filtered_bc) | 'offline_archer'
     # (IQL critic + AWR actor, config.offline).
     c.algorithm = "archer"
@@ -127,6 +127,21 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     # CHAI says the best of this many utterances sampled from the BC actor, by the
     # target critic's min(Q1, Q2) (the paper: 5).
     c.chai.candidates = 5
+
+    c.ppo = ml_collections.ConfigDict()  # 'ppo': LMRL-Gym's token-level PPO (its values)
+    # On-policy rollouts of config.archer (iterations, rollout_size, rollout_batch, the
+    # evaluations), all sampled at config.archer.actor_temperature; the actor trains at
+    # config.actor.lr, the token-level value model with config.critic's lr and clipping.
+    c.ppo.epochs = 4  # passes over each iteration's batch of turns
+    c.ppo.batch_size = 32  # turns per minibatch (each turn's tokens are the actions)
+    c.ppo.gamma = 1.0  # discount per token
+    c.ppo.gae_lambda = 0.95
+    c.ppo.clip = 0.2  # probability-ratio clip
+    c.ppo.value_clip = 0.2  # value clip around the values the batch was collected with
+    c.ppo.whiten = True  # advantages whitened over each batch
+    c.ppo.kl_coef = 0.001  # per-token reward penalty kl_coef * (log pi - log pi_BC)
+    c.ppo.kl_target = 0.0  # > 0: adapt kl_coef toward this KL(pi || pi_BC) in nats per utterance
+    c.ppo.kl_horizon = 10_000  # the adaptive controller's horizon, in episodes
 
     c.offline = ml_collections.ConfigDict()  # 'offline_archer' (OfflineArcher's values)
     c.offline.expectile = 0.9  # V's expectile of the target Q over the dataset's actions (0.5 = SARSA's mean)
@@ -234,5 +249,7 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
     c.archer.warmup_iter = 1
     c.archer.eval_every = 1
     c.archer.eval_size = 8
+    c.ppo.epochs = 2
+    c.ppo.batch_size = 8
     c.checkpoint_every = 1
     c.transcripts = 2
