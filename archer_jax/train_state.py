@@ -35,8 +35,9 @@ class ArcherState:
     # The policy ArCHer started from (the BC actor), the anchor of the actor's KL
     # penalty; None (no copy kept) unless create_state(reference=True).
     ref_actor_params: Any = None
-    # The token-level baseline (``value_heads.TokenValue``) and its optimizer state;
-    # None unless create_state(baseline=...) (ArCHer with a token-level baseline).
+    # A token-level value model (``value_heads.TokenValue``) and its optimizer state:
+    # ArCHer's token-level baseline, PPO's value function; None unless
+    # create_state(baseline=...) (``algorithms.Algorithm.token_value``).
     baseline_params: Any = None
     baseline_opt_state: Any = None
 

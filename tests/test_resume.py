@@ -256,13 +256,14 @@ def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(uninterrup
     _assert_same_run(tmp_path, uninterrupted)
 
 
-def _assert_same_run(got_dir: Path, want_dir: Path) -> None:
+def _assert_same_run(got_dir: Path, want_dir: Path, *, uses_buffer: bool = True) -> None:
     """The same final checkpoint (state, buffer, progress), metrics rows and transcripts."""
     want, got = _final(want_dir), _final(got_dir)
     assert got[0] == want[0]
     _assert_trees_equal(got[1], want[1], "train state")
     _assert_trees_equal(got[2], want[2], "replay buffer")
-    assert int(got[2]["size"]) > 0 and got[3] == want[3]  # progress: stage, iteration, env steps, finished
+    assert (int(got[2]["size"]) > 0) == uses_buffer  # PPO learns on-policy: its replay buffer stays empty
+    assert got[3] == want[3]  # progress: stage, iteration, env steps, finished (PPO: its KL coefficient)
     assert [_without_timing(r) for r in _rows(got_dir)] == [_without_timing(r) for r in _rows(want_dir)]
     transcripts = sorted(p.name for p in (want_dir / "transcripts").iterdir())
     assert sorted(p.name for p in (got_dir / "transcripts").iterdir()) == transcripts
@@ -298,3 +299,20 @@ def test_online_filtered_bc_killed_resumes_to_the_uninterrupted_result(env, tmp_
     _finish(_launch(interrupted, env, overrides))
     assert _final(interrupted)[0] == S + 6
     _assert_same_run(interrupted, uninterrupted)
+
+
+def test_ppo_killed_resumes_to_the_uninterrupted_result(env, tmp_path):
+    """The same for PPO: its value model, both optimizer states and its adaptive KL
+    coefficient (kept in the progress) survive a kill -9 between checkpoints."""
+    overrides = ("--config.algorithm=ppo", "--config.ppo.kl_target=0.5", "--config.bc.iterations=2",
+                 "--config.archer.iterations=6", f"--config.archer.eval_every={EVAL_EVERY}",
+                 "--config.checkpoint_every=3")
+    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
+    _finish(_launch(uninterrupted, env, overrides))
+    _sigkill_at(interrupted, env, "ppo", 4, checkpoint=S + 3, overrides=overrides)
+    assert _steps(interrupted)[-1] == S + 3 and _logged(interrupted, "ppo") == [0, 1, 2, 3]
+    _finish(_launch(interrupted, env, overrides))
+    assert _final(interrupted)[0] == S + 6
+    _assert_same_run(interrupted, uninterrupted, uses_buffer=False)
+    kl_coefs = [r["ppo/kl_coef"] for r in _rows(uninterrupted) if r["stage"] == "ppo" and r["iteration"] > 0]
+    assert len(set(kl_coefs)) == len(kl_coefs)  # it adapted every iteration

@@ -263,7 +263,7 @@ def test_probe_metrics_by_hand():
     ("archer.greedy_rollouts", -0.5, "config.archer.greedy_rollouts = -0.5: a fraction in [0, 1]"),
     ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),
-    ("algorithm", "ppo2", "config.algorithm = 'ppo2': choose one of ('archer', 'archer_baseline', 'filtered_bc', "),
+    ("algorithm", "ppo2", "config.algorithm = 'ppo2': choose one of ('archer', 'archer_baseline', 'ppo', 'filtered_bc', "),
     ("filtered_bc.top_fraction", 0.0, "config.filtered_bc.top_fraction = 0.0: a fraction in (0, 1]"),
     ("env.num_items", 500, "config.env.num_items = 500: must lie in [1, 100] for task 'guess_city'"),
     ("mesh.shape", (3, 1, 1), "config.mesh.shape = (3, 1, 1): mesh_shape [3, 1, 1] needs 3 devices but 8 are"),
