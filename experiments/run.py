@@ -43,7 +43,8 @@ def resolve_config_path(argv: list[str]) -> list[str]:
 
 def unknown_overrides(argv: list[str]) -> list[str]:
     """Messages for ``--config.a.b=...`` overrides that name no config field (ml_collections
-    would otherwise fail with a bare AttributeError)."""
+    would otherwise fail with a bare AttributeError), or a field of another algorithm than
+    the run's (``algorithms.foreign_field``: it would be ignored silently)."""
     spec = next((a[len("--config="):] for a in argv if a.startswith("--config=")), None)
     if spec is None:
         return []
@@ -57,11 +58,17 @@ def unknown_overrides(argv: list[str]) -> list[str]:
         config = module.get_config(variant or None)
     except ValueError as e:
         return [f"--config={spec}: {e}"]
+    from archer_jax import algorithms
+
+    overrides = [a for a in argv if a.startswith("--config.")]
+    algorithm = next((a.split("=", 1)[1] for a in overrides if a.split("=", 1)[0] == "--config.algorithm"),
+                     config.get("algorithm"))
     problems = []
-    for a in argv:
-        if not a.startswith("--config."):
-            continue
+    for a in overrides:
         field = a[len("--config."):].split("=", 1)[0]
+        if why := algorithms.foreign_field(algorithm, field):
+            problems.append(f"{a}: {why}")
+            continue
         node = config
         for i, part in enumerate(field.split(".")):
             if not hasattr(node, "keys") or part not in node:

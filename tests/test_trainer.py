@@ -306,6 +306,14 @@ def test_command_line_errors_are_one_message(tmp_path):
     out = _run(tmp_path, "--config.archer.nope=1", timeout=120)
     assert out.returncode == 2
     assert "unknown config field 'config.archer.nope'" in out.stderr and "Traceback" not in out.stderr
+    # A field another algorithm reads would be ignored: refused, naming who reads it.
+    out = _run(tmp_path, "--config.ppo.epochs=2", timeout=120)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "config.ppo is read by 'ppo' only, and config.algorithm is 'archer'" in out.stderr
+    assert "--config.algorithm=ppo" in out.stderr
+    out = _run(tmp_path, "--config.filtered_bc.top_fraction=0.2", "--config.algorithm=offline_archer", timeout=120)
+    assert out.returncode == 2 and "read by 'filtered_bc' and 'offline_filtered_bc' only" in out.stderr
+    assert not (tmp_path / "metrics.jsonl").exists()
     out = _run(tmp_path, "--config.actor.checkpoint=/no/such/folder", timeout=300)
     assert out.returncode == 2
     assert out.stderr.strip().startswith("error: config.actor.checkpoint") and "Traceback" not in out.stderr

@@ -55,14 +55,16 @@ class Algorithm:
     ``stages``: "module:function" in this package, the function building the stages from
     a ``trainer.Run``. ``stage_names``: their names, in the order it runs them
     (checkpoint steps count stages in this order, so a name never moves).
-    ``token_value``: the run builds a ``value_heads.TokenValue`` on the actor's
-    architecture (``run.baseline``, ``state.baseline_params``). ``reference(config)``:
-    the state keeps a frozen copy of the actor (``state.ref_actor_params``, the policy a
-    KL term anchors to).
+    ``config_blocks``: the config blocks only some algorithms read, and this one does
+    (a run of another algorithm refuses their fields). ``token_value``: the run builds a
+    ``value_heads.TokenValue`` on the actor's architecture (``run.baseline``,
+    ``state.baseline_params``). ``reference(config)``: the state keeps a frozen copy of
+    the actor (``state.ref_actor_params``, the policy a KL term anchors to).
     """
 
     stages: str
     stage_names: tuple[str, ...]
+    config_blocks: tuple[str, ...] = ()
     token_value: bool = False
     reference: Callable[[Any], bool] = lambda config: False
 
@@ -74,14 +76,26 @@ def _archer_kl(config: Any) -> bool:
 ALGORITHMS: dict[str, Algorithm] = {
     "archer": Algorithm("archer:stages", ("bc", "archer"), reference=_archer_kl),
     "archer_baseline": Algorithm("archer:stages", ("bc", "archer"), token_value=True, reference=_archer_kl),
-    "ppo": Algorithm("ppo:stages", ("bc", "ppo"), token_value=True, reference=lambda config: config.ppo.kl_coef > 0),
-    "filtered_bc": Algorithm("filtered_bc:stages", ("bc", "filtered_bc")),
-    "chai": Algorithm("chai:stages", ("bc", "chai")),
+    "ppo": Algorithm("ppo:stages", ("bc", "ppo"), ("ppo",), token_value=True, reference=lambda config: config.ppo.kl_coef > 0),
+    "filtered_bc": Algorithm("filtered_bc:stages", ("bc", "filtered_bc"), ("filtered_bc",)),
+    "chai": Algorithm("chai:stages", ("bc", "chai"), ("chai",)),
     "bc": Algorithm("bc:stages", ("bc",)),
-    "offline_filtered_bc": Algorithm("filtered_bc:offline_stages", ("offline_filtered_bc",)),
-    "offline_archer": Algorithm("offline_archer:stages", ("offline_archer",)),
+    "offline_filtered_bc": Algorithm("filtered_bc:offline_stages", ("offline_filtered_bc",), ("filtered_bc",)),
+    "offline_archer": Algorithm("offline_archer:stages", ("offline_archer",), ("offline",)),
 }
 NAMES = tuple(ALGORITHMS)
+
+
+def foreign_field(name: str, field: str) -> str | None:
+    """Why algorithm ``name`` refuses the config field ``field`` ("ppo.epochs"): it sits in
+    a block other algorithms read and ``name`` does not; None when it may be set."""
+    block = field.split(".")[0]
+    readers = [n for n, a in ALGORITHMS.items() if block in a.config_blocks]
+    if not readers or name not in ALGORITHMS or block in ALGORITHMS[name].config_blocks:
+        return None
+    fix = f"--config.algorithm={readers[0]}" if len(readers) == 1 else f"config.algorithm to one of {readers}"
+    return (f"config.{block} is read by {' and '.join(repr(r) for r in readers)} only, and config.algorithm is "
+            f"{name!r}; drop the field, or set {fix}")
 
 
 def get(name: str) -> Algorithm:
