@@ -20,6 +20,7 @@ from archer_jax.envs.question_game import (
     OBSERVATION_HEADER,
     BatchedQuestionGame,
     QuestionTask,
+    format_observation,
 )
 
 
@@ -86,3 +87,10 @@ def corpus(task: QuestionTask) -> Iterator[str]:
         answers = task.oracle.answer([item] * len(questions), questions)
         for question, answer in zip(questions, answers):
             yield f"{question} {answer}\n"
+
+
+def one_turn_observation(task: QuestionTask) -> str:
+    """The shortest observation that holds one whole turn: the header, the task's shortest
+    pooled question and the oracle's answer to it about the first hidden item."""
+    question = min(spec(task.name).question_pool(), key=len)
+    return format_observation([(question, task.oracle.answer([task.items[0]], [question])[0])])

@@ -143,6 +143,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     rules = config.mesh.rules
     task = tasks.make_task(config.task, max_turns=config.env.max_turns, num_items=config.env.num_items)
     tokenizer = _actor_tokenizer(config, workdir, task)
+    one_turn = tokenizer(tasks.one_turn_observation(task), add_special_tokens=False)["input_ids"]
+    config_checks.check_observation_window(config, len(one_turn))
     if config.env.oracle == "lm":
         # After the tokenizer: a from-scratch vocabulary comes from the KB's answers.
         task = task.with_oracle(lm_oracle.make_lm_oracle(config.task, config.env.oracle_checkpoint, mesh=mesh))
