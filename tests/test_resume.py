@@ -287,32 +287,21 @@ def test_the_uninterrupted_run_compiles_only_in_its_first_iterations(uninterrupt
     assert [r["time/compiles"] for r in archer[2:]] == [0] * (ARCHER_ITERATIONS - 1)
 
 
-def test_online_filtered_bc_killed_resumes_to_the_uninterrupted_result(env, tmp_path):
-    """The same for another algorithm's online stage (filtered BC): its buffer selection and
-    optimizer state survive a kill -9 between checkpoints."""
-    overrides = ("--config.algorithm=filtered_bc", "--config.bc.iterations=2", "--config.archer.iterations=6",
+@pytest.mark.parametrize("algorithm, extra", [("filtered_bc", ()), ("ppo", ("--config.ppo.kl_target=0.5",))])
+def test_other_online_algorithms_killed_resume_to_the_uninterrupted_result(algorithm, extra, env, tmp_path):
+    """The same for other algorithms' online stages: filtered BC's buffer selection and
+    optimizer state; PPO's value model, both optimizer states and its adaptive KL
+    coefficient (kept in the progress; PPO learns on-policy, its buffer stays empty)
+    survive a kill -9 between checkpoints."""
+    overrides = (f"--config.algorithm={algorithm}", *extra, "--config.bc.iterations=2", "--config.archer.iterations=6",
                  f"--config.archer.eval_every={EVAL_EVERY}", "--config.checkpoint_every=3")
     uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
     _finish(_launch(uninterrupted, env, overrides))
-    _sigkill_at(interrupted, env, "filtered_bc", 4, checkpoint=S + 3, overrides=overrides)
-    assert _steps(interrupted)[-1] == S + 3 and _logged(interrupted, "filtered_bc") == [0, 1, 2, 3]
+    _sigkill_at(interrupted, env, algorithm, 4, checkpoint=S + 3, overrides=overrides)
+    assert _steps(interrupted)[-1] == S + 3 and _logged(interrupted, algorithm) == [0, 1, 2, 3]
     _finish(_launch(interrupted, env, overrides))
     assert _final(interrupted)[0] == S + 6
-    _assert_same_run(interrupted, uninterrupted)
-
-
-def test_ppo_killed_resumes_to_the_uninterrupted_result(env, tmp_path):
-    """The same for PPO: its value model, both optimizer states and its adaptive KL
-    coefficient (kept in the progress) survive a kill -9 between checkpoints."""
-    overrides = ("--config.algorithm=ppo", "--config.ppo.kl_target=0.5", "--config.bc.iterations=2",
-                 "--config.archer.iterations=6", f"--config.archer.eval_every={EVAL_EVERY}",
-                 "--config.checkpoint_every=3")
-    uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
-    _finish(_launch(uninterrupted, env, overrides))
-    _sigkill_at(interrupted, env, "ppo", 4, checkpoint=S + 3, overrides=overrides)
-    assert _steps(interrupted)[-1] == S + 3 and _logged(interrupted, "ppo") == [0, 1, 2, 3]
-    _finish(_launch(interrupted, env, overrides))
-    assert _final(interrupted)[0] == S + 6
-    _assert_same_run(interrupted, uninterrupted, uses_buffer=False)
-    kl_coefs = [r["ppo/kl_coef"] for r in _rows(uninterrupted) if r["stage"] == "ppo" and r["iteration"] > 0]
-    assert len(set(kl_coefs)) == len(kl_coefs)  # it adapted every iteration
+    _assert_same_run(interrupted, uninterrupted, uses_buffer=algorithm != "ppo")
+    if algorithm == "ppo":
+        kl_coefs = [r["ppo/kl_coef"] for r in _rows(uninterrupted) if r["stage"] == "ppo" and r["iteration"] > 0]
+        assert len(set(kl_coefs)) == len(kl_coefs)  # it adapted every iteration
