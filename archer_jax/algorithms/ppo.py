@@ -165,8 +165,8 @@ def ppo_phase(state: ArcherState, data: dict[str, jax.Array], kl_coef: jax.Array
         state, sums, count = carry
         idx, real = x
         real = real & said[idx]
-        state, metrics = jax.lax.cond(jnp.any(real), update, lambda s, i, r: (s, zero_metrics), state, idx, real)
         ran = jnp.any(real)
+        state, metrics = jax.lax.cond(ran, update, lambda s, i, r: (s, zero_metrics), state, idx, real)
         sums = jax.tree.map(lambda acc, m: acc + jnp.where(ran, m, 0.0), sums, metrics)
         return (state, sums, count + ran), None
 
@@ -187,7 +187,6 @@ def ppo_phase(state: ArcherState, data: dict[str, jax.Array], kl_coef: jax.Array
                    "ppo/value_mean": jnp.sum(jnp.where(mask, old_values, 0.0)) / tokens,
                    "ppo/return_mean": jnp.sum(returns) / tokens,
                    "ppo/advantage_std": jnp.sqrt(jnp.sum(jnp.square(adv)) / tokens)}
-
 
 
 def make_ppo_phase(*, actor: nn.Module, value: nn.Module, hp: PPOHParams, tx: optax.GradientTransformation,
