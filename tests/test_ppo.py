@@ -183,6 +183,14 @@ def test_the_first_minibatch_of_a_phase_is_on_policy():
     assert int(metrics["ppo/updates"]) == 1
     assert float(metrics["ppo/clip_fraction"]) == 0.0 and abs(float(metrics["ppo/approx_kl"])) < 1e-7
     chex.assert_trees_all_close(jax.device_get(new.actor_params), jax.device_get(actor_params))
+    # The advantage metrics describe GAE's estimates before whitening: one token per turn,
+    # so each episode's tokens are its turns, valued by the value model turn by turn.
+    values = value.apply({"params": value_params}, *(jnp.asarray(data[k].reshape(8, -1))
+                                                      for k in ("obs", "obs_mask", "action", "action_mask")))
+    adv = np.asarray(losses.gae_advantages(data["reward"], values.reshape(4, 2), data["valid"], 1.0, 0.95))
+    said = adv[data["valid"]]
+    np.testing.assert_allclose(float(metrics["ppo/advantage_mean"]), said.mean(), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(float(metrics["ppo/advantage_std"]), said.std(), rtol=1e-4, atol=1e-6)
 
 
 def test_ppo_runs_in_the_trainer_from_the_bc_actor(tmp_path):

@@ -182,11 +182,13 @@ def ppo_phase(state: ArcherState, data: dict[str, jax.Array], kl_coef: jax.Array
     metrics = jax.tree.map(lambda s: s / jnp.maximum(count, 1), sums)
     tokens = jnp.maximum(jnp.sum(mask), 1)
     turns = jnp.maximum(jnp.sum(said), 1)
+    adv_mean = jnp.sum(jnp.where(mask, adv, 0.0)) / tokens  # GAE's, before whitening
     return state, {**metrics, "ppo/updates": count,
                    "ppo/kl_ref": jnp.sum(kl) / turns,  # nats of log pi_old - log pi_ref per utterance
                    "ppo/value_mean": jnp.sum(jnp.where(mask, old_values, 0.0)) / tokens,
                    "ppo/return_mean": jnp.sum(returns) / tokens,
-                   "ppo/advantage_std": jnp.sqrt(jnp.sum(jnp.square(adv)) / tokens)}
+                   "ppo/advantage_mean": adv_mean,
+                   "ppo/advantage_std": jnp.sqrt(jnp.sum(jnp.where(mask, jnp.square(adv - adv_mean), 0.0)) / tokens)}
 
 
 def make_ppo_phase(*, actor: nn.Module, value: nn.Module, hp: PPOHParams, tx: optax.GradientTransformation,
