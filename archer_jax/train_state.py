@@ -29,7 +29,9 @@ class ArcherState:
     rng: jax.Array  # uint32 [2] raw key data; steps fold in ``step`` for fresh randomness
     actor_params: Any
     actor_opt_state: Any
-    critic_params: Any  # {'encoder', 'q1', 'q2', 'v1', 'v2'}
+    # {'encoder', 'q1', 'q2', 'v1', 'v2'}; the three critic fields are None when the state
+    # is created without a critic (an algorithm that trains none).
+    critic_params: Any
     critic_opt_state: Any
     target_critic_params: Any  # Polyak average of critic_params
     # The policy ArCHer started from (the BC actor), the anchor of the actor's KL
@@ -57,7 +59,7 @@ def step_key(state: ArcherState) -> jax.Array:
 
 
 def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *, actor: nn.Module,
-                critic: nn.Module, actor_tx: optax.GradientTransformation,
+                critic: nn.Module | None, actor_tx: optax.GradientTransformation,
                 critic_tx: optax.GradientTransformation, reference: bool = False, baseline: nn.Module | None = None,
                 baseline_tx: optax.GradientTransformation | None = None) -> ArcherState:
     """The state, boxed (nn.Partitioned) wherever params come from a random init.
@@ -70,7 +72,7 @@ def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *
     ids, mask = layers.token_init_inputs()
     if actor_params is None:
         actor_params = actor.init(k_actor, ids, mask)["params"]
-    critic_params = critic.init(k_critic, ids, mask, ids, mask)["params"]
+    critic_params = critic.init(k_critic, ids, mask, ids, mask)["params"] if critic is not None else None
     if critic_encoder_params is not None:
         critic_params = {**critic_params, "encoder": critic_encoder_params}
     baseline_params = baseline.init(k_baseline, ids, mask, ids, mask)["params"] if baseline is not None else None
@@ -80,7 +82,7 @@ def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *
         actor_params=actor_params,
         actor_opt_state=actor_tx.init(actor_params),
         critic_params=critic_params,
-        critic_opt_state=critic_tx.init(critic_params),
+        critic_opt_state=critic_tx.init(critic_params) if critic is not None else None,
         # A real copy: the target must not alias the online critic's buffers, or
         # donating the state would hand XLA one buffer twice.
         target_critic_params=jax.tree.map(jnp.copy, critic_params),
@@ -94,9 +96,9 @@ def create_state(
     rng: jax.Array,
     *,
     actor: nn.Module,
-    critic: nn.Module,
+    critic: nn.Module | None,
     actor_tx: optax.GradientTransformation,
-    critic_tx: optax.GradientTransformation,
+    critic_tx: optax.GradientTransformation | None,
     mesh: Mesh,
     rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
     actor_params: Any = None,
@@ -111,6 +113,7 @@ def create_state(
     pretrained, unboxed param trees (e.g. ``load_pretrained(...).params``) with the
     structure of a random init; None means random init. The critic's heads always
     start from random init; the target critic starts as an exact copy of the critic.
+    ``critic`` None: no critic (its three fields None, ``critic_encoder_params`` unused).
     ``reference``: also keep a frozen copy of the actor (``ref_actor_params``) for a KL
     penalty. ``baseline`` / ``baseline_tx``: a token-level value module
     (``value_heads.TokenValue``) to keep, with its optimizer.
@@ -130,8 +133,11 @@ def create_state(
     abstract = jax.eval_shape(init, rng, None, None)
     shardings = sharding_lib.tree_shardings(abstract, mesh, rules)
     abstract = nn.meta.unbox(abstract)
+    if critic is None and critic_encoder_params is not None:
+        raise ValueError("create_state: critic_encoder_params given without a critic")
     for name, given, expected in (("actor_params", actor_params, abstract.actor_params),
-                                  ("critic_encoder_params", critic_encoder_params, abstract.critic_params["encoder"])):
+                                  ("critic_encoder_params", critic_encoder_params,
+                                   abstract.critic_params and abstract.critic_params["encoder"])):
         if given is not None and jax.tree.structure(given) != jax.tree.structure(expected):
             raise ValueError(f"create_state: {name} do not match the model's param tree; "
                              f"expected {jax.tree.structure(expected)}, got {jax.tree.structure(given)}")

@@ -83,7 +83,7 @@ class Run:
     task: Any
     tokenizer: Any
     actor: Any
-    critic: Any
+    critic: Any  # the utterance-level DoubleCritic (algorithms.Algorithm.critic), else None
     baseline: Any  # the token-level value module (algorithms.Algorithm.token_value), else None
     hp: archer.ArcherHParams
     state: train_state.ArcherState
@@ -93,7 +93,7 @@ class Run:
     checkpointer: checkpointing.Checkpointer
     logger: metrics.MetricsLogger
     runner: rollout.RolloutRunner
-    bridge: Any
+    bridge: Any  # actor ids -> the critic's (token_bridge), None without a critic
     progress: dict[str, Any]
 
     @property
@@ -148,13 +148,16 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     if config.env.oracle == "lm":
         # After the tokenizer: a from-scratch vocabulary comes from the KB's answers.
         task = task.with_oracle(lm_oracle.make_lm_oracle(config.task, config.env.oracle_checkpoint, mesh=mesh))
+    algorithm = algorithms.get(config.algorithm)
     actor, actor_params = registry.build_actor(config, tokenizer, mesh)
-    critic, encoder_params, critic_tokenizer = registry.build_critic(config, actor, tokenizer, mesh)
-    add_bos = bool(config.critic.checkpoint)  # a pretrained RoBERTa expects <s> first
-    bridge = token_bridge.make_bridge(tokenizer, critic_tokenizer, add_bos=add_bos,
-                                      actor_vocab_size=actor.config.vocab_size)
-    config_checks.check_context_lengths(config, actor.config.max_positions,
-                                        getattr(critic.encoder.config, "max_positions", None),
+    critic = encoder_params = bridge = None
+    add_bos = bool(config.critic.checkpoint) and algorithm.critic  # a pretrained RoBERTa expects <s> first
+    if algorithm.critic:
+        critic, encoder_params, critic_tokenizer = registry.build_critic(config, actor, tokenizer, mesh)
+        bridge = token_bridge.make_bridge(tokenizer, critic_tokenizer, add_bos=add_bos,
+                                          actor_vocab_size=actor.config.vocab_size)
+    critic_positions = getattr(critic.encoder.config, "max_positions", None) if critic is not None else None
+    config_checks.check_context_lengths(config, actor.config.max_positions, critic_positions,
                                         bridge_extra=int(add_bos))
     pad_id = _pad_id(tokenizer)
     hp = archer.ArcherHParams(
@@ -167,7 +170,6 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
 
     actor_tx = train_state.make_optimizer(config.actor.lr, config.actor.max_grad_norm)
     critic_tx = train_state.make_optimizer(config.critic.lr, config.critic.max_grad_norm)
-    algorithm = algorithms.get(config.algorithm)
     baseline = value_heads.TokenValue(lm=actor) if algorithm.token_value else None
     state, state_shardings = train_state.create_state(
         jax.random.key(config.seed), actor=actor, critic=critic, actor_tx=actor_tx, critic_tx=critic_tx,
@@ -181,8 +183,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     checkpointer = checkpointing.Checkpointer(workdir, read_only=read_only, config_hints={
         "buffer": "config.archer.capacity or config.tokens.* changed",
         "state/actor_params": "config.actor.* (model size or checkpoint) changed",
-        "state/critic_params": "config.critic.* (model size or checkpoint) changed",
-        "state/target_critic_params": "config.critic.* (model size or checkpoint) changed",
+        "state/critic_params": _CRITIC_HINT,
+        "state/target_critic_params": _CRITIC_HINT,
         "state/ref_actor_params": "the KL anchor (config.archer.kl_coef, config.ppo.kl_coef) changed between 0 and > 0",
         "state/baseline_params": "config.algorithm changed between one with a token-level value model ("
                                   + ", ".join(n for n, a in algorithms.ALGORITHMS.items() if a.token_value)
@@ -205,6 +207,11 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
                                    enabled=jax.process_index() == 0)
     return Run(config, workdir, mesh, task, tokenizer, actor, critic, baseline, hp, state, state_shardings, buffer,
                buffer_shardings, checkpointer, logger, runner, bridge, progress)
+
+
+_CRITIC_HINT = ("config.critic.* (model size or checkpoint) changed, or config.algorithm changed between one with "
+                "an utterance-level critic (" + ", ".join(n for n, a in algorithms.ALGORITHMS.items() if a.critic)
+                + ") and one without")
 
 
 def _round_up(n: int, multiple: int) -> int:

@@ -296,8 +296,14 @@ def open_run() -> Any:
     from archer_jax import checkpointing, trainer  # heavy: after the flags parsed
 
     try:
-        workdir = check_workdir(run_cli._WORKDIR.value)
         config = run_cli._CONFIG.value
+        from archer_jax import algorithms
+        algorithm = algorithms.ALGORITHMS.get(config.algorithm) if config is not None else None
+        if algorithm is not None and not algorithm.critic:  # (an unknown one: trainer.setup says so)
+            critics = [n for n, a in algorithms.ALGORITHMS.items() if a.critic]
+            raise ProbeError(f"config.algorithm = {config.algorithm!r} trains no utterance-level critic, so there is "
+                             f"none to probe; the probe reads runs of {critics}")
+        workdir = check_workdir(run_cli._WORKDIR.value)
         if not config.actor.checkpoint and not (workdir / "tokenizer" / "tokenizer.json").is_file():
             raise ProbeError(f"{workdir / 'tokenizer'}: the run's word tokenizer is missing (config.actor.checkpoint "
                              "is empty, so the run built one there); without it the actor's ids mean nothing")

@@ -212,6 +212,9 @@ def test_ppo_runs_in_the_trainer_from_the_bc_actor(tmp_path):
     assert run.progress["finished"] == ["bc", "ppo"]
     # The value model and the KL anchor started from the BC actor; the actor moved away.
     assert run.state.baseline_params is not None and run.state.ref_actor_params is not None
+    # PPO has no utterance-level critic: none is built, allocated or checkpointed.
+    assert run.critic is None and run.bridge is None
+    assert run.state.critic_params is None and run.state.target_critic_params is None
     assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, jax.device_get(run.state.actor_params),
                                                 jax.device_get(run.state.ref_actor_params))))
 

@@ -154,7 +154,9 @@ def test_bad_inputs_get_one_message_and_exit_code_2(tmp_path):
     for args, named in (([SMOKE, f"--workdir={a_file}"], str(a_file)),
                         ([SMOKE, f"--workdir={no_checkpoint}"], str(no_checkpoint / "checkpoints")),
                         ([f"--workdir={no_checkpoint}"], "--config=<task>.py:variant is required"),
-                        ([SMOKE, f"--workdir={no_checkpoint}", "--samples=1"], "--samples=1: must be >= 2")):
+                        ([SMOKE, f"--workdir={no_checkpoint}", "--samples=1"], "--samples=1: must be >= 2"),
+                        ([SMOKE, f"--workdir={no_checkpoint}", "--config.algorithm=ppo"],
+                         "config.algorithm = 'ppo' trains no utterance-level critic")):
         out = _probe(*args, timeout=120)
         assert out.returncode == 2, (args, out.stderr[-2000:])
         assert out.stderr.startswith("error: ") and named in out.stderr, out.stderr

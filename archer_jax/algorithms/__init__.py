@@ -59,7 +59,10 @@ class Algorithm:
     (a run of another algorithm refuses their fields). ``token_value``: the run builds a
     ``value_heads.TokenValue`` on the actor's architecture (``run.baseline``,
     ``state.baseline_params``). ``reference(config)``: the state keeps a frozen copy of
-    the actor (``state.ref_actor_params``, the policy a KL term anchors to).
+    the actor (``state.ref_actor_params``, the policy a KL term anchors to). ``critic``:
+    the run builds the utterance-level critic of ``config.critic`` (``run.critic``,
+    ``run.bridge``, the state's critic and target critic); without it those are None
+    and nothing of the critic is loaded or allocated.
     """
 
     stages: str
@@ -67,6 +70,7 @@ class Algorithm:
     config_blocks: tuple[str, ...] = ()
     token_value: bool = False
     reference: Callable[[Any], bool] = lambda config: False
+    critic: bool = True
 
 
 def _archer_kl(config: Any) -> bool:
@@ -76,11 +80,13 @@ def _archer_kl(config: Any) -> bool:
 ALGORITHMS: dict[str, Algorithm] = {
     "archer": Algorithm("archer:stages", ("bc", "archer"), reference=_archer_kl),
     "archer_baseline": Algorithm("archer:stages", ("bc", "archer"), token_value=True, reference=_archer_kl),
-    "ppo": Algorithm("ppo:stages", ("bc", "ppo"), ("ppo",), token_value=True, reference=lambda config: config.ppo.kl_coef > 0),
-    "filtered_bc": Algorithm("filtered_bc:stages", ("bc", "filtered_bc"), ("filtered_bc",)),
+    "ppo": Algorithm("ppo:stages", ("bc", "ppo"), ("ppo",), token_value=True,
+                     reference=lambda config: config.ppo.kl_coef > 0, critic=False),
+    "filtered_bc": Algorithm("filtered_bc:stages", ("bc", "filtered_bc"), ("filtered_bc",), critic=False),
     "chai": Algorithm("chai:stages", ("bc", "chai"), ("chai",)),
-    "bc": Algorithm("bc:stages", ("bc",)),
-    "offline_filtered_bc": Algorithm("filtered_bc:offline_stages", ("offline_filtered_bc",), ("filtered_bc",)),
+    "bc": Algorithm("bc:stages", ("bc",), critic=False),
+    "offline_filtered_bc": Algorithm("filtered_bc:offline_stages", ("offline_filtered_bc",), ("filtered_bc",),
+                                     critic=False),
     "offline_archer": Algorithm("offline_archer:stages", ("offline_archer",), ("offline",)),
 }
 NAMES = tuple(ALGORITHMS)
