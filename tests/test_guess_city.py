@@ -62,6 +62,49 @@ FACTS = [
 ]
 
 
+# Questions whose proposition names a place inside other words, in an LM questioner's
+# phrasing: the oracle answers the proposition, not the nearest keyword (it once said
+# "Yes, the city is in Australia." to the first).
+FACTS += [
+    ("Sydney", "Is your city the capital of Australia?", "No, it is not the capital of its country."),
+    ("Mexico City", "Is your city located near the Gulf of Mexico?",
+     "No, the city is not on the coast. It lies in a high valley, about 2,240 meters above sea level."),
+    ("Houston", "Is it near the Gulf of Mexico?", "Yes, the city lies on or near the Gulf of Mexico."),
+    ("Bogotá", "Is your city located in the Andes mountain range?", "Yes, the city lies in or beside the Andes."),
+    ("Buenos Aires", "Is it in the Andes?", "No, the city is not in or near the Andes."),
+    ("Zurich", "Is the city in the Alps?", "No, the city is not in the Alps, but it lies near them."),
+    ("Zurich", "Is it near the Alps?", "Yes, the city lies near the Alps."),
+    ("Bangkok", "Is it in Southeast Asia?", "Yes, the city is in Southeast Asia."),
+    ("Tokyo", "Is the city in Southeast Asia?", "No, the city is not in Southeast Asia."),
+    ("Prague", "Is it in Eastern Europe?",
+     "It depends on what is meant by Eastern Europe; the city is in the Czech Republic."),
+    ("Boston", "Is it on the East Coast?", "Yes, the city is on the East Coast."),
+    ("Shanghai", "Is it on the East Coast?", "It depends on what is meant by the East Coast; the city is in China."),
+    ("Paris", "Does the Danube flow through the city?", "No, the city lies on the Seine."),
+    ("Budapest", "Is it on the Danube?", "Yes, the city lies on or near the Danube."),
+    ("Edinburgh", "Is it the capital of Scotland?", "Yes, it is the capital of Scotland."),
+    ("Houston", "Is it the capital of Texas?", "No, it is not the capital of Texas."),
+    ("Montreal", "Is it the capital of Ontario?", "No, the city is not in Ontario."),
+    ("Boston", "Is it a state capital?", "Yes, it is the capital of Massachusetts."),
+    ("Paris", "Is it a European capital?", "Yes, it is a capital in Europe."),
+    ("Cairo", "Is it a European capital?", "No, the city is not in Europe."),
+    ("Lima", "Is it the largest city in the country?", "Yes, it is the largest city in its country."),
+    ("Osaka", "Is it the biggest city in Japan?", "No, it is not the largest city in its country."),
+    ("Tokyo", "Does it have more than 10 million people?",
+     "Yes, more than 35 million people live in and around the city."),
+    ("Quito", "Is it close to the equator?", "Yes, the city lies close to the equator."),
+    ("Moscow", "Is it near the equator?", "No, the city lies far from the equator; the city is in the Northern Hemisphere."),
+    ("Lima", "Is the city in the Western Hemisphere?", "Yes, the city is in the Western Hemisphere."),
+    ("London", "Is it in the Eastern Hemisphere?",
+     "The city lies close to the prime meridian, between the Eastern and Western Hemispheres."),
+    ("Rio de Janeiro", "Is it in the tropics?", "Yes, the city lies in the tropics."),
+    ("Mexico City", "Is it at a high altitude?",
+     "Yes, the city lies high above sea level. It lies in a high valley, about 2,240 meters above sea level."),
+    ("Milan", "Is it the fashion capital of Italy?",
+     "I can't say whether people call it that. No, it is not the capital of its country."),
+]
+
+
 @pytest.mark.parametrize("city,question,expected", FACTS)
 def test_oracle_facts(city, question, expected):
     assert ORACLE.answer([city], [question]) == [expected]
@@ -131,6 +174,24 @@ def test_table_is_consistent():
         assert len(city.landmarks) >= 2 and city.dishes and city.sports, city.name
         if city.capital_note:
             assert city.capital_note.startswith("Yes" if city.capital else "No"), city.name
+
+
+def test_geography_covers_every_city_and_agrees_with_the_table():
+    assert set(gc.GEOGRAPHY) == set(gc.CITY_NAMES)
+    for name, geo in gc.GEOGRAPHY.items():
+        city = gc.CITY_BY_NAME[name]
+        assert (geo.lat < 0) == city.southern, name
+        assert -90 <= geo.lat <= 90 and -180 <= geo.lon <= 180, name
+        assert set(geo.waters) <= set(gc.WATERS), name
+        assert not any(gc.names_city(text, city) for text in geo.waters + (geo.mountains or ()) + geo.near), name
+        assert set(geo.near).isdisjoint(geo.mountains or ()) and set(geo.near) <= set(gc.RANGES), name
+        if geo.capital_of:
+            assert set(geo.capital_of) <= set(gc.SUBNATIONAL), name
+            assert all(gc.SUBNATIONAL[unit] == city.country for unit in geo.capital_of), name
+    for region in gc.REGIONS:
+        places = region.members | region.debatable
+        assert places <= set(gc.COUNTRIES) | set(gc.CITY_NAMES), region.name
+        assert not region.members & region.debatable, region.name
 
 
 @pytest.mark.parametrize("hidden,question,won", [

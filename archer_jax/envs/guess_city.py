@@ -1,9 +1,13 @@
 """Guess My City: the city table, its knowledge-base oracle and the win condition.
 
 The oracle answers free-text questions about the hidden city in plain sentences and
-never names it. Questions are read with keyword rules; the phrasings it answers with
-are module constants and helpers (`CLIMATES`, `population_sentence`, the `*_in` finders)
-so that scripted players can read the answers back with the same code.
+never names it. A yes/no question is read for its proposition first: places named inside
+other words ("the capital of Australia", "the Gulf of Mexico", "Southeast Asia", "the
+Andes") are answered from `GEOGRAPHY`, `REGIONS`, `WATERS` and `RANGES`, truthfully or
+with "I don't know" where the tables are silent, never with the nearest fact; other
+questions are read with keyword rules. The phrasings it answers with are module
+constants and helpers (`CLIMATES`, `population_sentence`, the `*_in` finders) so that
+scripted players can read the answers back with the same code.
 """
 
 from __future__ import annotations
@@ -702,6 +706,287 @@ LANGUAGES: tuple[str, ...] = tuple(sorted({lang for city in CITIES for lang in c
 STATES: tuple[str, ...] = tuple(sorted({city.state for city in CITIES if city.state}))
 
 
+# ---------------------------------------------------------------------------- geography
+@dataclasses.dataclass(frozen=True)
+class Geography:
+    """Facts the oracle answers yes/no questions from, beside `City`'s.
+
+    `lat`/`lon`: degrees (about 0.1). `waters`: the named seas, oceans, rivers and lakes
+    the city lies on (or next to: Houston and the Gulf of Mexico), the ocean a bordering
+    sea belongs to included. `mountains`: ranges the city lies in or directly beside;
+    () = none, None = not sure (it answers neither yes nor no). `near`: ranges within
+    sight, not around the city (Zurich and the Alps). `largest`: the largest city of its
+    country (None: depends on how a city is counted). `capital_of`: the states or
+    provinces it is the capital of; None = not sure.
+    """
+
+    lat: float
+    lon: float
+    waters: tuple[str, ...]
+    mountains: tuple[str, ...] | None
+    largest: bool | None
+    capital_of: tuple[str, ...] | None
+    near: tuple[str, ...] = ()
+
+
+_G = Geography
+GEOGRAPHY: dict[str, Geography] = {
+    "New York City": _G(40.7, -74.0, ("Atlantic Ocean", "Hudson River", "East River"), (), True, ()),
+    "Los Angeles": _G(34.1, -118.2, ("Pacific Ocean",), ("the San Gabriel Mountains", "the Santa Monica Mountains"), False, ()),
+    "Chicago": _G(41.9, -87.6, ("Lake Michigan", "Great Lakes"), (), False, ()),
+    "Houston": _G(29.8, -95.4, ("Gulf of Mexico",), (), False, ()),
+    "San Francisco": _G(37.8, -122.4, ("Pacific Ocean",), None, False, ()),
+    "Miami": _G(25.8, -80.2, ("Atlantic Ocean",), (), False, ()),
+    "Washington, D.C.": _G(38.9, -77.0, ("Potomac River",), (), False, ()),
+    "Boston": _G(42.4, -71.1, ("Atlantic Ocean", "Charles River"), (), False, ("Massachusetts",)),
+    "Seattle": _G(47.6, -122.3, ("Puget Sound", "Pacific Ocean"), (), False, ()),
+    "Las Vegas": _G(36.2, -115.1, (), ("the Spring Mountains",), False, ()),
+    "Atlanta": _G(33.7, -84.4, (), None, False, ("Georgia",)),
+    "Philadelphia": _G(40.0, -75.2, ("Delaware River",), (), False, ()),
+    "Toronto": _G(43.7, -79.4, ("Lake Ontario", "Great Lakes"), (), True, ("Ontario",)),
+    "Montreal": _G(45.5, -73.6, ("Saint Lawrence River",), None, False, ()),
+    "Vancouver": _G(49.3, -123.1, ("Pacific Ocean",), ("the Coast Mountains",), False, ()),
+    "Mexico City": _G(19.4, -99.1, (), ("the Trans-Mexican Volcanic Belt",), True, ()),
+    "Havana": _G(23.1, -82.4, ("Straits of Florida",), (), True, ()),
+    "São Paulo": _G(-23.6, -46.6, (), None, True, None),
+    "Rio de Janeiro": _G(-22.9, -43.2, ("Atlantic Ocean",), ("the Tijuca massif",), False, None),
+    "Buenos Aires": _G(-34.6, -58.4, ("Río de la Plata",), (), True, ()),
+    "Lima": _G(-12.0, -77.0, ("Pacific Ocean",), (), True, ()),
+    "Bogotá": _G(4.7, -74.1, (), ("the Andes",), True, ()),
+    "Santiago": _G(-33.4, -70.7, (), ("the Andes",), True, ()),
+    "Caracas": _G(10.5, -66.9, ("Caribbean Sea",), ("the Ávila",), None, ()),
+    "Quito": _G(-0.2, -78.5, (), ("the Andes",), None, ()),
+    "Medellín": _G(6.2, -75.6, (), ("the Andes",), False, ("Antioquia",)),
+    "Montevideo": _G(-34.9, -56.2, ("Río de la Plata",), (), True, ()),
+    "London": _G(51.5, -0.1, ("River Thames",), (), True, ("England",)),
+    "Paris": _G(48.9, 2.4, ("Seine",), (), True, ()),
+    "Berlin": _G(52.5, 13.4, ("Spree",), (), True, ()),
+    "Madrid": _G(40.4, -3.7, (), (), True, ()),
+    "Barcelona": _G(41.4, 2.2, ("Mediterranean Sea",), None, False, ("Catalonia",)),
+    "Rome": _G(41.9, 12.5, ("Tiber", "Mediterranean Sea"), (), True, ("Lazio",)),
+    "Milan": _G(45.5, 9.2, (), None, None, ("Lombardy",)),
+    "Amsterdam": _G(52.4, 4.9, ("Amstel",), (), True, ()),
+    "Vienna": _G(48.2, 16.4, ("Danube",), None, True, ()),
+    "Prague": _G(50.1, 14.4, ("Vltava",), (), True, ()),
+    "Budapest": _G(47.5, 19.0, ("Danube",), None, True, ()),
+    "Warsaw": _G(52.2, 21.0, ("Vistula",), (), True, ()),
+    "Moscow": _G(55.8, 37.6, ("Moskva",), (), True, ()),
+    "Saint Petersburg": _G(59.9, 30.3, ("Gulf of Finland", "Baltic Sea", "Neva"), (), False, None),
+    "Istanbul": _G(41.0, 29.0, ("Bosphorus", "Black Sea", "Sea of Marmara"), (), True, None),
+    "Athens": _G(38.0, 23.7, ("Aegean Sea", "Saronic Gulf", "Mediterranean Sea"), None, True, ()),
+    "Lisbon": _G(38.7, -9.1, ("Tagus", "Atlantic Ocean"), (), True, ()),
+    "Dublin": _G(53.3, -6.3, ("Irish Sea", "Liffey"), None, True, ()),
+    "Stockholm": _G(59.3, 18.1, ("Baltic Sea", "Lake Mälaren"), (), True, ()),
+    "Copenhagen": _G(55.7, 12.6, ("Øresund", "Baltic Sea"), (), True, ()),
+    "Brussels": _G(50.8, 4.4, (), (), None, ()),
+    "Munich": _G(48.1, 11.6, ("Isar",), None, False, ("Bavaria",)),
+    "Kyiv": _G(50.5, 30.5, ("Dnipro",), (), True, ()),
+    "Oslo": _G(59.9, 10.8, ("Oslofjord",), None, True, ()),
+    "Zurich": _G(47.4, 8.5, ("Limmat",), (), True, None),
+    "Edinburgh": _G(55.95, -3.2, ("Firth of Forth", "North Sea"), None, False, ("Scotland",)),
+    "Tokyo": _G(35.7, 139.7, ("Pacific Ocean",), None, True, None),
+    "Osaka": _G(34.7, 135.5, ("Seto Inland Sea",), None, False, None),
+    "Kyoto": _G(35.0, 135.8, ("Kamo River",), ("the mountains around its basin",), False, None),
+    "Seoul": _G(37.6, 127.0, ("Han River",), ("Bukhansan",), True, ()),
+    "Beijing": _G(39.9, 116.4, (), None, False, ()),
+    "Shanghai": _G(31.2, 121.5, ("East China Sea", "Yangtze", "Huangpu River", "Pacific Ocean"), (), None, None),
+    "Hong Kong": _G(22.3, 114.2, ("South China Sea", "Victoria Harbour", "Pacific Ocean"), None, False, None),
+    "Guangzhou": _G(23.1, 113.3, ("Pearl River",), None, False, ("Guangdong",)),
+    "Shenzhen": _G(22.5, 114.1, ("South China Sea", "Pearl River"), None, False, ()),
+    "Chengdu": _G(30.7, 104.1, (), None, False, ("Sichuan",)),
+    "Taipei": _G(25.0, 121.6, ("Tamsui River",), ("the mountains around its basin",), None, ()),
+    "Singapore": _G(1.35, 103.8, ("South China Sea",), (), True, ()),
+    "Bangkok": _G(13.8, 100.5, ("Chao Phraya", "Gulf of Thailand"), (), True, ()),
+    "Jakarta": _G(-6.2, 106.8, ("Java Sea",), (), True, ()),
+    "Manila": _G(14.6, 121.0, ("Pasig River", "South China Sea"), (), None, ()),
+    "Kuala Lumpur": _G(3.1, 101.7, ("Klang River", "Gombak River"), None, True, ()),
+    "Ho Chi Minh City": _G(10.8, 106.7, (), (), True, None),
+    "Hanoi": _G(21.0, 105.8, ("Red River",), (), False, ()),
+    "Mumbai": _G(19.1, 72.9, ("Arabian Sea", "Indian Ocean"), None, None, ("Maharashtra",)),
+    "Delhi": _G(28.6, 77.2, ("Yamuna",), None, None, ()),
+    "Kolkata": _G(22.6, 88.4, ("Hooghly", "Ganges"), (), False, ("West Bengal",)),
+    "Bangalore": _G(13.0, 77.6, (), (), False, ("Karnataka",)),
+    "Chennai": _G(13.1, 80.3, ("Bay of Bengal", "Indian Ocean"), (), False, ("Tamil Nadu",)),
+    "Karachi": _G(24.9, 67.0, ("Arabian Sea", "Indian Ocean"), (), True, ("Sindh",)),
+    "Lahore": _G(31.5, 74.3, ("Ravi",), (), False, ("Punjab",)),
+    "Dhaka": _G(23.8, 90.4, ("Buriganga",), (), True, ()),
+    "Tehran": _G(35.7, 51.4, (), ("the Alborz mountains",), True, ()),
+    "Baghdad": _G(33.3, 44.4, ("Tigris",), (), True, ()),
+    "Riyadh": _G(24.7, 46.7, (), (), True, ()),
+    "Dubai": _G(25.2, 55.3, ("Persian Gulf",), (), True, None),
+    "Cairo": _G(30.0, 31.2, ("Nile",), (), True, ()),
+    "Lagos": _G(6.5, 3.4, ("Atlantic Ocean", "Gulf of Guinea"), (), True, None),
+    "Kinshasa": _G(-4.3, 15.3, ("Congo River",), (), True, ()),
+    "Johannesburg": _G(-26.2, 28.0, (), None, True, ("Gauteng",)),
+    "Cape Town": _G(-33.9, 18.4, ("Atlantic Ocean",), ("Table Mountain",), False, ("Western Cape",)),
+    "Nairobi": _G(-1.3, 36.8, (), None, True, ()),
+    "Addis Ababa": _G(9.0, 38.7, (), ("the Ethiopian Highlands", "the Entoto Mountains"), True, ()),
+    "Casablanca": _G(33.6, -7.6, ("Atlantic Ocean",), (), True, None),
+    "Accra": _G(5.6, -0.2, ("Gulf of Guinea", "Atlantic Ocean"), (), None, ()),
+    "Dakar": _G(14.7, -17.4, ("Atlantic Ocean",), (), True, ()),
+    "Luanda": _G(-8.8, 13.2, ("Atlantic Ocean",), (), True, ()),
+    "Dar es Salaam": _G(-6.8, 39.3, ("Indian Ocean",), (), True, ()),
+    "Algiers": _G(36.8, 3.1, ("Mediterranean Sea",), None, True, ()),
+    "Sydney": _G(-33.9, 151.2, ("Pacific Ocean", "Tasman Sea", "Port Jackson"), (), None, ("New South Wales",)),
+    "Melbourne": _G(-37.8, 145.0, ("Port Phillip Bay", "Yarra River"), None, None, ("Victoria",)),
+    "Perth": _G(-32.0, 115.9, ("Indian Ocean", "Swan River"), None, False, ("Western Australia",)),
+    "Auckland": _G(-36.8, 174.8, ("Pacific Ocean", "Tasman Sea"), None, True, None),
+}
+for _name, _ranges in {"Zurich": ("the Alps",), "Munich": ("the Alps",), "Milan": ("the Alps",),
+                       "Vienna": ("the Alps",), "Seattle": ("the Cascades", "the Olympic Mountains"),
+                       "Madrid": ("the Sierra de Guadarrama",), "Sydney": ("the Blue Mountains",),
+                       "Lima": ("the Andes",)}.items():
+    GEOGRAPHY[_name] = dataclasses.replace(GEOGRAPHY[_name], near=_ranges)
+
+# Named waters a question may ask about: canonical name -> (kind, other spellings). Names
+# that contain a table city ("Tokyo Bay") are left out: they read as a guess.
+WATERS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "Atlantic Ocean": ("sea", ("Atlantic",)), "Pacific Ocean": ("sea", ("Pacific",)),
+    "Indian Ocean": ("sea", ()), "Arctic Ocean": ("sea", ("Arctic",)),
+    "Mediterranean Sea": ("sea", ("Mediterranean",)), "Caribbean Sea": ("sea", ()),
+    "Baltic Sea": ("sea", ("Baltic",)), "North Sea": ("sea", ()), "Black Sea": ("sea", ()),
+    "Red Sea": ("sea", ()), "Caspian Sea": ("sea", ("Caspian",)), "Sea of Marmara": ("sea", ("Marmara",)),
+    "Aegean Sea": ("sea", ("Aegean",)), "Adriatic Sea": ("sea", ("Adriatic",)), "Irish Sea": ("sea", ()),
+    "Tasman Sea": ("sea", ()), "South China Sea": ("sea", ()), "East China Sea": ("sea", ()),
+    "Sea of Japan": ("sea", ()), "Yellow Sea": ("sea", ()), "Java Sea": ("sea", ()),
+    "Arabian Sea": ("sea", ()), "Bay of Bengal": ("sea", ()), "Persian Gulf": ("sea", ("Arabian Gulf",)),
+    "Gulf of Mexico": ("sea", ()), "Gulf of Guinea": ("sea", ()), "Gulf of Finland": ("sea", ()),
+    "Gulf of Thailand": ("sea", ()), "Seto Inland Sea": ("sea", ()),
+    "Río de la Plata": ("sea", ("River Plate", "Rio de la Plata")), "Straits of Florida": ("sea", ()),
+    "Puget Sound": ("sea", ()), "Bosphorus": ("sea", ("Bosporus",)), "Øresund": ("sea", ("Oresund",)),
+    "Firth of Forth": ("sea", ()), "Port Phillip Bay": ("sea", ()), "Saronic Gulf": ("sea", ()),
+    "Victoria Harbour": ("sea", ()), "Oslofjord": ("sea", ()), "Port Jackson": ("sea", ()),
+    "Great Lakes": ("lake", ()), "Lake Michigan": ("lake", ()), "Lake Ontario": ("lake", ()),
+    "Lake Mälaren": ("lake", ("Lake Malaren",)), "Lake Geneva": ("lake", ()), "Lake Victoria": ("lake", ()),
+    "River Thames": ("river", ("Thames",)), "Seine": ("river", ()), "Spree": ("river", ()), "Tiber": ("river", ()),
+    "Danube": ("river", ()), "Vltava": ("river", ()), "Vistula": ("river", ()), "Moskva": ("river", ()),
+    "Neva": ("river", ()), "Tagus": ("river", ("Tejo",)), "Isar": ("river", ()), "Dnipro": ("river", ("Dnieper",)),
+    "Liffey": ("river", ()), "Amstel": ("river", ()), "Limmat": ("river", ()), "Rhine": ("river", ()),
+    "Elbe": ("river", ()), "Rhône": ("river", ()), "Volga": ("river", ()), "Han River": ("river", ()),
+    "Yangtze": ("river", ()), "Huangpu River": ("river", ("Huangpu",)), "Yellow River": ("river", ()),
+    "Pearl River": ("river", ()), "Tamsui River": ("river", ("Tamsui",)), "Chao Phraya": ("river", ()),
+    "Mekong": ("river", ()), "Red River": ("river", ()), "Yamuna": ("river", ()),
+    "Ganges": ("river", ("Ganga",)), "Hooghly": ("river", ()), "Ravi": ("river", ()), "Indus": ("river", ()),
+    "Buriganga": ("river", ()), "Tigris": ("river", ()), "Euphrates": ("river", ()), "Nile": ("river", ()),
+    "Congo River": ("river", ()), "Niger River": ("river", ()), "Potomac River": ("river", ("Potomac",)),
+    "Delaware River": ("river", ()), "Hudson River": ("river", ("Hudson",)), "East River": ("river", ()),
+    "Charles River": ("river", ()), "Mississippi River": ("river", ("Mississippi",)),
+    "Saint Lawrence River": ("river", ("Saint Lawrence", "St. Lawrence")), "Amazon River": ("river", ("Amazon",)),
+    "Yarra River": ("river", ("Yarra",)), "Swan River": ("river", ()), "Pasig River": ("river", ("Pasig",)),
+    "Klang River": ("river", ()), "Gombak River": ("river", ()), "Kamo River": ("river", ()),
+}
+_NO_ARTICLE = ("Lake ", "Port ", "Puget ", "Victoria ", "Oslofjord")
+
+# Ranges a question may name: canonical (as the facts write it) -> other spellings.
+RANGES: dict[str, tuple[str, ...]] = {
+    "the Andes": ("Andes", "Andean"), "the Alps": ("Alps", "Alpine"), "the Himalayas": ("Himalayas", "Himalaya"),
+    "the Rocky Mountains": ("Rocky Mountains", "Rockies"), "the Appalachians": ("Appalachians", "Appalachian"),
+    "the Atlas Mountains": ("Atlas Mountains",), "the Alborz mountains": ("Alborz", "Elburz"),
+    "the Pyrenees": ("Pyrenees",), "the Urals": ("Urals", "Ural Mountains"), "the Carpathians": ("Carpathians",),
+    "the Sierra Nevada": ("Sierra Nevada",), "the Cascades": ("Cascades", "Cascade Range"),
+    "the Olympic Mountains": ("Olympic Mountains",), "the Coast Mountains": ("Coast Mountains",),
+    "the Blue Mountains": ("Blue Mountains",), "Table Mountain": ("Table Mountain",),
+    "the Ethiopian Highlands": ("Ethiopian Highlands",), "the Entoto Mountains": ("Entoto",),
+    "the Sierra de Guadarrama": ("Guadarrama",), "the Zagros": ("Zagros",), "the Hindu Kush": ("Hindu Kush",),
+    "the Caucasus": ("Caucasus",), "the Apennines": ("Apennines",), "the Drakensberg": ("Drakensberg",),
+    "the Great Dividing Range": ("Great Dividing Range",), "the Southern Alps": ("Southern Alps",),
+    "the San Gabriel Mountains": ("San Gabriel Mountains",), "the Santa Monica Mountains": ("Santa Monica Mountains",),
+    "the Spring Mountains": ("Spring Mountains",), "the Trans-Mexican Volcanic Belt": ("Trans-Mexican Volcanic Belt",),
+    "the Tijuca massif": ("Tijuca",), "the Ávila": ("Ávila", "Avila"), "Bukhansan": ("Bukhansan",),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Region:
+    """A region a question may name. A city is in it when its name or its country is
+    in `members`; `debatable` ones are in it by some definitions (the oracle then names
+    the country instead of saying yes or no); outside `scope` (countries; empty = the
+    world) the region is not defined (the US East Coast asked of Shanghai)."""
+
+    name: str  # as it reads after `preposition`
+    phrases: tuple[str, ...]
+    members: frozenset[str]
+    debatable: frozenset[str] = frozenset()
+    scope: frozenset[str] = frozenset()
+    preposition: str = "in"
+
+
+def _region(name: str, phrases: tuple[str, ...], members: Sequence[str], debatable: Sequence[str] = (),
+            scope: Sequence[str] = (), preposition: str = "in") -> Region:
+    return Region(name, phrases, frozenset(members), frozenset(debatable), frozenset(scope), preposition)
+
+
+_AMERICAS = [n for n, c in COUNTRIES.items() if c.continent in ("North America", "South America")]
+_AFRICA = [n for n, c in COUNTRIES.items() if c.continent == "Africa"]
+_US_CANADA = ("United States", "Canada")
+REGIONS: tuple[Region, ...] = (
+    _region("the Middle East", ("Middle East", "Middle Eastern", "Mideast"),
+            ("Iran", "Iraq", "Saudi Arabia", "United Arab Emirates"), ("Egypt", "Turkey")),
+    _region("Southeast Asia", ("Southeast Asia", "South-East Asia", "South East Asia", "Southeast Asian"),
+            ("Singapore", "Thailand", "Indonesia", "Philippines", "Malaysia", "Vietnam")),
+    _region("East Asia", ("East Asia", "East Asian", "Far East"), ("Japan", "South Korea", "China", "Taiwan")),
+    _region("South Asia", ("South Asia", "South Asian", "Indian subcontinent"), ("India", "Pakistan", "Bangladesh"),
+            ("Iran",)),
+    _region("Central Asia", ("Central Asia", "Central Asian"), ()),
+    _region("Scandinavia", ("Scandinavia", "Scandinavian", "Nordic"), ("Sweden", "Denmark", "Norway")),
+    _region("Western Europe", ("Western Europe", "Western European", "West Europe"),
+            ("United Kingdom", "Ireland", "France", "Belgium", "Netherlands"),
+            ("Germany", "Switzerland", "Austria", "Spain", "Portugal", "Italy", "Denmark", "Norway", "Sweden")),
+    _region("Eastern Europe", ("Eastern Europe", "Eastern European", "East Europe"), ("Russia", "Ukraine"),
+            ("Poland", "Czech Republic", "Hungary", "Greece", "Turkey")),
+    _region("Central Europe", ("Central Europe", "Central European"),
+            ("Germany", "Austria", "Switzerland", "Czech Republic", "Poland", "Hungary")),
+    _region("Southern Europe", ("Southern Europe", "Southern European"), ("Spain", "Portugal", "Italy", "Greece"),
+            ("Turkey",)),
+    _region("Northern Europe", ("Northern Europe", "Northern European"), ("Sweden", "Denmark", "Norway"),
+            ("United Kingdom", "Ireland", "Russia", "Netherlands", "Germany")),
+    _region("the Balkans", ("Balkans", "Balkan"), (), ("Greece", "Turkey")),
+    _region("the Iberian Peninsula", ("Iberian Peninsula", "Iberia", "Iberian"), ("Spain", "Portugal")),
+    _region("the British Isles", ("British Isles",), ("United Kingdom", "Ireland")),
+    _region("Latin America", ("Latin America", "Latin American"),
+            [n for n in _AMERICAS if n not in _US_CANADA]),
+    _region("Central America", ("Central America", "Central American"), (), ("Mexico",)),
+    _region("the Caribbean", ("Caribbean",), ("Cuba",), ("Caracas",)),
+    _region("the Americas", ("the Americas",), _AMERICAS),
+    _region("North Africa", ("North Africa", "Northern Africa", "North African"), ("Egypt", "Morocco", "Algeria")),
+    _region("West Africa", ("West Africa", "Western Africa", "West African"), ("Nigeria", "Ghana", "Senegal")),
+    _region("East Africa", ("East Africa", "Eastern Africa", "East African"), ("Kenya", "Ethiopia", "Tanzania")),
+    _region("Southern Africa", ("Southern Africa",), ("South Africa",), ("Angola",)),
+    _region("Central Africa", ("Central Africa", "Central African"), ("Democratic Republic of the Congo",),
+            ("Angola",)),
+    _region("Sub-Saharan Africa", ("Sub-Saharan Africa", "Sub-Saharan"),
+            [n for n in _AFRICA if n not in ("Egypt", "Morocco", "Algeria")]),
+    _region("Australasia", ("Australasia",), ("Australia", "New Zealand")),
+    _region("the Arab world", ("Arab world", "Arab country", "Arab nation", "Arab League"),
+            ("Iraq", "Saudi Arabia", "United Arab Emirates", "Egypt", "Morocco", "Algeria")),
+    _region("the Gulf states", ("Gulf states", "Gulf state", "Gulf country", "Gulf countries"),
+            ("Saudi Arabia", "United Arab Emirates"), ("Iraq", "Iran")),
+    _region("the East Coast", ("East Coast", "Eastern Seaboard"),
+            ("New York City", "Boston", "Miami", "Washington, D.C.", "Philadelphia"), scope=_US_CANADA,
+            preposition="on"),
+    _region("the West Coast", ("West Coast",), ("Los Angeles", "San Francisco", "Seattle", "Vancouver"),
+            scope=_US_CANADA, preposition="on"),
+    _region("the Midwest", ("Midwest", "Midwestern"), ("Chicago",)),
+    _region("New England", ("New England",), ("Boston",)),
+    _region("the Pacific Northwest", ("Pacific Northwest",), ("Seattle", "Vancouver")),
+    _region("the American South", ("American South", "Southern United States", "southern US", "southern U.S.",
+                                   "Deep South", "the South of the US"), ("Houston", "Atlanta", "Miami"),
+            ("Washington, D.C.",)),
+    _region("the American Southwest", ("American Southwest", "Southwestern United States", "southwestern US"),
+            ("Las Vegas",), ("Los Angeles", "Houston")),
+    _region("the Northeast of the United States", ("Northeastern United States", "northeastern US", "Northeast"),
+            ("New York City", "Boston", "Philadelphia"), ("Washington, D.C.",), scope=("United States",)),
+    _region("the Bay Area", ("Bay Area",), ("San Francisco",)),
+)
+# Subnational units a "capital of X" question may name, with their country.
+SUBNATIONAL: dict[str, str] = {
+    **{city.state: city.country for city in CITIES if city.state},
+    "Wales": "United Kingdom", "Northern Ireland": "United Kingdom",
+    "Queensland": "Australia", "Alberta": "Canada", "Antioquia": "Colombia", "Gauteng": "South Africa",
+    "Western Cape": "South Africa", "Lazio": "Italy",
+}
+
+
 # ---------------------------------------------------------------------------- text matching
 def _strip_accents(text: str) -> str:
     if text.isascii():
@@ -771,6 +1056,12 @@ _states_matcher = _PhraseMatcher(
     {s: ("in " + s, "in the state of " + s, "in the province of " + s) for s in STATES})
 
 
+_waters_matcher = _PhraseMatcher({name: (name,) + other for name, (_, other) in WATERS.items()})
+_ranges_matcher = _PhraseMatcher(RANGES)
+_regions_matcher = _PhraseMatcher({i: region.phrases for i, region in enumerate(REGIONS)})
+_subnational_matcher = _PhraseMatcher({name: (name,) for name in SUBNATIONAL})
+
+
 @functools.lru_cache(maxsize=None)
 def _name_matcher(city_name: str) -> "_PhraseMatcher":
     return _PhraseMatcher({city_name: CITY_BY_NAME[city_name].names})
@@ -802,6 +1093,20 @@ def languages_in(text: str) -> list[str]:
 def states_in(text: str) -> list[str]:
     """States named as "in <state>" (a bare "Victoria" may be a harbour, not the state)."""
     return _states_matcher(text)
+
+
+def waters_in(text: str) -> list[str]:
+    """`WATERS` the text names (canonical names)."""
+    return _waters_matcher(text)
+
+
+def ranges_in(text: str) -> list[str]:
+    """Mountain `RANGES` the text names (canonical names)."""
+    return _ranges_matcher(text)
+
+
+def regions_in(text: str) -> list[Region]:
+    return [REGIONS[i] for i in _regions_matcher(text)]
 
 
 def climate_in(text: str) -> str | None:
@@ -868,6 +1173,30 @@ def _yes_no(yes: bool, rest: str) -> str:
     return ("Yes, " if yes else "No, ") + rest
 
 
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:]
+
+
+def _the(water: str) -> str:
+    return water if water.startswith(_NO_ARTICLE) else "the " + water
+
+
+_CONTINENT_ADJECTIVES = {"Africa": "african", "Asia": "asian", "Europe": "european", "North America": "north american",
+                         "South America": "south american", "Oceania": "oceanian"}
+_LARGEST_RE = re.compile(r"\b(largest|biggest|most populous|most populated)\b.*\bcit(y|ies)\b"
+                         r"|\bcit(y|ies)\b.*\b(largest|biggest|most populous|most populated)\b")
+_NUMBER_WORDS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
+                 "ten": 10, "fifteen": 15, "twenty": 20, "thirty": 30, "a": 1}
+_POPULATION_COMPARE_RE = re.compile(
+    r"\b(more than|over|above|at least|exceeding|greater than|bigger than|larger than|less than|fewer than|under"
+    r"|below|smaller than)\s+(?:about\s+|around\s+)?(\d+(?:\.\d+)?|" + "|".join(_NUMBER_WORDS) + r")\s*(?:million|m)\b")
+# "The fashion capital of the world", "a European capital of culture": titles, not seats of government.
+_FIGURATIVE_CAPITAL_RE = re.compile(
+    r"\b(fashion|financial|finance|cultural|culture|culinary|food|tech|technology|entertainment|music|party"
+    r"|gambling|film|movie|economic|business|art|arts|design|sports?|gastronomic|shopping)\s+capital\b"
+    r"|\bcapital of (the )?(world|culture|fashion|finance|music|food)\b")
+
+
 class CityOracle:
     """The embedded knowledge-base oracle: deterministic keyword rules, no weights."""
 
@@ -895,6 +1224,31 @@ class CityOracle:
         if _NAME_REQUEST_RE.search(q):
             return CANT_ANSWER
 
+        # Propositions that name a place inside another's words come first: "the capital of
+        # Australia" is not "in Australia", nor "the Gulf of Mexico" Mexico, nor "Southeast
+        # Asia" all of Asia.
+        geo = GEOGRAPHY[city.name]
+        if _has(q, "capital"):
+            return self._capital(city, geo, q, question)
+        if _LARGEST_RE.search(q):
+            return self._largest(city, geo, q, question)
+        waters = waters_in(question)
+        if waters:
+            return self._named_waters(city, geo, waters)
+        regions = regions_in(question)
+        if regions:
+            return self._regions(city, regions)
+        ranges = ranges_in(question)
+        if ranges or _has(q, "mountain", "mountainous"):
+            return self._mountains(geo, q, ranges)
+        if _has(q, "altitude", "elevation") or "above sea level" in q or "high up" in q:
+            return self._altitude(city)
+        if _has(q, "hemisphere", "equator", "tropics", "tropic", "latitude", "longitude", "meridian"):
+            return self._hemisphere(city, geo, q, yes_no)
+        compared = _POPULATION_COMPARE_RE.search(q)
+        if compared:
+            return self._population_compare(city, compared)
+
         continents = continents_in(question)
         if continents or _has(q, "continent", "part of the world"):
             return self._continent(city, continents if yes_no else [])
@@ -913,14 +1267,9 @@ class CityOracle:
             return f"Famous local food includes {_join(_not_naming(city, city.dishes))}."
         if _has(q, "sport", "team", "football", "soccer", "athlete"):
             return self._sports(city)
-        if _has(q, "capital"):
-            return city.capital_note or _yes_no(city.capital, "it is the capital of its country." if city.capital
-                                                 else "it is not the capital of its country.")
-        if _has(q, "hemisphere", "equator"):
-            return self._hemisphere(city, q, yes_no)
         if _has(q, "coast", "coastal", "ocean", "sea", "seaside", "beach", "port", "water", "river", "lake",
                 "bay", "harbor", "harbour", "island", "inland", "landlocked"):
-            return self._water(city, q, yes_no)
+            return self._water(city, geo, q, yes_no)
         if _has(q, "climate", "weather", "temperature", "hot", "cold", "warm", "rain", "rainy", "snow",
                 "snowy", "season", "sunny", "humid", "humidity", "dry", "tropical", "desert"):
             return f"The city has {CLIMATES[city.climate]}."
@@ -975,18 +1324,176 @@ class CityOracle:
         return reply + (f" Well-known local teams include {_join(teams)}." if teams else "")
 
     @staticmethod
-    def _hemisphere(city: City, q: str, yes_no: bool) -> str:
-        where = "Southern" if city.southern else "Northern"
-        statement = f"the city is in the {where} Hemisphere."
-        south, north = re.search(r"\bsouth", q) is not None, re.search(r"\bnorth", q) is not None
-        if yes_no and south != north:
-            return _yes_no(south == city.southern, statement)
-        return statement[0].upper() + statement[1:]
+    def _national_capital(city: City) -> str:
+        return city.capital_note or _yes_no(city.capital, "it is the capital of its country." if city.capital
+                                            else "it is not the capital of its country.")
+
+    def _capital(self, city: City, geo: Geography, q: str, question: str) -> str:  # noqa: C901 - flat cases
+        if _FIGURATIVE_CAPITAL_RE.search(q):
+            return "I can't say whether people call it that. " + _sentence(self._national_capital(city))
+        target = re.search(r"\bcapital (?:city )?of (.+)$", question, re.IGNORECASE)
+        target = target.group(1) if target else ""
+        countries, units = countries_in(target), _subnational_matcher(target)
+        if countries:
+            if countries[0] != city.country:
+                return f"No, the city is not in {country_phrase(countries[0])}."
+            return self._national_capital(city)
+        if units:
+            unit = units[0]
+            if geo.capital_of and unit in geo.capital_of:
+                return f"Yes, it is the capital of {unit}."
+            if SUBNATIONAL[unit] != city.country or (city.state and city.state != unit):
+                return f"No, the city is not in {unit}."
+            if geo.capital_of is None:
+                return f"I don't know whether it is the capital of {unit}."
+            return f"No, it is not the capital of {unit}."
+        if continents_in(target):
+            return "I can't say whether people call it that. " + _sentence(self._national_capital(city))
+        if _has(q, "state", "province", "provincial", "region", "regional"):
+            if geo.capital_of:
+                return f"Yes, it is the capital of {_join(geo.capital_of)}."
+            if city.capital:
+                return "It is the capital of its country."
+            if geo.capital_of is None:
+                return "I don't know whether it is the capital of a state or province."
+            return "No, it is not the capital of a state or province."
+        continents = continents_in(question) or [c for c, adjective in _CONTINENT_ADJECTIVES.items()
+                                                 if _has(q, adjective)]
+        if continents:
+            if continents[0] not in city.continents:
+                return f"No, the city is not in {continents[0]}."
+            return _yes_no(city.capital, f"it is a capital in {continents[0]}." if city.capital
+                           else "it is not the capital of its country.")
+        return self._national_capital(city)
 
     @staticmethod
-    def _water(city: City, q: str, yes_no: bool) -> str:
+    def _largest(city: City, geo: Geography, q: str, question: str) -> str:
+        countries = countries_in(question)
+        if countries and countries[0] != city.country:
+            return f"No, the city is not in {country_phrase(countries[0])}."
+        if _has(q, "world") or continents_in(question) or "one of" in q:
+            return population_sentence(city)
+        units = _subnational_matcher(question)
+        if units:
+            return f"I don't know how it ranks in {units[0]}."
+        if geo.largest is None:
+            return ("It is one of the largest cities in its country; whether it is the largest depends on how "
+                    "a city's people are counted.")
+        return _yes_no(geo.largest, "it is the largest city in its country." if geo.largest
+                       else "it is not the largest city in its country.")
+
+    @staticmethod
+    def _named_waters(city: City, geo: Geography, asked: list[str]) -> str:
+        detail = f" It {city.water}." if city.water else ""
+        hits = [w for w in asked if w in geo.waters]
+        if hits:
+            return f"Yes, the city lies on or near {_join(map(_the, hits))}."
+        kinds = {WATERS[w][0] for w in asked}
+        own = {kind: [w for w in geo.waters if WATERS[w][0] == kind] for kind in ("sea", "river", "lake")}
+        if kinds == {"sea"} and not city.coastal and not own["sea"]:
+            return "No, the city is not on the coast." + detail
+        if len(kinds) == 1 and kinds <= {"river", "lake"} and own[next(iter(kinds))]:
+            return f"No, the city lies on {_join(map(_the, own[next(iter(kinds))]))}."
+        if kinds <= {"river", "lake"}:
+            return f"I don't know whether the city lies on {_join(map(_the, asked))}." + detail
+        return ("The city is on the coast." if city.coastal else "The city is not on the coast.") + detail
+
+    @staticmethod
+    def _regions(city: City, asked: list[Region]) -> str:
+        def member(region: Region) -> bool | None:
+            if region.scope and city.country not in region.scope:
+                return None
+            if city.name in region.members or city.country in region.members:
+                return True
+            return None if (city.name in region.debatable or city.country in region.debatable) else False
+
+        found = [member(r) for r in asked]
+        if True in found:
+            region = asked[found.index(True)]
+            return f"Yes, the city is {region.preposition} {region.name}."
+        if all(f is False for f in found):
+            return "No, the city is not " + _join([f"{r.preposition} {r.name}" for r in asked]) + "."
+        region = asked[found.index(None)]
+        return f"It depends on what is meant by {region.name}; the city is in {country_phrase(city.country)}."
+
+    @staticmethod
+    def _mountains(geo: Geography, q: str, asked: list[str]) -> str:
+        near_question = _has(q, "near", "close", "beside", "view", "see", "next to", "far")
+        if asked:
+            inside = [r for r in asked if geo.mountains and r in geo.mountains]
+            near = [r for r in asked if r in geo.near]
+            if inside:
+                return f"Yes, the city lies in or beside {_join(inside)}."
+            if near:
+                return (f"Yes, the city lies near {_join(near)}." if near_question
+                        else f"No, the city is not in {_join(near)}, but it lies near them.")
+            if geo.mountains is None:
+                return f"I don't know whether the city lies near {_join(asked)}."
+            return f"No, the city is not in or near {_join(asked)}."
+        if geo.mountains:
+            return f"Yes, the city lies in or beside {_join(geo.mountains)}."
+        if geo.near:
+            return (f"Yes, the city lies near {_join(geo.near)}." if near_question
+                    else f"The city is not in the mountains, but it lies near {_join(geo.near)}.")
+        if geo.mountains is None:
+            return "I don't know much about the mountains around the city."
+        return "No, the city is not in or near mountains."
+
+    @staticmethod
+    def _altitude(city: City) -> str:
+        if city.climate == "highland":
+            return "Yes, the city lies high above sea level." + (f" It {city.water}." if city.water else "")
+        if city.coastal:
+            return "No, the city lies on the coast, close to sea level."
+        return f"The city {city.water}." if city.water else "I don't know how high the city lies."
+
+    @staticmethod
+    def _population_compare(city: City, match: re.Match) -> str:
+        comparison, number = match.group(1), match.group(2)
+        threshold = float(_NUMBER_WORDS.get(number, number))
+        more = comparison not in ("less than", "fewer than", "under", "below", "smaller than")
+        sentence = population_sentence(city)
+        if city.population >= threshold:
+            return ("Yes, " if more else "No, ") + sentence[0].lower() + sentence[1:]
+        return sentence
+
+    @staticmethod
+    def _hemisphere(city: City, geo: Geography, q: str, yes_no: bool) -> str:  # noqa: C901 - flat cases
+        north_south = f"the city is in the {'Southern' if city.southern else 'Northern'} Hemisphere."
+        south, north = re.search(r"\bsouth", q) is not None, re.search(r"\bnorth", q) is not None
+        east, west = re.search(r"\beast", q) is not None, re.search(r"\bwest", q) is not None
+        lat = abs(geo.lat)
+        if _has(q, "tropics", "tropic"):
+            inside = lat < 23.0
+            if inside or lat > 24.0:
+                statement = "the city lies in the tropics." if inside else "the city lies outside the tropics."
+                return _yes_no(inside, statement) if yes_no else _sentence(statement)
+        if "equator" in q and not (south or north) and re.search(r"\b(near|close|on|far|distance)\b", q):
+            if lat <= 10:
+                return "Yes, the city lies close to the equator." if yes_no else "The city lies close to the equator."
+            if lat >= 20:
+                return ("No, the city lies far from the equator; " if yes_no else
+                        "The city lies far from the equator; ") + north_south
+            return f"The city lies about {round(lat)} degrees {'south' if geo.lat < 0 else 'north'} of the equator."
+        if (east or west) and not (south or north):
+            if abs(geo.lon) < 2:
+                return "The city lies close to the prime meridian, between the Eastern and Western Hemispheres."
+            statement = f"the city is in the {'Eastern' if geo.lon > 0 else 'Western'} Hemisphere."
+            if yes_no and east != west:
+                return _yes_no(east == (geo.lon > 0), statement)
+            return _sentence(statement)
+        if yes_no and south != north:
+            return _yes_no(south == city.southern, north_south)
+        return _sentence(north_south)
+
+    @staticmethod
+    def _water(city: City, geo: Geography, q: str, yes_no: bool) -> str:
         detail = f" It {city.water}." if city.water else ""
         statement = ("the city is on the coast." if city.coastal else "the city is not on the coast.") + detail
+        for kind in ("river", "lake"):
+            own = [w for w in geo.waters if WATERS[w][0] == kind]
+            if yes_no and own and _has(q, kind):
+                return f"Yes, the city lies on {_join(map(_the, own))}."
         # "Is there a river?" is not a coast question: a yes/no on the coast would mislead.
         if yes_no and not _has(q, "river", "lake", "island"):
             asked_inland = _has(q, "inland", "landlocked")
