@@ -9,7 +9,7 @@ answer) or ``open`` (not a yes/no question). For every (item, question) pair the
 oracle replies, and the reply is
 
 - *unanswered* when it is the oracle's fallback, a refusal (``CANT_ANSWER``, one city at
-  a time) or says it does not know ("I don't know", "I can't say", "I'm not sure");
+  a time, Twenty Questions' "Invalid Question.") or says it does not know ("I don't know", "I can't say", "I'm not sure");
 - *wrong* when the truth is yes or no and the reply starts with the other word;
 - answered otherwise (a reply that gives the fact without a yes or no is answered, and
   cannot be wrong by this count).
@@ -28,10 +28,10 @@ import sys
 from pathlib import Path
 
 from archer_jax import tasks
-from archer_jax.envs import guess_city
+from archer_jax.envs import guess_city, twenty_questions
 
 UNANSWERED_STARTS = ("I don't know", "I can't say", "I'm not sure")
-REFUSALS = (guess_city.FALLBACK_ANSWER, guess_city.CANT_ANSWER, guess_city.ONE_CITY_ONLY)
+REFUSALS = (guess_city.FALLBACK_ANSWER, guess_city.CANT_ANSWER, guess_city.ONE_CITY_ONLY, twenty_questions.INVALID)
 TRUTHS = ("yes", "no", "open")
 
 

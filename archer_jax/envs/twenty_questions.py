@@ -156,10 +156,11 @@ def _build_lexicon() -> dict[str, Feature]:
         "huge": Feature("min_size", "huge"), "enormous": Feature("min_size", "huge"),
     }
     for bigger in ("bigger", "larger"):
-        for thing, band in (("hand", "small"), ("breadbox", "medium"), ("person", "large"),
+        for thing, band in (("hand", "small"), ("breadbox", "medium"), ("shoebox", "medium"), ("person", "large"),
                             ("human", "large"), ("house", "huge"), ("building", "huge")):
             lexicon[f"{bigger} than {thing}"] = Feature("min_size", band)
-    for thing, band in (("hand", "tiny"), ("breadbox", "small"), ("person", "medium"), ("human", "medium"),
+    for thing, band in (("hand", "tiny"), ("breadbox", "small"), ("shoebox", "small"), ("person", "medium"),
+                        ("human", "medium"),
                         ("house", "large"), ("building", "large")):
         lexicon[f"smaller than {thing}"] = Feature("max_size", band)
     for material in MATERIALS:
@@ -208,6 +209,8 @@ def _build_lexicon() -> dict[str, Feature]:
         ("eat", "eating"), ("cook", "cooking"), ("cut", "cutting"), ("cut things", "cutting"),
         ("take pictures", "photos"), ("take photos", "photos"), ("make music", "music"),
         ("clean", "cleaning"), ("brush teeth", "cleaning"))}
+    lexicon |= {"you: hold in hand": Feature("max_size", "small"), "you: hold in hands": Feature("max_size", "small"),
+                "you: sit on": Feature("uses", "sitting"), "you: sit in": Feature("uses", "sitting")}
     lexicon |= {"you: eat": Feature("traits", "edible"), "you: sleep on": Feature("uses", "sleeping"),
                 "you: drink from": Feature("uses", "drinking"), "you: drink out of": Feature("uses", "drinking"),
                 "you: blow into": Feature("kinds", "wind_instrument"), "you: store things in": Feature("uses", "storage")}
@@ -218,6 +221,10 @@ def _build_lexicon() -> dict[str, Feature]:
         "have ink": Feature("parts", "ink"), "use ink": Feature("parts", "ink"),
         "contain ink": Feature("parts", "ink"), "have pit": Feature("parts", "pit"),
         "fly": Feature("traits", "flies"), "eat meat": Feature("traits", "eats_meat"),
+        "use electricity": Feature("traits", "electronic"), "need electricity": Feature("traits", "electronic"),
+        "run on electricity": Feature("traits", "electronic"), "need power": Feature("traits", "electronic"),
+        "move on its own": Feature("kinds", "animal"), "move by itself": Feature("kinds", "animal"),
+        "breathe": Feature("kinds", "animal"),
         "come from space": Feature("traits", "from_space"), "come from outer space": Feature("traits", "from_space"),
         "grow underground": Feature("traits", "underground"), "have salt water": Feature("traits", "salty"),
         "contain salt water": Feature("traits", "salty"), "taste salty": Feature("traits", "salty"),
