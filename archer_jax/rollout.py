@@ -137,6 +137,7 @@ def evaluate(runner: RolloutRunner, params: Any, *, size: int, logger: Any, stag
     ``logger.write_evaluation`` (evaluations/, for paired comparisons), the first
     ``transcripts`` dialogues to ``logger.write_transcripts``. Returns the eval/ metrics."""
     b = runner.env.batch_size
+    failures = getattr(runner.env, "oracle_failures", 0)
     returns, successes, lengths, dialogues, hidden, seeds = [], [], [], [], [], []
     rng = jax.random.key(0)
     for start in range(0, size, b):
@@ -154,4 +155,5 @@ def evaluate(runner: RolloutRunner, params: Any, *, size: int, logger: Any, stag
     logger.write_evaluation(stage, iteration, seeds=seeds, returns=returns, successes=successes, hidden=hidden)
     return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
             "eval/return_se": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0,
-            "eval/success_rate": float(successes.mean()), "eval/turns_mean": float(np.concatenate(lengths).mean())}
+            "eval/success_rate": float(successes.mean()), "eval/turns_mean": float(np.concatenate(lengths).mean()),
+            "eval/oracle_failures": float(getattr(runner.env, "oracle_failures", 0) - failures)}

@@ -396,6 +396,7 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
     else:
         greedy, temperatures = np.zeros(batch, bool), np.full(batch, temperature)
     returns, successes, turns, probe, results = [], [], 0, [], []
+    failures = getattr(runner.env, "oracle_failures", 0)
     rng = jax.random.fold_in(jax.random.key(c.seed + 1), iteration)
     for start in range(0, c.archer.rollout_size, batch):
         seeds = [c.seed * SEED_STRIDE + iteration * c.archer.rollout_size + start + i for i in range(batch)]
@@ -412,7 +413,9 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
         turns += result.num_turns
     run.progress["env_steps"] += turns
     returns, successes = np.stack(returns), np.stack(successes)  # [batches, B]
-    row = {"rollout/turns": float(turns)}
+    # Oracle calls that failed and were retried (the episodes played on regardless).
+    row = {"rollout/turns": float(turns),
+           "rollout/oracle_failures": float(getattr(runner.env, "oracle_failures", 0) - failures)}
     groups = {"": np.ones_like(greedy)}
     if greedy.any():  # the greedy rows are a cheap greedy evaluation on fresh seeds
         groups.update(sampled_=~greedy, greedy_=greedy)
