@@ -78,11 +78,18 @@ def _stored_shape(leaf: Any) -> tuple[int, ...]:
     return tuple(leaf.shape)
 
 
+_VERSION_CAUSE = ("{what} differ between versions of archer_jax: the checkpoint was written by another version "
+                  "(its commit is in the workdir's run_info.jsonl), which can resume it")
+
+
 def _hint(path: str, saved: tuple[int, ...] | None, wanted: tuple[int, ...] | None,
           config_hints: Mapping[str, str] | None = None) -> str:
     """The likely config change behind one mismatching leaf: the longest matching
     prefix in ``config_hints`` (from the trainer, naming config fields), else a guess
     from where the leaf lives."""
+    if path.startswith("buffer/") and (saved is None or wanted is None):
+        # No config adds or removes a replay buffer field: only the code does.
+        return _VERSION_CAUSE.format(what="the replay buffer's fields")
     matches = [prefix for prefix in (config_hints or {}) if path == prefix or path.startswith(prefix.rstrip("/") + "/")]
     if matches:
         return config_hints[max(matches, key=len)]
@@ -293,9 +300,10 @@ class Checkpointer:
         self._refusal = (
             f"{self.directory / str(step)}: this checkpoint does not fit the run's train state / replay buffer:\n"
             f"{listed}{more}\n"
-            f"Likely cause: {causes}, i.e. a config field changed since the checkpoint was written. "
+            f"Likely cause: {causes}. "
             f"The run refuses to overwrite it, so nothing already trained or collected is lost: restore the "
-            f"old config value to resume, or start afresh with a new --workdir (or move {self.directory} away).")
+            f"old config value (or version) to resume, or start afresh with a new --workdir (or move "
+            f"{self.directory} away).")
         raise CheckpointMismatchError(self._refusal)
 
 

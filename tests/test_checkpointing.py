@@ -229,6 +229,14 @@ def test_structure_mismatch_names_folder_and_cause(tmp_path, mesh):
         other = checkpointing.abstract_tree(fewer)
         with pytest.raises(checkpointing.CheckpointMismatchError, match="state/params/b: in the checkpoint"):
             ckpt.restore_latest(other)
+    # A buffer field the checkpoint lacks is a version of the code, whatever the hints say
+    # of the buffer's shapes.
+    newer = checkpointing.abstract_tree({**buffer, "turn": buffer["reward"]})
+    with checkpointing.Checkpointer(tmp_path, config_hints={"buffer": "config.capacity changed"}) as ckpt:
+        with pytest.raises(checkpointing.CheckpointMismatchError,
+                           match=r"(?s)buffer/turn: in this run \(16,\), not in the checkpoint.*differ between "
+                                 r"versions of archer_jax.*run_info.jsonl"):
+            ckpt.restore_latest(checkpointing.abstract_tree(state), newer)
     assert sorted(os.listdir(tmp_path / checkpointing.CHECKPOINT_DIR)) == ["4"]  # untouched
 
 
