@@ -12,10 +12,11 @@ from archer_jax.envs.question_game import MAX_TURNS, WIN_ANSWER
 
 logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS logs "custom data configuration"
 TASK = gc.guess_city_task()
+PLAYERS, MIX = guess_city_players.QUESTIONERS, guess_city_players.DEFAULT_MIX
 
 
 def _stats(mix, n=50, seed=0):
-    return scripted.summarize(scripted.simulate_episodes(TASK, mix, n, seed))["all"]
+    return scripted.summarize(scripted.simulate_episodes(TASK, PLAYERS, mix, n, seed))["all"]
 
 
 def test_every_template_answer_reads_back_as_the_fact_it_states():
@@ -47,20 +48,20 @@ def test_mixture_is_clearly_worse_than_informative():
 def test_questions_come_from_the_template_pool():
     pool = set(guess_city_players.question_pool())
     assert len(pool) < 300
-    for episode in scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 40, seed=3):
+    for episode in scripted.simulate_episodes(TASK, PLAYERS, MIX, 40, seed=3):
         assert {q for q, _ in episode["turns"]} <= pool
 
 
 def test_simulation_is_deterministic_and_independent_of_batching():
-    a = scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 30, seed=5, batch_size=7)
-    b = scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 30, seed=5, batch_size=30)
-    tail = scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 10, seed=5, first_episode=20)
+    a = scripted.simulate_episodes(TASK, PLAYERS, MIX, 30, seed=5, batch_size=7)
+    b = scripted.simulate_episodes(TASK, PLAYERS, MIX, 30, seed=5, batch_size=30)
+    tail = scripted.simulate_episodes(TASK, PLAYERS, MIX, 10, seed=5, first_episode=20)
     assert a == b and a[20:] == tail
-    assert a != scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 30, seed=6)
+    assert a != scripted.simulate_episodes(TASK, PLAYERS, MIX, 30, seed=6)
 
 
 def test_episode_records_are_well_formed():
-    for ep in scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 30, seed=1):
+    for ep in scripted.simulate_episodes(TASK, PLAYERS, MIX, 30, seed=1):
         n = len(ep["turns"])
         assert 1 <= n <= MAX_TURNS and len(ep["rewards"]) == n
         assert ep["success"] == (ep["turns"][-1][1] == WIN_ANSWER)
@@ -70,13 +71,13 @@ def test_episode_records_are_well_formed():
 
 def test_unknown_questioner_is_named():
     with pytest.raises(ValueError, match="genius"):
-        scripted.simulate_episodes(TASK, {"genius": 1.0}, 1, seed=0)
+        scripted.simulate_episodes(TASK, PLAYERS, {"genius": 1.0}, 1, seed=0)
 
 
 def test_tfds_round_trip(tmp_path):
     config = se.episodes_config("guess_city", num_episodes=60, seed=11)
     episodes = se.load_episodes(tmp_path, config)
-    assert episodes == scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 60, seed=11)
+    assert episodes == scripted.simulate_episodes(TASK, PLAYERS, MIX, 60, seed=11)
     assert glob.glob(str(tmp_path / "simulated_episodes/*/1.0.0/*.array_record-*"))
     assert se.load_episodes(tmp_path, config, build=False) == episodes  # read again, no rebuild
 
@@ -125,7 +126,7 @@ def test_transitions_and_mc_return_by_hand():
 
 
 def test_task_corpus_holds_dialogues_and_questions():
-    episodes = scripted.simulate_episodes(TASK, guess_city_players.DEFAULT_MIX, 5, seed=0)
+    episodes = scripted.simulate_episodes(TASK, PLAYERS, MIX, 5, seed=0)
     texts = list(se.task_corpus(episodes))
     assert texts[0].startswith("Questions:\n")
     assert sum(len(ep["turns"]) for ep in episodes) + len(episodes) == len(texts)

@@ -217,14 +217,14 @@ def test_informative_player_wins_every_game():
 
 def test_default_mix_is_clearly_imperfect():
     task = tasks.make_task("twenty_questions")
-    stats = scripted.summarize(scripted.simulate_episodes(task, players.DEFAULT_MIX, 300, seed=0))
+    stats = scripted.summarize(scripted.simulate_episodes(task, players.QUESTIONERS, players.DEFAULT_MIX, 300, seed=0))
     assert 0.45 <= stats["all"]["win_rate"] <= 0.7
     assert stats["all"]["mean_return"] <= stats["informative"]["mean_return"] - 4
     for name in ("redundant", "noisy", "early_guesser"):
         assert stats[name]["win_rate"] < 1.0 and stats[name]["mean_return"] < stats["informative"]["mean_return"]
     pool = set(players.question_pool())
-    assert all(q in pool for ep in scripted.simulate_episodes(task, players.DEFAULT_MIX, 40, seed=1)
-               for q, _ in ep["turns"])
+    episodes = scripted.simulate_episodes(task, players.QUESTIONERS, players.DEFAULT_MIX, 40, seed=1)
+    assert all(q in pool for ep in episodes for q, _ in ep["turns"])
 
 
 @pytest.mark.parametrize("task_name", ["twenty_questions", "twenty_questions_subset"])
@@ -232,7 +232,7 @@ def test_simulated_data_builds_and_reads_back(tmp_path, task_name):
     config = se.episodes_config(task_name, num_episodes=40, seed=3)
     episodes = se.load_episodes(tmp_path, config)
     task = tasks.make_task(task_name)
-    assert episodes == scripted.simulate_episodes(task, players.DEFAULT_MIX, 40, seed=3)
+    assert episodes == scripted.simulate_episodes(task, players.QUESTIONERS, players.DEFAULT_MIX, 40, seed=3)
     assert {ep["task"] for ep in episodes} == {task_name}
     assert {ep["hidden"] for ep in episodes} <= set(task.items)
     assert any(ep["success"] for ep in episodes) and not all(ep["success"] for ep in episodes)

@@ -98,8 +98,8 @@ class SimulatedEpisodes(EpisodeBuilder):
         questioners = tasks.spec(config.task).questioners
         for first in range(0, config.num_episodes, _CHUNK):
             n = min(_CHUNK, config.num_episodes - first)
-            episodes = scripted.simulate_episodes(task, config.mix_dict(), n, config.seed,
-                                                  questioners=questioners, first_episode=first)
+            episodes = scripted.simulate_episodes(task, questioners, config.mix_dict(), n, config.seed,
+                                                  first_episode=first)
             for i, ep in enumerate(episodes, start=first):
                 yield i, encode_episode(i, ep)
 

@@ -732,7 +732,8 @@ class Geography:
 _G = Geography
 GEOGRAPHY: dict[str, Geography] = {
     "New York City": _G(40.7, -74.0, ("Atlantic Ocean", "Hudson River", "East River"), (), True, ()),
-    "Los Angeles": _G(34.1, -118.2, ("Pacific Ocean",), ("the San Gabriel Mountains", "the Santa Monica Mountains"), False, ()),
+    "Los Angeles": _G(34.1, -118.2, ("Pacific Ocean",), ("the San Gabriel Mountains", "the Santa Monica Mountains"),
+                      False, ()),
     "Chicago": _G(41.9, -87.6, ("Lake Michigan", "Great Lakes"), (), False, ()),
     "Houston": _G(29.8, -95.4, ("Gulf of Mexico",), (), False, ()),
     "San Francisco": _G(37.8, -122.4, ("Pacific Ocean",), None, False, ()),

@@ -175,26 +175,22 @@ class Episode(TypedDict):
 
 def simulate_episodes(
     task: QuestionTask,
+    questioners: Mapping[str, Questioner],
     mix: Mapping[str, float],
     n: int,
     seed: int,
-    questioners: Mapping[str, Questioner] | None = None,
     batch_size: int = 256,
     first_episode: int = 0,
 ) -> list[Episode]:
-    """Plays episodes first_episode .. first_episode + n - 1, each by a questioner drawn
-    from `mix` (weights, normalized); `questioners` defaults to the task's registered ones.
+    """Plays episodes first_episode .. first_episode + n - 1, each by a questioner of
+    `questioners` drawn from `mix` (weights, normalized; the task's players and mix are
+    `tasks.spec(name).questioners` and `.default_mix`).
 
     Episode i depends only on (seed, i): its own Generator draws the questioner, the
     hidden item's seed and every random choice of the player, so the result does not
     depend on `batch_size` or on how a long run is split into calls. One oracle call per
     batch step.
     """
-    if questioners is None:
-        # Imported here: the registry imports every task's players, which import this module.
-        from archer_jax import tasks
-
-        questioners = tasks.spec(task.name).questioners
     names = sorted(mix)
     unknown = [name for name in names if name not in questioners]
     if unknown:
