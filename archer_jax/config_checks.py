@@ -14,7 +14,6 @@ from archer_jax.models import hf_loading
 _MODEL_KINDS = {"actor": ("gpt2", "llama"), "critic": ("roberta", "actor")}
 _DTYPES = ("float32", "bfloat16")
 _DATA_SOURCES = ("simulated", "lmrl_gym")  # data.sources.SOURCES, without importing TFDS here
-_LMRL_GYM_TASKS = ("twenty_questions", "guess_city")  # the tasks LMRL-Gym publishes episodes for
 
 
 class ConfigError(ValueError):
@@ -72,9 +71,12 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                           f"config.archer.rollout_batch = {config.archer.rollout_batch}")
     if config.data.source not in _DATA_SOURCES:
         raise ConfigError(f"config.data.source = {config.data.source!r}: choose one of {_DATA_SOURCES}")
-    if config.data.source == "lmrl_gym" and config.task not in _LMRL_GYM_TASKS:
-        raise ConfigError(f"config.data.source = 'lmrl_gym' has no data for config.task = {config.task!r}: "
-                          f"use it with one of {_LMRL_GYM_TASKS}, or 'simulated'")
+    if config.data.source == "lmrl_gym":
+        from archer_jax.data import lmrl_gym  # TFDS: imported only by runs that read its data
+
+        if config.task not in lmrl_gym.TASKS:
+            raise ConfigError(f"config.data.source = 'lmrl_gym' has no data for config.task = {config.task!r}: "
+                              f"use it with one of {tuple(lmrl_gym.TASKS)}, or 'simulated'")
     if config.critic.pooling not in ("pooled", "mean"):
         raise ConfigError(f"config.critic.pooling = {config.critic.pooling!r}: choose 'pooled' or 'mean'")
     if config.env.oracle not in ("kb", "lm"):

@@ -140,7 +140,6 @@ def test_unknown_task_and_source_are_named(tmp_path):
 
 def test_config_check_knows_the_sources():
     assert config_checks._DATA_SOURCES == sources.SOURCES
-    assert config_checks._LMRL_GYM_TASKS == tuple(lmrl_gym.TASKS)
     config = guess_city.get_config("smoke")
     assert config.data.source == "simulated"
     config_checks.check_config(config)
@@ -149,3 +148,7 @@ def test_config_check_knows_the_sources():
         config_checks.check_config(config)
     config.data.source = "lmrl_gym"
     config_checks.check_config(config)  # guess_city has LMRL-Gym data
+    config.task = "twenty_questions_subset"
+    with pytest.raises(config_checks.ConfigError, match=r"has no data for config.task = 'twenty_questions_subset'.*"
+                                                       + "'guess_city'"):
+        config_checks.check_config(config)

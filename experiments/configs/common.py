@@ -7,18 +7,15 @@ a comment; derived values (buffer shapes, step counts) are computed by the train
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
+
 import ml_collections
 
 from archer_jax import sharding
 
 VARIANTS = ("paper", "demo", "smoke")
 
-# Per-task paper hyperparameters (ARCHER_FACTS.md, reference configs).
-PAPER = {
-    "guess_city": dict(actor_lr=1e-5, critic_lr=2e-5, warmup_iter=10, rollout_size=128, gamma=0.95),
-    "twenty_questions": dict(actor_lr=1e-6, critic_lr=2e-5, warmup_iter=20, rollout_size=128, gamma=0.95),
-    "twenty_questions_subset": dict(actor_lr=1e-6, critic_lr=2e-5, warmup_iter=20, rollout_size=128, gamma=0.95),
-}
 
 
 def _model(kind: str, checkpoint: str, **dims) -> ml_collections.ConfigDict:
@@ -32,13 +29,30 @@ def _model(kind: str, checkpoint: str, **dims) -> ml_collections.ConfigDict:
     ))
 
 
-def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
+@dataclasses.dataclass(frozen=True)
+class TaskPresets:
+    """What a task's config file fixes for it (the rest is common to every task).
+
+    ``paper``: the paper's hyperparameters (actor_lr, critic_lr, warmup_iter,
+    rollout_size, gamma; ARCHER_FACTS.md, the reference configs). ``demo``: the demo's
+    game and length, sized so that tiny models trained from scratch fit the command's
+    CPU budget (15 minutes; 30 for the full Twenty Questions): hidden items (0 = all),
+    turn cap, observation tokens (a whole dialogue at the turn cap, so both networks
+    can tell how many turns are left) and ArCHer iterations.
+    """
+
+    paper: Mapping[str, float]
+    demo_items: int
+    demo_turns: int
+    demo_obs_len: int
+    demo_iterations: int
+
+
+def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collections.ConfigDict:
     variant = arg or "paper"
     if variant not in VARIANTS:
         raise ValueError(f"unknown config variant '{variant}' for {task}; choose one of {VARIANTS}")
-    if task not in PAPER:
-        raise ValueError(f"unknown task '{task}'; known: {sorted(PAPER)}")
-    hp = PAPER[task]
+    hp = presets.paper
     c = ml_collections.ConfigDict()
     c.task = task  # environment: 'guess_city' | 'twenty_questions' | 'twenty_questions_subset'
     c.variant = variant  # which preset this config started from (informational)
@@ -152,29 +166,16 @@ def get_config(task: str, arg: str | None = None) -> ml_collections.ConfigDict:
     c.transcripts = 4  # dialogues written per evaluation
 
     if variant == "demo":
-        _demo(c)
+        _demo(c, presets)
     elif variant == "smoke":
-        _demo(c)
+        _demo(c, presets)
         _smoke(c)
     return c
 
 
-# The demo's game per task: (hidden items, turn cap, observation tokens, ArCHer
-# iterations), so that tiny models trained from scratch fit the command's CPU budget
-# (15 minutes; 30 for the full Twenty Questions). The observation window holds the
-# dialogue at the turn cap, so both networks can tell how many turns are left: the
-# longest 9-turn prefix of 400 simulated Guess My City dialogues is 191 word-tokens
-# (its answers are long: a turn takes 16 tokens on average); Twenty Questions' turns
-# are at most 10 word-tokens (14 the winning one), 207 in all over 20 turns.
-_DEMO_GAME = {
-    "guess_city": (20, 10, 208, 50),
-    "twenty_questions": (20, 20, 208, 50),
-    "twenty_questions_subset": (0, 20, 208, 30),  # all of its 10 objects
-}
-
-
-def _demo(c: ml_collections.ConfigDict) -> None:
-    c.env.num_items, c.env.max_turns, c.tokens.obs_len, c.archer.iterations = _DEMO_GAME[c.task]
+def _demo(c: ml_collections.ConfigDict, presets: TaskPresets) -> None:
+    c.env.num_items, c.env.max_turns = presets.demo_items, presets.demo_turns
+    c.tokens.obs_len, c.archer.iterations = presets.demo_obs_len, presets.demo_iterations
     c.tokens.action_len = 10
     c.actor = _model("gpt2", "", n_layer=2, n_embd=64, n_head=4)
     c.actor.lr = 1e-4

@@ -16,5 +16,13 @@ Variants (the part after ':'):
 from experiments.configs import common
 
 
+# The longest 9-turn prefix of 400 simulated dialogues is 191 word-tokens (its answers
+# are long: a turn takes 16 tokens on average), so 208 observation tokens hold a whole
+# 10-turn dialogue.
+PRESETS = common.TaskPresets(
+    paper=dict(actor_lr=1e-5, critic_lr=2e-5, warmup_iter=10, rollout_size=128, gamma=0.95),
+    demo_items=20, demo_turns=10, demo_obs_len=208, demo_iterations=50)
+
+
 def get_config(arg: str | None = None):
-    return common.get_config("guess_city", arg)
+    return common.get_config("guess_city", arg, PRESETS)

@@ -19,5 +19,11 @@ Variants (the part after ':'):
 from experiments.configs import common
 
 
+# Turns are at most 10 word-tokens (14 the winning one): 207 over 20 turns.
+PRESETS = common.TaskPresets(
+    paper=dict(actor_lr=1e-6, critic_lr=2e-5, warmup_iter=20, rollout_size=128, gamma=0.95),
+    demo_items=20, demo_turns=20, demo_obs_len=208, demo_iterations=50)
+
+
 def get_config(arg: str | None = None):
-    return common.get_config("twenty_questions", arg)
+    return common.get_config("twenty_questions", arg, PRESETS)

@@ -15,8 +15,15 @@ Variants (the part after ':'):
   smoke  seconds; for tests.
 """
 
-from experiments.configs import common
+import dataclasses
+
+from experiments.configs import common, twenty_questions
+
+
+# Twenty Questions' paper hyperparameters and game, all 10 of its objects hidden, 30
+# iterations.
+PRESETS = dataclasses.replace(twenty_questions.PRESETS, demo_items=0, demo_iterations=30)
 
 
 def get_config(arg: str | None = None):
-    return common.get_config("twenty_questions_subset", arg)
+    return common.get_config("twenty_questions_subset", arg, PRESETS)
