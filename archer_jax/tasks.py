@@ -19,6 +19,7 @@ from archer_jax.envs import (
 from archer_jax.envs.question_game import (
     OBSERVATION_HEADER,
     BatchedQuestionGame,
+    OracleFormat,
     QuestionTask,
     format_observation,
 )
@@ -29,21 +30,25 @@ class TaskSpec:
     """make(max_turns=...) -> QuestionTask with its knowledge-base oracle;
     questioners / default_mix: the scripted players that simulate offline episodes;
     question_pool() -> every templated question those players ask; table: the players'
-    item table (which items the answers so far allow; one guess question per item)."""
+    item table (which items the answers so far allow; one guess question per item);
+    oracle_format: how an LM oracle is prompted and read for the task (None: no LM
+    oracle)."""
 
     make: Callable[..., QuestionTask]
     questioners: Mapping[str, scripted.Questioner]
     default_mix: Mapping[str, float]
     question_pool: Callable[[], Sequence[str]]
     table: scripted.ProbeTable
+    oracle_format: OracleFormat | None = None
 
 
 _TWENTY_QUESTIONS_PLAYERS = (twenty_questions_players.QUESTIONERS, twenty_questions_players.DEFAULT_MIX,
-                             twenty_questions_players.question_pool, twenty_questions_players.TABLE)
+                             twenty_questions_players.question_pool, twenty_questions_players.TABLE,
+                             twenty_questions.LM_ORACLE_FORMAT)
 TASKS: dict[str, TaskSpec] = {
     "guess_city": TaskSpec(guess_city.guess_city_task, guess_city_players.QUESTIONERS,
                            guess_city_players.DEFAULT_MIX, guess_city_players.question_pool,
-                           guess_city_players.TABLE),
+                           guess_city_players.TABLE, guess_city.LM_ORACLE_FORMAT),
     "twenty_questions": TaskSpec(twenty_questions.twenty_questions_task, *_TWENTY_QUESTIONS_PLAYERS),
     # The Subset is the same game with the same players; only the hidden items differ.
     "twenty_questions_subset": TaskSpec(twenty_questions.twenty_questions_subset_task, *_TWENTY_QUESTIONS_PLAYERS),

@@ -147,7 +147,11 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     config_checks.check_observation_window(config, len(one_turn))
     if config.env.oracle == "lm":
         # After the tokenizer: a from-scratch vocabulary comes from the KB's answers.
-        task = task.with_oracle(lm_oracle.make_lm_oracle(config.task, config.env.oracle_checkpoint, mesh=mesh))
+        oracle_format = tasks.spec(config.task).oracle_format
+        if oracle_format is None:
+            raise config_checks.ConfigError(f"config.env.oracle = 'lm': task {config.task!r} has no LM oracle format; "
+                                            "use config.env.oracle = 'kb'")
+        task = task.with_oracle(lm_oracle.make_lm_oracle(oracle_format, config.env.oracle_checkpoint, mesh=mesh))
     algorithm = algorithms.get(config.algorithm)
     actor, actor_params = registry.build_actor(config, tokenizer, mesh)
     critic = encoder_params = bridge = None

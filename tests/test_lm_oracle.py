@@ -18,14 +18,14 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from archer_jax import sharding
+from archer_jax import sharding, tasks
 from archer_jax.envs import guess_city, lm_oracle
 from archer_jax.envs.question_game import BatchedQuestionGame
 from archer_jax.models import convert_reference_oracle as convert_lib
 from archer_jax.models import hf_loading, registry, t5
 
-CITY = lm_oracle.ORACLE_FORMATS["guess_city"]
-TWENTY_Q = lm_oracle.ORACLE_FORMATS["twenty_questions"]
+CITY = tasks.spec("guess_city").oracle_format
+TWENTY_Q = tasks.spec("twenty_questions").oracle_format
 HIDDEN = ["Paris", "Tokyo", "Dog", "Soccer ball", "Cairo", "Airplane;Plane", "Chicago", "Piano", "Lima"]
 QUESTIONS = ["Is it hot?", "Is the city on the coast of a very large ocean with many islands around it?", "Yes?",
              "Is it an animal?", "Which continent is it in?", "Can it fly?", "What language do people speak?",
@@ -71,7 +71,7 @@ def test_prompts_are_the_reference_ones() -> None:
     # The reference concatenates without a space; 20Q uses the first synonym, lower-cased.
     assert TWENTY_Q.prompt("Soccer ball", "Is it round?") == "The object is soccer ball.Is it round?"
     assert TWENTY_Q.prompt("Airplane;Plane", "Can it fly?") == "The object is airplane.Can it fly?"
-    assert lm_oracle.ORACLE_FORMATS["twenty_questions_subset"] == TWENTY_Q
+    assert tasks.spec("twenty_questions_subset").oracle_format == TWENTY_Q
     assert CITY.prompt("Paris", "Is it hot?") == "Your home town is Paris.Is it hot?"
     assert CITY.prompt("Seoul, South Korea", "Is it big?") == "Your home town is Seoul, South Korea.Is it big?"
     # The reference's answer lengths.
@@ -151,9 +151,9 @@ def test_sharded_oracle_answers_the_same(random_t5, tokenizer_files: Path) -> No
 
 # ------------------------------------------------------------------ the factory
 def test_make_lm_oracle_from_a_folder(oracle_folder: Path) -> None:
-    oracle = lm_oracle.make_lm_oracle("twenty_questions", str(oracle_folder))
+    oracle = lm_oracle.make_lm_oracle(TWENTY_Q, str(oracle_folder))
     assert oracle.max_new_tokens == 16
-    oracle = lm_oracle.make_lm_oracle("guess_city", str(oracle_folder), max_new_tokens=4, dtype="bfloat16")
+    oracle = lm_oracle.make_lm_oracle(CITY, str(oracle_folder), max_new_tokens=4, dtype="bfloat16")
     assert oracle.params["shared"]["embedding"].dtype == jnp.bfloat16
     # The game calls it once per step for its unfinished rows.
     game = BatchedQuestionGame(guess_city.guess_city_task().with_oracle(oracle), batch_size=3)
@@ -170,8 +170,8 @@ def test_answers_are_the_pytorch_models_greedy_replies(oracle_folder: Path, task
     torch = pytest.importorskip("torch")
     import transformers
 
-    fmt = lm_oracle.ORACLE_FORMATS[task]
-    oracle = lm_oracle.make_lm_oracle(task, str(oracle_folder), max_new_tokens=12)
+    fmt = tasks.spec(task).oracle_format
+    oracle = lm_oracle.make_lm_oracle(fmt, str(oracle_folder), max_new_tokens=12)
     tokenizer = AutoTokenizer.from_pretrained(str(oracle_folder))
     model = transformers.T5ForConditionalGeneration.from_pretrained(str(oracle_folder)).eval()
     batch = tokenizer([fmt.prompt(h, q) for h, q in zip(HIDDEN, QUESTIONS)], padding=True, return_tensors="pt")
@@ -184,16 +184,14 @@ def test_answers_are_the_pytorch_models_greedy_replies(oracle_folder: Path, task
 
 
 def test_make_lm_oracle_errors(oracle_folder: Path, hf_fixtures: Path, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match=r"task 'chess'; known tasks: \['guess_city', 'twenty_questions', "):
-        lm_oracle.make_lm_oracle("chess", str(oracle_folder))
     with pytest.raises(hf_loading.CheckpointError, match=f"{tmp_path}/missing: no such model folder"):
-        lm_oracle.make_lm_oracle("guess_city", str(tmp_path / "missing"))
+        lm_oracle.make_lm_oracle(CITY, str(tmp_path / "missing"))
     with pytest.raises(hf_loading.CheckpointError, match="t5: no tokenizer .*convert_reference_oracle --base"):
-        lm_oracle.make_lm_oracle("guess_city", str(hf_fixtures / "t5"))
+        lm_oracle.make_lm_oracle(CITY, str(hf_fixtures / "t5"))
     with pytest.raises(hf_loading.CheckpointError, match="model_type 'gpt2'; an LM oracle needs a T5"):
-        lm_oracle.make_lm_oracle("guess_city", str(hf_fixtures / "gpt2"))
+        lm_oracle.make_lm_oracle(CITY, str(hf_fixtures / "gpt2"))
     with pytest.raises(ValueError, match="max_new_tokens=0 must be positive"):
-        lm_oracle.make_lm_oracle("guess_city", str(oracle_folder), max_new_tokens=0)
+        lm_oracle.make_lm_oracle(CITY, str(oracle_folder), max_new_tokens=0)
 
 
 # ------------------------------------------------------------------ the converter
@@ -243,7 +241,7 @@ def test_converter_round_trip(tied: bool, tokenizer_files: Path, tmp_path: Path,
     assert convert_lib.main([str(pt), "--out", str(tmp_path / "with_base"), "--base", str(base)]) == 0
     _assert_same_logits(torch, model, tmp_path / "with_base")
     assert convert_lib.tokenizer_note(tmp_path / "with_base") is None
-    oracle = lm_oracle.make_lm_oracle("twenty_questions", str(tmp_path / "with_base"), max_new_tokens=3)
+    oracle = lm_oracle.make_lm_oracle(TWENTY_Q, str(tmp_path / "with_base"), max_new_tokens=3)
     assert len(oracle.answer(["Dog"], ["Is it an animal?"])) == 1
 
     # Without --base the config comes from the shapes; the tokenizer must be added.
@@ -252,7 +250,7 @@ def test_converter_round_trip(tied: bool, tokenizer_files: Path, tmp_path: Path,
     assert "has no tokenizer" in capsys.readouterr().err
     _assert_same_logits(torch, model, tmp_path / "inferred")
     with pytest.raises(hf_loading.CheckpointError, match="no tokenizer"):
-        lm_oracle.make_lm_oracle("guess_city", str(tmp_path / "inferred"))
+        lm_oracle.make_lm_oracle(CITY, str(tmp_path / "inferred"))
 
 
 def test_converter_errors(hf_fixtures: Path, tmp_path: Path, capsys) -> None:

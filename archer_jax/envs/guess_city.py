@@ -18,7 +18,7 @@ import re
 import unicodedata
 from typing import Sequence
 
-from archer_jax.envs.question_game import MAX_TURNS, WIN_ANSWER, Oracle, QuestionTask
+from archer_jax.envs.question_game import MAX_TURNS, WIN_ANSWER, Oracle, OracleFormat, QuestionTask
 
 CANT_ANSWER = "I can't answer that question."
 FALLBACK_ANSWER = (
@@ -1500,6 +1500,30 @@ class CityOracle:
             asked_inland = _has(q, "inland", "landlocked")
             return _yes_no(city.coastal != asked_inland, statement)
         return statement[0].upper() + statement[1:]
+
+
+# ---------------------------------------------------------------------------- an LM oracle
+def lm_prompt(hidden: str, question: str) -> str:
+    """The reference's prompt (no space before the question)."""
+    return f"Your home town is {hidden}." + question
+
+
+def reveals_city(hidden: str, text: str) -> bool:
+    """Whether text names the hidden city: a table city by its names and aliases;
+    any other item (e.g. the reference's "Seoul, South Korea") by the part before its
+    first comma, as the reference reads it."""
+    city = CITY_BY_NAME.get(hidden)
+    if city is not None:
+        return names_city(text, city)
+    name = hidden.split(",")[0].strip()
+    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
+
+
+def lm_answer(hidden: str, decoded: str) -> str:
+    return CANT_ANSWER if reveals_city(hidden, decoded) else decoded.strip()
+
+
+LM_ORACLE_FORMAT = OracleFormat(lm_prompt, lm_answer, max_new_tokens=64)
 
 
 def guess_city_task(oracle: Oracle | None = None, max_turns: int = MAX_TURNS) -> QuestionTask:

@@ -1,8 +1,9 @@
 """Language-model oracles: a Flax T5 (the paper's fine-tuned flan-t5) that answers a
 whole batch of questions in one jitted, KV-cached greedy decode on the devices.
 
-Per task, the prompt and the answer post-processing follow the reference
-implementation (github.com/YifeiZhou02/ArCHer, archer/environment/*.py), so that its
+Per task, the prompt and the answer post-processing (the task's ``OracleFormat``:
+``guess_city.LM_ORACLE_FORMAT``, ``twenty_questions.LM_ORACLE_FORMAT``, reached through
+``tasks.spec(name).oracle_format``) follow the reference implementation (github.com/YifeiZhou02/ArCHer, archer/environment/*.py), so that its
 released oracle checkpoints (converted by ``models.convert_reference_oracle``) see
 the inputs they were trained on:
 
@@ -23,9 +24,7 @@ prompts to a power-of-two length (at most ``max_prompt_len`` tokens).
 
 from __future__ import annotations
 
-import dataclasses
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -34,69 +33,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 from archer_jax import sharding as sharding_lib
-from archer_jax.envs import guess_city
+from archer_jax.envs.question_game import OracleFormat
 from archer_jax.models import hf_loading, registry, t5
 
-YES, NO, INVALID = "Yes.", "No.", "Invalid Question."
 _MIN_PROMPT_BUCKET = 16
-
-
-def twenty_questions_prompt(hidden: str, question: str) -> str:
-    word = hidden.split(";")[0].strip().lower()
-    return f"The object is {word}." + question
-
-
-def guess_city_prompt(hidden: str, question: str) -> str:
-    return f"Your home town is {hidden}." + question
-
-
-_YES_RE = re.compile(r"\byes\b", re.IGNORECASE)
-_NO_RE = re.compile(r"\bno\b", re.IGNORECASE)
-
-
-def twenty_questions_answer(hidden: str, decoded: str) -> str:
-    """The reference's normalisation, yes before no, on whole words."""
-    del hidden  # the reply alone decides; the signature is the table's
-    if _YES_RE.search(decoded):
-        return YES
-    return NO if _NO_RE.search(decoded) else INVALID
-
-
-def reveals_city(hidden: str, text: str) -> bool:
-    """Whether text names the hidden city: a table city by its names and aliases;
-    any other item (e.g. the reference's "Seoul, South Korea") by the part before its
-    first comma, as the reference reads it."""
-    city = guess_city.CITY_BY_NAME.get(hidden)
-    if city is not None:
-        return guess_city.names_city(text, city)
-    name = hidden.split(",")[0].strip()
-    return re.search(rf"(?<!\w){re.escape(name)}(?!\w)", text, re.IGNORECASE) is not None
-
-
-def guess_city_answer(hidden: str, decoded: str) -> str:
-    return guess_city.CANT_ANSWER if reveals_city(hidden, decoded) else decoded.strip()
-
-
-@dataclasses.dataclass(frozen=True)
-class OracleFormat:
-    """How one task talks to its LM oracle.
-
-    prompt(hidden_item, question) -> encoder text;
-    postprocess(hidden_item, decoded_reply) -> the answer the game shows;
-    max_new_tokens: the reference's answer length for the task.
-    """
-
-    prompt: Callable[[str, str], str]
-    postprocess: Callable[[str, str], str]
-    max_new_tokens: int
-
-
-_TWENTY_QUESTIONS = OracleFormat(twenty_questions_prompt, twenty_questions_answer, max_new_tokens=16)
-ORACLE_FORMATS: dict[str, OracleFormat] = {
-    "guess_city": OracleFormat(guess_city_prompt, guess_city_answer, max_new_tokens=64),
-    "twenty_questions": _TWENTY_QUESTIONS,
-    "twenty_questions_subset": _TWENTY_QUESTIONS,
-}
 
 
 def _next_power_of_two(n: int) -> int:
@@ -122,7 +62,7 @@ class LMOracle:
       module, params: the T5 model (params already placed, e.g. by
         `registry.load_pretrained`, sharded when `mesh` is given).
       tokenizer: its Hugging Face tokenizer.
-      oracle_format: the task's prompt and post-processing (`ORACLE_FORMATS`).
+      oracle_format: the task's prompt and post-processing (`tasks.spec(name).oracle_format`).
       max_new_tokens: answer length cap, in tokens.
       max_prompt_len: prompts longer than this many tokens lose their end (the hidden
         item comes first and stays).
@@ -172,17 +112,15 @@ class LMOracle:
         return self.tokenizer.batch_decode(np.asarray(out)[:len(rows)], skip_special_tokens=True)
 
 
-def make_lm_oracle(task_name: str, checkpoint: str, *, max_new_tokens: int | None = None, dtype: Any = jnp.float32,
+def make_lm_oracle(oracle_format: OracleFormat, checkpoint: str, *, max_new_tokens: int | None = None, dtype: Any = jnp.float32,
                    mesh: Mesh | None = None, max_prompt_len: int = 256, min_batch: int = 8) -> LMOracle:
-    """The task's LM oracle from a Hugging Face T5 folder (or hub name) with a tokenizer.
+    """An LM oracle speaking ``oracle_format`` (a task's, ``tasks.spec(name).oracle_format``)
+    from a Hugging Face T5 folder (or hub name) with a tokenizer.
 
     `max_new_tokens` defaults to the reference's length for the task (16 for Twenty
     Questions, 64 for Guess My City). `dtype` is both the compute and the param dtype:
     an oracle never trains, so it needs no float32 master weights.
     """
-    if task_name not in ORACLE_FORMATS:
-        raise ValueError(f"no LM oracle for task {task_name!r}; known tasks: {sorted(ORACLE_FORMATS)}")
-    oracle_format = ORACLE_FORMATS[task_name]
     folder = hf_loading.resolve_folder(checkpoint)
     model_type = hf_loading.read_config(folder).get("model_type")
     if model_type != "t5":

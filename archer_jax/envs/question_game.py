@@ -31,6 +31,20 @@ class Oracle(Protocol):
         ...
 
 
+@dataclasses.dataclass(frozen=True)
+class OracleFormat:
+    """How a task talks to an LM oracle (``lm_oracle.LMOracle``).
+
+    prompt(hidden_item, question) -> encoder text;
+    postprocess(hidden_item, decoded_reply) -> the answer the game shows;
+    max_new_tokens: the reference's answer length for the task.
+    """
+
+    prompt: Callable[[str, str], str]
+    postprocess: Callable[[str, str], str]
+    max_new_tokens: int
+
+
 class OracleError(RuntimeError):
     """The oracle kept failing after all retries."""
 

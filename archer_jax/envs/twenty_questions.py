@@ -19,7 +19,7 @@ import functools
 import re
 from collections.abc import Sequence
 
-from archer_jax.envs.question_game import MAX_TURNS, QuestionTask
+from archer_jax.envs.question_game import MAX_TURNS, OracleFormat, QuestionTask
 from archer_jax.envs.twenty_questions_objects import (
     MATERIALS,
     OBJECT_BY_NAME,
@@ -324,6 +324,28 @@ class ObjectOracle:
         if len(hidden_items) != len(questions):
             raise ValueError(f"{len(hidden_items)} hidden items but {len(questions)} questions")
         return [answer(OBJECT_BY_NAME[h], q) for h, q in zip(hidden_items, questions)]
+
+
+# ---------------------------------------------------------------------------- an LM oracle
+def lm_prompt(hidden: str, question: str) -> str:
+    """The reference's prompt: the first synonym, lower-cased, no space before the question."""
+    word = hidden.split(";")[0].strip().lower()
+    return f"The object is {word}." + question
+
+
+_YES_RE = re.compile(r"\byes\b", re.IGNORECASE)
+_NO_RE = re.compile(r"\bno\b", re.IGNORECASE)
+
+
+def lm_answer(hidden: str, decoded: str) -> str:
+    """The reference's normalisation, yes before no, on whole words."""
+    del hidden  # the reply alone decides
+    if _YES_RE.search(decoded):
+        return YES
+    return NO if _NO_RE.search(decoded) else INVALID
+
+
+LM_ORACLE_FORMAT = OracleFormat(lm_prompt, lm_answer, max_new_tokens=16)
 
 
 def twenty_questions_task(max_turns: int = MAX_TURNS, items: Sequence[str] | None = None) -> QuestionTask:
