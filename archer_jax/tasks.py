@@ -32,7 +32,8 @@ class TaskSpec:
     question_pool() -> every templated question those players ask; table: the players'
     item table (which items the answers so far allow; one guess question per item);
     oracle_format: how an LM oracle is prompted and read for the task (None: no LM
-    oracle)."""
+    oracle); lmrl_gym: the title of the task's LMRL-Gym dataset, which
+    ``data.lmrl_gym`` imports (None: LMRL-Gym has none)."""
 
     make: Callable[..., QuestionTask]
     questioners: Mapping[str, scripted.Questioner]
@@ -40,6 +41,7 @@ class TaskSpec:
     question_pool: Callable[[], Sequence[str]]
     table: scripted.ProbeTable
     oracle_format: OracleFormat | None = None
+    lmrl_gym: str | None = None
 
 
 _TWENTY_QUESTIONS_PLAYERS = (twenty_questions_players.QUESTIONERS, twenty_questions_players.DEFAULT_MIX,
@@ -48,8 +50,9 @@ _TWENTY_QUESTIONS_PLAYERS = (twenty_questions_players.QUESTIONERS, twenty_questi
 TASKS: dict[str, TaskSpec] = {
     "guess_city": TaskSpec(guess_city.guess_city_task, guess_city_players.QUESTIONERS,
                            guess_city_players.DEFAULT_MIX, guess_city_players.question_pool,
-                           guess_city_players.TABLE, guess_city.LM_ORACLE_FORMAT),
-    "twenty_questions": TaskSpec(twenty_questions.twenty_questions_task, *_TWENTY_QUESTIONS_PLAYERS),
+                           guess_city_players.TABLE, guess_city.LM_ORACLE_FORMAT, lmrl_gym="Guess My City"),
+    "twenty_questions": TaskSpec(twenty_questions.twenty_questions_task, *_TWENTY_QUESTIONS_PLAYERS,
+                                 lmrl_gym="Twenty Questions"),
     # The Subset is the same game with the same players; only the hidden items differ.
     "twenty_questions_subset": TaskSpec(twenty_questions.twenty_questions_subset_task, *_TWENTY_QUESTIONS_PLAYERS),
 }

@@ -36,9 +36,11 @@ from archer_jax.data.episode_records import (
     read_episodes,
     transition_columns,
 )
+from archer_jax import tasks as task_registry
 from archer_jax.envs import scripted
 
-TASKS = {"twenty_questions": "Twenty Questions", "guess_city": "Guess My City"}  # config name -> title
+# config.task -> the title of its LMRL-Gym dataset (``tasks.TaskSpec.lmrl_gym``).
+TASKS = {name: spec.lmrl_gym for name, spec in task_registry.TASKS.items() if spec.lmrl_gym}
 QUESTIONER = "lmrl_gym"  # the `questioner` label of imported episodes
 _SPLIT_FILES = {"train": "train.json", "eval": "eval.json"}  # eval.json is optional
 _RECORD_FORMAT = '{"lines": ["<question>? <answer>", ...], "correct": true or false, "word": ["<name>", ...]}'
