@@ -198,8 +198,9 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Ar
     L or 1, S]. Softmax in fp32 whatever the compute dtype. Returns [B,L,H,D].
 
     ``row_block``: batch rows computed at once (a divisor of B; None: chosen by
-    ``attention_row_block``). Blocks take every (B / row_block)-th row, so a batch
-    split over devices in contiguous shards stays local to each device."""
+    ``attention_row_block``); block j holds rows j, j + B / row_block, ... Exact for
+    any batch sharding (XLA moves rows where a block spans devices); the blocks are
+    for the CPU backend, where a mesh is a test's or a single host's."""
     b, l, h, d = q.shape
     if scale is None:
         scale = d ** -0.5
