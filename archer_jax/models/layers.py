@@ -176,8 +176,9 @@ def attention_bias(key_mask: jax.Array, query_len: int, *, causal: bool, query_o
 # On the CPU backend XLA does not fuse attention: the fp32 scores [B, H, L, S] and the
 # softmax's intermediates go through memory several times. Once the scores of the whole
 # batch outgrow the cache, attention runs over blocks of batch rows whose scores fit
-# (measured on the 2-core machine, B 32, H 4, L = S = 218, D 16: 39 ms -> 11 ms forward,
-# 93 ms -> 48 ms with its gradient). Accelerators take the whole batch at once.
+# (measured on the 2-core machine, B 32, H 4, L = S = 218, D 16: 39 ms -> 11-13 ms forward;
+# with its gradient the gain is unsteady, and inside the critic's gradient it is ~12%
+# slower: docs/research_log.md). Accelerators take the whole batch at once.
 CPU_SCORES_BLOCK_BYTES = 2 * 1024 * 1024
 
 
