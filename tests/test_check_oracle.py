@@ -31,9 +31,7 @@ def test_the_twenty_questions_oracle_on_its_held_out_questions():
     replies = check_oracle.check(task, pairs)
     summary = check_oracle.summary(replies)
     assert summary["pairs"] >= 300 and summary["answered_fraction"] >= 0.84
-    # The one wrong reply is a table fact (scissors are not of kind 'tool'), kept until the
-    # Subset demo's results are regenerated: its scripted players ask "Is it a tool?".
-    assert {(r.item, r.question) for r in replies if r.wrong} == {("Scissors", "Is it a tool?")}
+    assert summary["wrong"] == 0, [(r.item, r.question) for r in replies if r.wrong]
 
 
 def test_reply_classification():

@@ -201,7 +201,7 @@ OBJECTS: tuple[Thing, ...] = tuple(
              places="office"),
         _row("Sharpie", "tiny", kinds="office_supply", uses="writing", parts="ink", materials="plastic",
              traits="handheld", places="office"),
-        _row("Scissors;Pair of scissors", "small", kinds="office_supply", uses="cutting", materials="metal",
+        _row("Scissors;Pair of scissors", "small", kinds="office_supply tool", uses="cutting", materials="metal",
              traits="sharp handheld", places="office"),
         _row("Key", "tiny", materials="metal", traits="handheld"),
         _row("Diary", "small", kinds="office_supply", uses="writing", materials="paper"),
