@@ -24,6 +24,11 @@ a median over ``--repeats`` timed calls after one warm-up (compile) call:
   tokenization and environment/oracle time are excluded. The embedded knowledge-base
   oracle's host time (guess_city, random templated questions, same batch and turns) is
   measured separately and printed beside it;
+* FLOPs: the matmul FLOPs each timed call executes (``experiments.flops.count_flops`` on
+  its jaxpr: scans times their length, generate's while loop times ``new_tokens - 1``),
+  this machine's matmul rate (an n x n ``jnp.dot`` in the same process, ``--matmul_n``),
+  and per part the time those FLOPs take at that rate and the fraction of it achieved
+  (``limit s / median s``); on an accelerator of known peak, MFU against that peak too;
 * memory: ``peak_bytes_in_use`` of the device's ``memory_stats()`` (GPU/TPU) or, where
   there is none (CPU), the process's max resident set size; cumulative after each part.
 
@@ -53,6 +58,7 @@ import numpy as np
 from archer_jax import replay, sampling, sharding, token_bridge, train_state
 from archer_jax.algorithms import archer
 from archer_jax.models import gpt2, roberta, value_heads
+from experiments import flops
 
 # Shapes per preset. Actor: GPT-2; critic: RoBERTa encoder + ArCHer's double-critic heads.
 # n_positions / max_position_embeddings are raised when obs_len + new_tokens needs more.
@@ -187,6 +193,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--skip_breakdown", action="store_true",
                    help="do not time prefill alone and generate at the update batch")
     p.add_argument("--skip_env", action="store_true", help="do not time the host KB oracle")
+    p.add_argument("--matmul_n", type=int, default=2048,
+                   help="side of the square jnp.dot that measures this machine's matmul rate")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
 
@@ -363,6 +371,9 @@ def main(argv: list[str] | None = None) -> None:
     def run_generate() -> None:
         jax.block_until_ready(policy(holder["state"].actor_params, prompt_ids, prompt_mask, gen_key, TEMPERATURE).tokens)
 
+    params_now = holder["state"].actor_params
+    part_flops = {"generate": flops.count_flops(policy, params_now, prompt_ids, prompt_mask, gen_key, TEMPERATURE,
+                                                while_trips=s.new_tokens - 1)}
     gen_first, gen_s, _ = timed(run_generate, s.repeats, counter)
     memory["after_generate"] = peak_memory()[1]
     progress(f"generate: {gen_s:.4f} s (first call {gen_first:.1f} s)")
@@ -381,6 +392,10 @@ def main(argv: list[str] | None = None) -> None:
             policy(holder["state"].actor_params, step_ids, step_mask, gen_key, TEMPERATURE).tokens),
             s.repeats, counter)
         progress(f"prefill {prefill_s:.4f} s, generate at update batch {step_gen_s:.4f} s")
+        part_flops["generate_prefill"] = flops.count_flops(prefill, params_now, prompt_ids, prompt_mask, gen_key,
+                                                           TEMPERATURE, while_trips=0)
+        part_flops["generate_update_batch"] = flops.count_flops(policy, params_now, step_ids, step_mask, gen_key,
+                                                                TEMPERATURE, while_trips=s.new_tokens - 1)
         breakdown = {"generate_prefill_s": prefill_s,
                      "generate_decode_token_s": (gen_s - prefill_s) / max(s.new_tokens - 1, 1),
                      "generate_update_batch_s": step_gen_s}
@@ -396,6 +411,9 @@ def main(argv: list[str] | None = None) -> None:
         holder["state"], m = phase(holder["state"], bufholder["buffer"])
         jax.block_until_ready((holder["state"], m))
 
+    for name in ("critic", "actor"):  # traced only: the donated state is not consumed
+        part_flops[f"{name}_phase"] = flops.count_flops(getattr(phases, name), holder["state"], bufholder["buffer"],
+                                                        while_trips=s.new_tokens - 1)
     critic_first, critic_s, _ = timed(lambda: run_phase(phases.critic), s.repeats, counter)
     memory["after_critic_phase"] = peak_memory()[1]
     progress(f"critic phase: {critic_s:.4f} s (first call {critic_first:.1f} s)")
@@ -454,12 +472,27 @@ def main(argv: list[str] | None = None) -> None:
                      "iteration_generate_calls": chunks * s.max_turns,
                      "iteration_new_tokens_per_s": chunks * s.max_turns * s.rollout_batch * s.new_tokens / it_s}
         memory["after_iteration"] = peak_memory()[1]
+        part_flops["iteration"] = (chunks * s.max_turns * part_flops["generate"] + part_flops["critic_phase"]
+                                   + part_flops["actor_phase"])
 
     env = None if args.skip_env else time_env(s, s.repeats)
+    progress(f"measuring the {s.dtype} matmul rate ({args.matmul_n}^3)")
+    rate = flops.matmul_rate(s.dtype, args.matmul_n)
+    if jax.devices()[0].platform != "cpu":  # fake CPU devices share the host's cores; chips add up
+        rate *= jax.device_count()
 
     st = holder["state"]
     actor_params, critic_params = n_params(st.actor_params), n_params(st.critic_params)
     dev = jax.devices()[0]
+    peak = flops.peak_flops(dev, s.dtype)
+    seconds = {"generate": gen_s, "generate_prefill": breakdown.get("generate_prefill_s"),
+               "generate_update_batch": breakdown.get("generate_update_batch_s"), "critic_phase": critic_s,
+               "actor_phase": actor_s, "iteration": iteration.get("iteration_s")}
+    # Per part: FLOPs, the seconds they take at the measured matmul rate, the fraction of
+    # that rate achieved and, where the device's peak is known, MFU.
+    limits = {name: {"flops": n, "limit_s": n / rate, "matmul_fraction": n / rate / seconds[name],
+                     **({} if peak is None else {"mfu": n / seconds[name] / (peak * jax.device_count())})}
+              for name, n in part_flops.items()}
     result: dict[str, Any] = {
         "benchmark": "archer", "preset": s.preset, "settings": dataclasses.asdict(s),
         "bridge": bridge.kind, "device_platform": dev.platform, "device_kind": dev.device_kind,
@@ -474,6 +507,7 @@ def main(argv: list[str] | None = None) -> None:
         **breakdown,
         **iteration,
         **({} if env is None else env),
+        "matmul_flops_per_s": rate, "matmul_n": args.matmul_n, "peak_flops_per_s": peak, "flops": limits,
         "memory_kind": memory_kind, "peak_memory_bytes": memory,
         "recompiles_in_timed_calls": counter.count, "retraces_in_timed_calls": counter.traces,
     }
@@ -522,6 +556,14 @@ def print_table(r: dict[str, Any], s: Settings) -> None:
     if "env_iteration_s" in r:
         print(f"  host KB oracle (not in the iteration)    {r['env_iteration_s']:10.4f} {'':>10s}  "
               f"{r['env_step_s'] * 1e3:.2f} ms per batched env step")
+    mfu = r["peak_flops_per_s"] is not None
+    print(f"  matmul FLOPs per part; the machine's matmul rate {r['matmul_flops_per_s'] / 1e9:,.1f} GFLOP/s "
+          f"({r['matmul_n']}^3 jnp.dot, {s.dtype})" + (f", peak {r['peak_flops_per_s'] / 1e12:,.0f} TFLOP/s per "
+                                                       "device" if mfu else ""))
+    print(f"  {'part':40s} {'GFLOP':>10s} {'limit s':>10s}  {'of the rate':>11s}" + ("  MFU" if mfu else ""))
+    for name, f in r["flops"].items():
+        print(f"  {name:40s} {f['flops'] / 1e9:10.2f} {f['limit_s']:10.4f}  {f['matmul_fraction']:10.1%}"
+              + (f"  {f['mfu']:.1%}" if mfu else ""))
     mem = ", ".join(f"{k} {_gb(v)}" for k, v in r["peak_memory_bytes"].items())
     print(f"  memory ({r['memory_kind']}): {mem}")
     print(f"  state {_gb(r['state_bytes'])}, buffer {_gb(r['buffer_bytes'])}, init {r['init_s']:.1f} s, "
