@@ -122,6 +122,21 @@ def _pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
+def check_workdir(workdir: str | Path) -> Path:
+    """The workdir as a local path, or a ConfigError naming it: a URL (``gs://...``)
+    would become a local folder named ``gs:`` whose files vanish with the VM, and an
+    existing file is not a folder."""
+    if "://" in str(workdir):
+        raise config_checks.ConfigError(
+            f"--workdir={workdir} is a URL; this version reads and writes local paths only (a gs:// workdir would "
+            "land in a local folder named 'gs:'): pass a local folder, or a bucket mounted with gcsfuse")
+    workdir = Path(workdir)
+    if workdir.exists() and not workdir.is_dir():
+        raise config_checks.ConfigError(f"--workdir={workdir} is an existing file; pass a folder (a new one, or "
+                                        "the workdir of a run to resume)")
+    return workdir
+
+
 def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: bool = False) -> Run:
     """Validates the config, then builds (or restores) every part of the run.
 
@@ -131,10 +146,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     """
     config_checks.check_config(config)
     CompileCounter.register()
-    workdir = Path(workdir)
-    if workdir.exists() and not workdir.is_dir():
-        raise config_checks.ConfigError(f"--workdir={workdir} is an existing file; pass a folder (a new one, or "
-                                        "the workdir of a run to resume)")
+    workdir = check_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         mesh = sharding.make_mesh(config.mesh.shape)

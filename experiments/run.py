@@ -1,7 +1,7 @@
 """Entry point: flags -> config -> trainer.
 
     python -m experiments.run --config=experiments/configs/guess_city.py:demo --workdir=/tmp/gc
-    python -m experiments.run --config=guess_city.py --config.archer.iterations=500 --workdir=gs://...
+    python -m experiments.run --config=guess_city.py --config.archer.iterations=500 --workdir=/mnt/bucket/gc
 
 A bare config file name resolves against experiments/configs/. Rerunning the same
 command resumes from the workdir's last checkpoint. ``--distributed`` starts
@@ -91,10 +91,10 @@ def main(argv: list[str]) -> None:
         jax.distributed.initialize()
     from archer_jax import provenance, trainer
 
-    workdir = _WORKDIR.value
-    if "://" not in workdir and Path(workdir).exists() and not Path(workdir).is_dir():
-        print(f"error: --workdir={workdir} is an existing file; pass a folder (a new one, or the workdir of a run "
-              "to resume)", file=sys.stderr)
+    try:  # before anything is written into it
+        trainer.check_workdir(_WORKDIR.value)
+    except trainer.USER_ERRORS as e:
+        print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
     if jax.process_index() == 0:
         provenance.record_run(_WORKDIR.value, _CONFIG.value, _COMMAND_LINE or sys.argv)

@@ -26,11 +26,11 @@ ROOT = Path(__file__).parent.parent
 SMOKE = ["--config=guess_city.py:smoke"]
 
 
-def _command(workdir: Path, *overrides: str) -> list[str]:
+def _command(workdir: Path | str, *overrides: str) -> list[str]:
     return [sys.executable, "-m", "experiments.run", *SMOKE, f"--workdir={workdir}", *overrides]
 
 
-def _run(workdir: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def _run(workdir: Path | str, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
     return subprocess.run(_command(workdir, *overrides), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
@@ -288,6 +288,14 @@ def test_a_workdir_that_is_a_file_is_refused(tmp_path):
     out = _run(path)
     assert out.returncode == 2 and out.stderr.startswith("error: --workdir=") and "Traceback" not in out.stderr
     assert path.read_text() == "mine"
+
+
+def test_a_url_workdir_is_refused_before_anything_is_written(tmp_path):
+    with pytest.raises(config_checks.ConfigError, match="is a URL; this version reads and writes local paths"):
+        trainer.setup(guess_city.get_config("smoke"), "gs://bucket/run")
+    out = _run("gs://bucket/run")
+    assert out.returncode == 2 and out.stderr.startswith("error: --workdir=gs://") and "Traceback" not in out.stderr
+    assert not (ROOT / "gs:").exists()
 
 
 def test_prompt_longer_than_the_actor_context_is_refused(tmp_path, hf_fixtures):
