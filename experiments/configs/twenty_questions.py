@@ -11,7 +11,7 @@ Variants (the part after ':'):
   demo   CPU, no downloads: tiny models trained from scratch with a word tokenizer built
          from the task's own text; 20 hidden objects, 20-turn cap, 208-token
          observations (a whole templated dialogue fits); simulated data (57% wins,
-         return -14.1), BC warm start, then 50 ArCHer iterations (common.py's _demo
+         return -13.9), BC warm start, then 50 ArCHer iterations (common.py's _demo
          says the update; results and times: README, Results and docs/results.md).
   smoke  seconds; for tests.
 """
