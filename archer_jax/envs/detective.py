@@ -441,10 +441,11 @@ class BatchedDetective:
 
     def _compute_valid_actions(self, rows: Sequence[int]) -> list[list[str]]:
         """Sorted valid actions of each row; one jericho call per distinct uncached state."""
-        keys = {i: self._cache_key(i) for i in rows}
-        todo: dict[object, int] = {}  # cache key (or ("row", i) when uncacheable) -> row that computes it
+        # Cache key per row, or ("row", i) where the state is not cacheable.
+        keys = {i: self._cache_key(i) or ("row", i) for i in rows}
+        todo: dict[object, int] = {}  # key -> the row that computes it
         for i in rows:
-            key = keys[i] if keys[i] is not None else ("row", i)
+            key = keys[i]
             if key in self._cache:
                 self._cache.move_to_end(key)
                 self.valid_action_cache_hits += 1
@@ -459,11 +460,7 @@ class BatchedDetective:
                 self._cache[key] = actions
                 while len(self._cache) > VALID_ACTIONS_CACHE_SIZE:
                     self._cache.popitem(last=False)
-        results = []
-        for i in rows:
-            key = keys[i] if keys[i] is not None else ("row", i)
-            results.append(list(computed[key] if key in computed else self._cache[key]))
-        return results
+        return [list(computed[keys[i]] if keys[i] in computed else self._cache[keys[i]]) for i in rows]
 
     def _jericho_valid_actions(self, i: int) -> list[str]:
         # use_parallel=False: jericho's default forks a process pool per interpreter, unsafe
