@@ -4,6 +4,7 @@ Valid actions cost ~0.2-0.5 s per new game state, so only the tests about them c
 them; the others build the environment with `show_valid_actions=False`.
 """
 
+import ctypes.util  # noqa: F401  first, as torch does: jericho's star imports then shadow jericho.util
 import importlib.util
 from pathlib import Path
 
@@ -227,6 +228,7 @@ def test_valid_actions_sorted_and_equal_between_fresh_envs(shown):
 def test_valid_actions_cached_by_world_state_not_during_a_parser_question():
     import jericho
 
+    jericho_util = importlib.import_module("jericho.util")
     env = dt.BatchedDetective(GAME, 2, word_extractor="regex", num_threads=2)
     env.reset([0, 1])
     assert env.valid_action_calls == 1
@@ -241,10 +243,10 @@ def test_valid_actions_cached_by_world_state_not_during_a_parser_question():
     assert env.valid_actions[0] == ["north", "west"]
     assert env.valid_actions[1] != env.valid_actions[0]  # the answers to "read what?" differ
     # jericho itself is untouched: no module-level patch, no spaCy pipeline stored.
-    assert jericho.util.extract_objs.__module__ == "jericho.util"
+    assert jericho_util.extract_objs.__module__ == "jericho.util"
     assert "_identify_interactive_objects" in vars(jericho.FrotzEnv)
     if importlib.util.find_spec(dt.SPACY_MODEL) is None:
-        assert "spacy_nlp" not in vars(jericho.util)
+        assert "spacy_nlp" not in vars(jericho_util)
         with pytest.raises(ImportError, match="en_core_web_sm"):
             dt.BatchedDetective(GAME, 1, word_extractor="spacy")
 

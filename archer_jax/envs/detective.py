@@ -184,6 +184,18 @@ def _import_jericho():
     return jericho
 
 
+def _jericho_util():
+    """The module `jericho.util`, from sys.modules.
+
+    Not the attribute `jericho.util`, nor `import jericho.util as ...` (which reads that
+    attribute first): jericho's `__init__` star-imports `jericho.jericho`, which
+    star-imports `ctypes`, so once anything has imported `ctypes.util` (torch does) the
+    package attribute `jericho.util` is `ctypes.util`.
+    """
+    _import_jericho()
+    return importlib.import_module("jericho.util")
+
+
 def _check_game_file(game_path) -> tuple[str, str]:
     """(path, md5) of a local, readable game file jericho has bindings for (walkthrough, templates)."""
     path = os.fspath(game_path)
@@ -219,7 +231,7 @@ def _spacy_model_loads() -> bool:
     """
     with _EXTRACTOR_LOCK:
         if "ok" not in _spacy_state:
-            import jericho.util as ju
+            ju = _jericho_util()
             nlp = vars(ju).get("spacy_nlp")
             if nlp is None and importlib.util.find_spec(SPACY_MODEL) is not None:
                 try:
@@ -235,7 +247,7 @@ def _spacy_model_loads() -> bool:
 
 
 def _spacy_objects(text: str) -> set[tuple[str, str]]:
-    import jericho.util as ju
+    ju = _jericho_util()
     with _SPACY_LOCK:
         return ju.extract_objs(text)
 
@@ -265,7 +277,7 @@ def _identify_objects_with(jericho, extract_objs):
     if "utl" not in code.co_names or "extract_objs" not in code.co_names:
         raise RuntimeError(f"jericho {getattr(jericho, '__version__', '?')} no longer finds object words "
                            "through utl.extract_objs; this module supports jericho 3.x")
-    util_view = types.SimpleNamespace(**vars(jericho.util))
+    util_view = types.SimpleNamespace(**vars(_jericho_util()))
     util_view.extract_objs = extract_objs
     module_globals = dict(vars(jericho.jericho), utl=util_view)
     function = types.FunctionType(code, module_globals, method.__name__, method.__defaults__, method.__closure__)
