@@ -127,13 +127,14 @@ def check_context_lengths(config: ml_collections.ConfigDict, actor_max_positions
 
 
 def check_observation_window(config: ml_collections.ConfigDict, one_turn: int) -> None:
-    """The observation window must hold one turn (``one_turn`` tokens: the header, a
-    question and its answer); a smaller one keeps no answer, and the agent plays blind."""
+    """The observation window must hold one turn (``one_turn`` tokens: the task's
+    ``one_turn_observation``, e.g. the header, a question and its answer); a smaller one
+    keeps no answer, and the agent plays blind."""
     if config.tokens.obs_len < one_turn:
         raise ConfigError(
-            f"config.tokens.obs_len = {config.tokens.obs_len} cannot hold one turn of the dialogue (the header and "
-            f"the shortest question with its answer take {one_turn} tokens), so the agent would never read an answer; "
-            "raise it, best to the tokens of a whole dialogue at the turn cap (the demos' windows do)")
+            f"config.tokens.obs_len = {config.tokens.obs_len} cannot hold one turn (the shortest whole observation of "
+            f"task {config.task!r} takes {one_turn} tokens), so the agent would never read what the environment "
+            "answered; raise it, best to the tokens of a whole dialogue at the turn cap (the demos' windows do)")
 
 
 def critic_length(config: ml_collections.ConfigDict) -> int:

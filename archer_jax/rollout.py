@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from archer_jax.data import tokenization
-from archer_jax.envs.question_game import BatchedQuestionGame
+from archer_jax.envs.base import BatchedEnv
 from archer_jax.sampling import Generation
 
 # (params, prompt_ids, prompt_mask, rng, temperatures [B]) -> Generation, jitted by the caller.
@@ -56,7 +56,7 @@ def discounted_returns(rewards: np.ndarray, valid: np.ndarray, gamma: float) -> 
 class RolloutRunner:
     """Plays batches of conversations with the current policy."""
 
-    def __init__(self, env: BatchedQuestionGame, policy: PolicyFn, tokenizer: Any, *, obs_len: int, terminator: str,
+    def __init__(self, env: BatchedEnv, policy: PolicyFn, tokenizer: Any, *, obs_len: int, terminator: str,
                  pad_id: int, gamma: float, max_turns: int):
         self.env = env
         self.policy = policy

@@ -1,104 +1,63 @@
-"""The registry of conversation tasks: one entry per task, used by the trainer, the
-data builders and the configs (no per-task copies of the training code)."""
+"""Finds a task (``envs.base.Task``) by its name or by a dotted path.
+
+The built-in tasks are the ``TASKS`` tuples of the players modules
+(``archer_jax/envs/*_players.py``): a new task is its environment module, a players
+module that lists its task object, and a config file; nothing here names a task. A
+user's own task needs no change to the package: ``config.task = "my_pkg.my_env:TASK"``
+(or ``my_pkg.my_env.TASK``) names any object that has the ``Task`` protocol's fields
+and methods.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable, Iterator, Mapping, Sequence
-
-import numpy as np
+import functools
+import importlib
+import pkgutil
 
 from archer_jax import config_checks
-from archer_jax.envs import (
-    guess_city,
-    guess_city_players,
-    scripted,
-    twenty_questions,
-    twenty_questions_players,
-)
-from archer_jax.envs.question_game import (
-    OBSERVATION_HEADER,
-    BatchedQuestionGame,
-    OracleFormat,
-    QuestionTask,
-    format_observation,
-)
+from archer_jax.envs import base
+
+_PLAYERS_SUFFIX = "_players"
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskSpec:
-    """make(max_turns=...) -> QuestionTask with its knowledge-base oracle;
-    questioners / default_mix: the scripted players that simulate offline episodes;
-    question_pool() -> every templated question those players ask; table: the players'
-    item table (which items the answers so far allow; one guess question per item);
-    oracle_format: how an LM oracle is prompted and read for the task (None: no LM
-    oracle); lmrl_gym: the title of the task's LMRL-Gym dataset, which
-    ``data.lmrl_gym`` imports (None: LMRL-Gym has none)."""
+@functools.cache
+def builtin() -> dict[str, base.Task]:
+    """name -> task object, from every ``archer_jax.envs.*_players`` module's ``TASKS``."""
+    import archer_jax.envs as envs
 
-    make: Callable[..., QuestionTask]
-    questioners: Mapping[str, scripted.Questioner]
-    default_mix: Mapping[str, float]
-    question_pool: Callable[[], Sequence[str]]
-    table: scripted.ProbeTable
-    oracle_format: OracleFormat | None = None
-    lmrl_gym: str | None = None
+    found: dict[str, base.Task] = {}
+    for module in pkgutil.iter_modules(envs.__path__):
+        if module.name.endswith(_PLAYERS_SUFFIX):
+            for task in getattr(importlib.import_module(f"{envs.__name__}.{module.name}"), "TASKS", ()):
+                if task.name in found:
+                    raise RuntimeError(f"two built-in tasks are named {task.name!r}")
+                found[task.name] = task
+    return found
 
 
-_TWENTY_QUESTIONS_PLAYERS = (twenty_questions_players.QUESTIONERS, twenty_questions_players.DEFAULT_MIX,
-                             twenty_questions_players.question_pool, twenty_questions_players.TABLE,
-                             twenty_questions.LM_ORACLE_FORMAT)
-TASKS: dict[str, TaskSpec] = {
-    "guess_city": TaskSpec(guess_city.guess_city_task, guess_city_players.QUESTIONERS,
-                           guess_city_players.DEFAULT_MIX, guess_city_players.question_pool,
-                           guess_city_players.TABLE, guess_city.LM_ORACLE_FORMAT, lmrl_gym="Guess My City"),
-    "twenty_questions": TaskSpec(twenty_questions.twenty_questions_task, *_TWENTY_QUESTIONS_PLAYERS,
-                                 lmrl_gym="Twenty Questions"),
-    # The Subset is the same game with the same players; only the hidden items differ.
-    "twenty_questions_subset": TaskSpec(twenty_questions.twenty_questions_subset_task, *_TWENTY_QUESTIONS_PLAYERS),
-}
+def names() -> list[str]:
+    return sorted(builtin())
 
 
-def spec(name: str) -> TaskSpec:
-    if name not in TASKS:
-        raise ValueError(f"unknown task {name!r} (config.task); known: {sorted(TASKS)}")
-    return TASKS[name]
-
-
-def make_task(name: str, *, max_turns: int = 20, num_items: int = 0) -> QuestionTask:
-    """The task with its KB oracle; ``num_items`` > 0 hides only a fixed subset of the
-    items (seeded, so every run and dataset agrees on it), as the paper's Twenty
-    Questions Subset does. Players and the oracle still know every item."""
-    task = spec(name).make(max_turns=max_turns)
-    if num_items:
-        if not 0 < num_items <= len(task.items):
-            raise config_checks.ConfigError(
-                f"config.env.num_items = {num_items}: must lie in [1, {len(task.items)}] for task {name!r} "
-                "(hide only that many of its items), or be 0 for all items")
-        chosen = np.sort(np.random.default_rng(0).permutation(len(task.items))[:num_items])
-        task = dataclasses.replace(task, items=tuple(task.items[i] for i in chosen))
+def get(name: str) -> base.Task:
+    """The task ``config.task`` names: a built-in name, or ``module:attribute`` /
+    ``module.attribute`` of a user's task object. A ConfigError names the field otherwise."""
+    tasks = builtin()
+    if name in tasks:
+        return tasks[name]
+    if "." not in name and ":" not in name:
+        raise config_checks.ConfigError(f"config.task = {name!r}: unknown task; the built-in ones are {names()}, or "
+                                        "name your own task object as 'module:ATTRIBUTE'")
+    module_name, _, attribute = name.rpartition(":") if ":" in name else name.rpartition(".")
+    try:
+        task = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise config_checks.ConfigError(f"config.task = {name!r}: cannot import {attribute!r} from module "
+                                        f"{module_name!r} ({error})") from error
+    missing = [field for field in ("name", "players", "default_mix", "make_env", "corpus", "one_turn_observation")
+               if not hasattr(task, field)]
+    if missing:
+        raise config_checks.ConfigError(f"config.task = {name!r} is not a task object (envs.base.Task): it has no "
+                                        f"{missing}")
     return task
 
-
-def make_batched_env(task: QuestionTask, batch_size: int) -> BatchedQuestionGame:
-    return BatchedQuestionGame(task, batch_size)
-
-
-def corpus(task: QuestionTask) -> Iterator[str]:
-    """Every text a templated player can meet: each pooled question and the oracle's
-    answer to it for every hidden item (one batched oracle call per item), plus the
-    observation header and the win answer. A word tokenizer built from this covers the
-    demo's whole vocabulary without any download."""
-    questions = list(spec(task.name).question_pool())
-    yield OBSERVATION_HEADER
-    yield task.win_answer
-    for item in task.items:
-        answers = task.oracle.answer([item] * len(questions), questions)
-        for question, answer in zip(questions, answers):
-            yield f"{question} {answer}\n"
-
-
-def one_turn_observation(task: QuestionTask) -> str:
-    """The shortest observation that holds one whole turn: the header, the task's shortest
-    pooled question and the oracle's answer to it about the first hidden item."""
-    question = min(spec(task.name).question_pool(), key=len)
-    return format_observation([(question, task.oracle.answer([task.items[0]], [question])[0])])

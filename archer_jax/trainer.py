@@ -112,7 +112,7 @@ def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: Path, task: Any
     folder = workdir / "tokenizer"
     if (folder / "tokenizer.json").exists():
         return transformers.AutoTokenizer.from_pretrained(str(folder))
-    tokenizer = tokenization.build_word_tokenizer(tasks.corpus(task))
+    tokenizer = tokenization.build_word_tokenizer(task.corpus(config.env))
     tokenizer.save_pretrained(str(folder))
     return tokenizer
 
@@ -153,17 +153,23 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     except ValueError as e:
         raise config_checks.ConfigError(f"config.mesh.shape = {tuple(config.mesh.shape)}: {e}") from e
     rules = config.mesh.rules
-    task = tasks.make_task(config.task, max_turns=config.env.max_turns, num_items=config.env.num_items)
+    task = tasks.get(config.task)
+    # Builds the environment once before anything is trained: a config.env field the
+    # task refuses (a ValueError naming it) stops the run here.
+    try:
+        task.make_env(config.env, 1)
+    except ValueError as error:
+        raise config_checks.ConfigError(str(error)) from error
     tokenizer = _actor_tokenizer(config, workdir, task)
-    one_turn = tokenizer(tasks.one_turn_observation(task), add_special_tokens=False)["input_ids"]
+    one_turn = tokenizer(task.one_turn_observation(config.env), add_special_tokens=False)["input_ids"]
     config_checks.check_observation_window(config, len(one_turn))
+    oracle = None
     if config.env.oracle == "lm":
         # After the tokenizer: a from-scratch vocabulary comes from the KB's answers.
-        oracle_format = tasks.spec(config.task).oracle_format
-        if oracle_format is None:
+        if task.oracle_format is None:
             raise config_checks.ConfigError(f"config.env.oracle = 'lm': task {config.task!r} has no LM oracle format; "
                                             "use config.env.oracle = 'kb'")
-        task = task.with_oracle(lm_oracle.make_lm_oracle(oracle_format, config.env.oracle_checkpoint, mesh=mesh))
+        oracle = lm_oracle.make_lm_oracle(task.oracle_format, config.env.oracle_checkpoint, mesh=mesh)
     algorithm = algorithms.get(config.algorithm)
     actor, actor_params = registry.build_actor(config, tokenizer, mesh)
     critic = encoder_params = bridge = None
@@ -215,7 +221,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
 
     policy = jax.jit(functools.partial(sampling.generate, actor, max_new_tokens=hp.max_new_tokens,
                                        stop_ids=hp.stop_ids, pad_id=pad_id))
-    env = tasks.make_batched_env(task, config.archer.rollout_batch)
+    env = task.make_env(config.env, config.archer.rollout_batch, oracle=oracle)
     runner = rollout.RolloutRunner(env, policy, tokenizer,
                                    obs_len=config.tokens.obs_len, terminator=config.tokens.terminator,
                                    pad_id=pad_id, gamma=config.archer.gamma, max_turns=config.env.max_turns)

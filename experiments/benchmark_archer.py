@@ -288,9 +288,9 @@ def time_env(s: Settings, repeats: int) -> dict[str, float] | None:
     except Exception as e:  # noqa: BLE001 - optional part
         print(f"(env timing skipped: {e!r})", file=sys.stderr)
         return None
-    task = tasks.make_task("guess_city", max_turns=s.max_turns)
-    env = tasks.make_batched_env(task, s.rollout_batch)
-    pool = list(tasks.spec("guess_city").question_pool())
+    task = tasks.get("guess_city")
+    env = task.make_env({"max_turns": s.max_turns}, s.rollout_batch)
+    pool = list(task.question_pool())
     rng = np.random.default_rng(0)
     plans = [[[pool[i] for i in rng.integers(0, len(pool), s.rollout_batch)] for _ in range(s.max_turns)]
              for _ in range(repeats + 1)]

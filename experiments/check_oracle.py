@@ -68,9 +68,10 @@ def load(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
     except (OSError, json.JSONDecodeError) as e:
         raise QuestionsError(f"{path}: cannot read it as JSON ({e})") from e
     task = data.get("task") if isinstance(data, dict) else None
-    if task not in tasks.TASKS:
-        raise QuestionsError(f"{path}: 'task' must be one of {sorted(tasks.TASKS)}, got {task!r}")
-    items = set(tasks.make_task(task).items)
+    if task not in tasks.builtin() or not hasattr(tasks.builtin()[task], "game"):
+        known = [name for name, t in tasks.builtin().items() if hasattr(t, "game")]
+        raise QuestionsError(f"{path}: 'task' must be one of {known}, got {task!r}")
+    items = set(tasks.get(task).game({}).items)
     pairs = []
     for k, entry in enumerate(data.get("questions") or []):
         if not isinstance(entry, dict) or not isinstance(entry.get("q"), str):
@@ -86,7 +87,7 @@ def load(path: Path) -> tuple[str, list[tuple[str, str, str]]]:
 
 
 def check(task_name: str, pairs: list[tuple[str, str, str]]) -> list[Reply]:
-    oracle = tasks.make_task(task_name).oracle
+    oracle = tasks.get(task_name).game({}).oracle
     texts = oracle.answer([item for item, _, _ in pairs], [q for _, q, _ in pairs])
     return [Reply(item, q, truth, text) for (item, q, truth), text in zip(pairs, texts)]
 

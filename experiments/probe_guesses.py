@@ -260,7 +260,7 @@ def main(argv: list[str]) -> None:
         probe_critic.fail(f"--kl_coef={_KL_COEF.value}: must be >= 0")
     run = probe_critic.open_run()
     try:
-        summary, details = probe(run, tasks.spec(run.config.task).table, _GAMES.value, _TRAIN_STEPS.value,
+        summary, details = probe(run, tasks.get(run.config.task).table, _GAMES.value, _TRAIN_STEPS.value,
                                  _TRAIN_EVERY.value, _KL_COEF.value, _TRAIN_ON.value)
     except probe_critic.ProbeError as e:
         probe_critic.fail(str(e))

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from archer_jax import provenance, tasks
-from archer_jax.envs import scripted
+from archer_jax.envs import base
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout --write rewrites by default
 RESULTS_DOC = Path("docs") / "results.md"
@@ -373,12 +373,10 @@ def informative_on(config: Mapping[str, Any], seeds: Sequence[int],
     mismatch (the game changed since the runs) raises ReportError."""
     if config.get("env", {}).get("oracle", "kb") != "kb":
         return None
-    spec = tasks.spec(config["task"])
-    if "informative" not in spec.questioners:
+    task = tasks.get(config["task"])
+    if task.informative is None:
         return None
-    task = tasks.make_task(config["task"], max_turns=config["env"]["max_turns"],
-                           num_items=config["env"]["num_items"])
-    returns, successes, items = scripted.play_seeds(task, spec.questioners["informative"], seeds)
+    returns, successes, items = base.play_seeds(task, config["env"], task.players[task.informative], seeds)
     if hidden is not None and list(hidden) != items:
         raise ReportError("the evaluation's hidden items differ from what the same seeds hide at this commit: "
                           "the task changed since these runs; report them at their own commit")

@@ -50,14 +50,14 @@ def test_reset_observation(shown):
     env, observations = shown
     assert observations[0] == observations[1]
     lines = observations[0].split("\n")
-    assert [line.split(": ")[0] for line in lines] == ["Surroundings", "Inventory", "Last response", "Valid actions"]
+    assert [line.split(": ")[0] for line in lines] == ["Surroundings", "Inventory", "Last response", "Step", "Valid actions"]
     parts = dt.parse_observation(observations[0])
     assert parts.surroundings.startswith("<< Chief's office >> You are standing in the Chief's office.")
     assert parts.surroundings.endswith("You can see a piece of white paper here.")
     assert parts.inventory == "You are carrying nothing."
     assert "Detective By Matt Barringer." in parts.response
     assert parts.response.endswith("white paper here. [Your score has just gone up by ten points.]")
-    assert parts.valid_actions == START_ACTIONS
+    assert parts.valid_actions == START_ACTIONS and (parts.step, parts.max_steps) == (0, dt.MAX_STEPS)
     assert env.valid_actions == [list(START_ACTIONS)] * 2
     assert env.scores.tolist() == [10, 10] and env.steps.tolist() == [0, 0] and env.moves.tolist() == [1, 1]
     assert not env.dones.any() and not env.successes.any()
@@ -66,13 +66,13 @@ def test_reset_observation(shown):
 
 def test_format_and_parse_round_trip():
     obs = dt.format_observation("\n\n<< Room >>\nA  room.\n", "\nYou are carrying nothing.\n", "\nTaken.\n",
-                                ["east", "take paper"])
+                                3, 50, ["east", "take paper"])
     assert obs == ("Surroundings: << Room >> A room.\nInventory: You are carrying nothing.\n"
-                   "Last response: Taken.\nValid actions: east, take paper")
-    assert dt.parse_observation(obs) == ("<< Room >> A room.", "You are carrying nothing.", "Taken.",
+                   "Last response: Taken.\nStep: 3 of 50\nValid actions: east, take paper")
+    assert dt.parse_observation(obs) == ("<< Room >> A room.", "You are carrying nothing.", "Taken.", 3, 50,
                                          ("east", "take paper"))
-    assert dt.parse_observation(dt.format_observation("a", "b", "c", [])).valid_actions == ()
-    assert dt.parse_observation(dt.format_observation("a", "b", "c", None)).valid_actions is None
+    assert dt.parse_observation(dt.format_observation("a", "b", "c", 0, 5, [])).valid_actions == ()
+    assert dt.parse_observation(dt.format_observation("a", "b", "c", 0, 5, None)).valid_actions is None
     with pytest.raises(ValueError, match="not a Detective observation"):
         dt.parse_observation("Questions:\nIs it big? Yes")
 
@@ -298,3 +298,56 @@ def test_single_game_wrapper():
     assert reward == 10.0 and not done and env.score == 20 and not env.success
 
 
+
+
+# --- the task object, its players and the config -------------------------------------------
+
+DEMO_ENV = {"game_file": str(GAME), "max_turns": 50, "show_valid_actions": False}
+
+
+@needs_game
+def test_scripted_players_range_from_the_walkthrough_to_random():
+    from archer_jax import tasks
+    from archer_jax.envs import base
+
+    task = tasks.get("detective")
+    returns = {name: base.play_seeds(task, DEMO_ENV, task.players[name], range(6))[0] for name in task.players}
+    assert (returns["walkthrough"] == 350).all()  # every point within the 50-step cap
+    assert returns["walkthrough"].mean() > returns["slip_10"].mean() > returns["slip_30"].mean()
+    assert returns["slip_30"].mean() > returns["random"].mean()
+    episodes = base.simulate_episodes(task, DEMO_ENV, task.default_mix, 24, seed=0)
+    stats = base.summarize(episodes)
+    assert 0 < stats["all"]["mean_return"] < 350 * 0.6  # good and bad trajectories
+    for episode in episodes:
+        steps = [dt.parse_observation(o).step for o in episode["observations"]]
+        assert steps == list(range(len(episode["actions"]) + 1))
+
+
+def test_the_game_file_field_is_named_when_it_is_wrong(tmp_path):
+    from archer_jax import tasks
+
+    task = tasks.get("detective")
+    with pytest.raises(dt.GameFileError, match="config.env.game_file is empty"):
+        task.make_env({"game_file": ""}, 1)
+    with pytest.raises(dt.GameFileError, match=r"config.env.game_file: game file not found: .*nope.z5"):
+        task.make_env({"game_file": str(tmp_path / "nope.z5")}, 1)
+
+
+@needs_game
+def test_smoke_config_trains_on_the_real_game(tmp_path):
+    import json
+
+    from archer_jax import config_checks, trainer
+    from experiments.configs import detective
+
+    config = detective.get_config("smoke")
+    config.env.game_file = str(GAME)
+    run = trainer.train(config, tmp_path / "run")
+    assert run.progress["finished"] == ["bc", "archer"]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "eval/return_mean" in r]
+    assert evals and all(0 <= r["eval/return_mean"] <= 350 for r in evals)
+    assert rows[-1]["env_steps"] > 0
+    config.env.game_file = str(tmp_path / "missing.z5")
+    with pytest.raises(config_checks.ConfigError, match="config.env.game_file: game file not found"):
+        trainer.train(config, tmp_path / "other")

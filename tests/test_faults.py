@@ -6,7 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from archer_jax import tasks, trainer
+from archer_jax import trainer
+from archer_jax.envs.question_game import BatchedQuestionGame, QuestionGame
 from experiments.configs import guess_city, twenty_questions, twenty_questions_subset
 
 CONFIGS = {"guess_city": guess_city, "twenty_questions": twenty_questions,
@@ -41,21 +42,23 @@ def _outcomes(rows):
 def test_a_run_with_a_failing_oracle_finishes_and_counts_the_failures(tmp_path, monkeypatch, task):
     config = CONFIGS[task].get_config("smoke")
 
-    # The environments' oracle fails (the tokenizer's corpus and the simulated data read
-    # the knowledge base directly, before any environment exists).
+    # Every environment's oracle fails now and then: the simulated data's games, the
+    # rollouts' and the evaluations' (the tokenizer's corpus reads the knowledge base).
     oracles = []
-    make_env = tasks.make_batched_env
 
-    def flaky_env(task, batch_size):
-        oracles.append(FlakyOracle(task.oracle))
-        return make_env(task.with_oracle(oracles[-1]), batch_size)
+    def flaky_env(self, env_config, batch_size, oracle=None):
+        game = self.game(env_config, oracle)
+        oracles.append(FlakyOracle(game.oracle))
+        return BatchedQuestionGame(game.with_oracle(oracles[-1]), batch_size)
 
-    monkeypatch.setattr(trainer.tasks, "make_batched_env", flaky_env)
+    monkeypatch.setattr(QuestionGame, "make_env", flaky_env)
     run = trainer.train(config, tmp_path / "flaky")
     rows = _rows(tmp_path / "flaky")
     failed = sum(r.get("rollout/oracle_failures", 0) + r.get("eval/oracle_failures", 0) for r in rows)
     assert run.progress["finished"] == ["bc", "archer"]
-    assert failed == oracles[0].failed > 0  # every failure counted, in metrics.jsonl
+    # Every failure of the rollout and evaluation games counted, in metrics.jsonl (the
+    # simulated data's games met flaky oracles too, and were retried).
+    assert failed == run.runner.env.task.oracle.failed > 0
     assert rows[-1]["env_steps"] == sum(r.get("rollout/turns", 0) for r in rows)
     if task == "guess_city":
         # A retried call answers as the first would have: the run played the same episodes

@@ -24,8 +24,8 @@ from archer_jax.envs.question_game import BatchedQuestionGame
 from archer_jax.models import convert_reference_oracle as convert_lib
 from archer_jax.models import hf_loading, registry, t5
 
-CITY = tasks.spec("guess_city").oracle_format
-TWENTY_Q = tasks.spec("twenty_questions").oracle_format
+CITY = tasks.get("guess_city").oracle_format
+TWENTY_Q = tasks.get("twenty_questions").oracle_format
 HIDDEN = ["Paris", "Tokyo", "Dog", "Soccer ball", "Cairo", "Airplane;Plane", "Chicago", "Piano", "Lima"]
 QUESTIONS = ["Is it hot?", "Is the city on the coast of a very large ocean with many islands around it?", "Yes?",
              "Is it an animal?", "Which continent is it in?", "Can it fly?", "What language do people speak?",
@@ -71,7 +71,7 @@ def test_prompts_are_the_reference_ones() -> None:
     # The reference concatenates without a space; 20Q uses the first synonym, lower-cased.
     assert TWENTY_Q.prompt("Soccer ball", "Is it round?") == "The object is soccer ball.Is it round?"
     assert TWENTY_Q.prompt("Airplane;Plane", "Can it fly?") == "The object is airplane.Can it fly?"
-    assert tasks.spec("twenty_questions_subset").oracle_format == TWENTY_Q
+    assert tasks.get("twenty_questions_subset").oracle_format == TWENTY_Q
     assert CITY.prompt("Paris", "Is it hot?") == "Your home town is Paris.Is it hot?"
     assert CITY.prompt("Seoul, South Korea", "Is it big?") == "Your home town is Seoul, South Korea.Is it big?"
     # The reference's answer lengths.
@@ -170,7 +170,7 @@ def test_answers_are_the_pytorch_models_greedy_replies(oracle_folder: Path, task
     torch = pytest.importorskip("torch")
     import transformers
 
-    fmt = tasks.spec(task).oracle_format
+    fmt = tasks.get(task).oracle_format
     oracle = lm_oracle.make_lm_oracle(fmt, str(oracle_folder), max_new_tokens=12)
     tokenizer = AutoTokenizer.from_pretrained(str(oracle_folder))
     model = transformers.T5ForConditionalGeneration.from_pretrained(str(oracle_folder)).eval()

@@ -7,7 +7,8 @@ import pytest
 
 from archer_jax import config_checks
 from archer_jax.data import episode_records, lmrl_gym, simulated_episodes, sources
-from archer_jax.envs import scripted
+from archer_jax.envs import base
+from archer_jax.envs.question_game import format_observation
 from experiments.configs import guess_city
 
 logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS logs its progress
@@ -36,13 +37,14 @@ def manual_dir(tmp_path):
 
 def test_import_reads_back_turns_rewards_and_success(tmp_path, manual_dir):
     episodes = lmrl_gym.load_episodes(tmp_path / "data", "twenty_questions", manual_dir)
-    assert episodes[0] == scripted.Episode(
-        task="twenty_questions", hidden="Lion", questioner="lmrl_gym", success=True,
-        turns=[("Is it an animal?", "Yes."), ("Is it a mammal?", "Yes."), ("Is it a lion?", "Yes.")],
+    turns = [("Is it an animal?", "Yes."), ("Is it a mammal?", "Yes."), ("Is it a lion?", "Yes.")]
+    assert episodes[0] == base.Episode(
+        task="twenty_questions", hidden="Lion", player="lmrl_gym", success=True,
+        observations=[format_observation(turns[:t]) for t in range(4)], actions=[q for q, _ in turns],
         rewards=[-1.0, -1.0, 0.0])
     assert episodes[1]["rewards"] == [-1.0, -1.0] and not episodes[1]["success"]
     assert episodes[2]["hidden"] == "Television"
-    assert episodes[3]["turns"] == [("Is it a ball? A toy? Something round?", "No.")]
+    assert episodes[3]["actions"] == ["Is it a ball? A toy? Something round?"]
     assert len(episodes) == len(CONVERSATIONS)
     assert list((tmp_path / "data").rglob("*.array_record-*"))
     # The observation rebuilds each original line.

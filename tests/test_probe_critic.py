@@ -78,8 +78,9 @@ def test_ranking_statistics_undefined_and_bad_shapes():
 
 def test_rollouts_replay_the_prefix_then_say_the_utterance(smoke_run):
     run, _ = smoke_run
-    hidden, question = run.task.items[0], "Is the city in Europe?"
-    answer = run.task.oracle.answer([hidden], [question])[0]
+    game = run.runner.env.task
+    hidden, question = game.items[0], "Is the city in Europe?"
+    answer = game.oracle.answer([hidden], [question])[0]
     obs = np.zeros((1, run.config.tokens.obs_len), np.int32)
     states = probe_critic.States(seeds=[123], hidden=[hidden], prefixes=[[(question, answer)]], greedy=[False],
                                  obs=obs, obs_mask=obs.astype(bool))

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 from archer_jax import tasks
-from archer_jax.envs import scripted
+from archer_jax.envs import base
 from experiments import report
 
 FIXTURES = Path(__file__).parent / "fixtures" / "report"
@@ -153,16 +153,16 @@ def test_an_unfinished_run_is_named(tmp_path, runs):
 
 def test_informative_questioner_plays_the_evaluation_games(runs):
     (group,) = report.report(runs)
-    task = tasks.make_task("guess_city", max_turns=10, num_items=20)
+    task, env = tasks.get("guess_city"), {"max_turns": 10, "num_items": 20}
     seeds = list(group.runs[0].start_eval.seeds)
-    returns, successes, hidden = scripted.play_seeds(task, tasks.spec("guess_city").questioners["informative"], seeds)
+    returns, successes, hidden = base.play_seeds(task, env, task.players["informative"], seeds)
     assert hidden == list(group.runs[0].start_eval.hidden)  # the same games
     assert group.informative == {"episodes": 4, "return_mean": pytest.approx(returns.mean()),
                                  "se": pytest.approx(np.std(returns, ddof=1) / 2),
                                  "success_rate": pytest.approx(successes.mean())}
     assert successes.all() and (returns > -10).all()  # it wins every game before the cap
     # Deterministic: the same seeds give the same games and choices.
-    again = scripted.play_seeds(task, tasks.spec("guess_city").questioners["informative"], seeds)
+    again = base.play_seeds(task, env, task.players["informative"], seeds)
     np.testing.assert_array_equal(again[0], returns)
     # Another oracle than the knowledge base: not comparable, not computed.
     assert report.informative_on({**group.config, "env": {**group.config["env"], "oracle": "lm"}}, seeds) is None

@@ -22,15 +22,15 @@ def test_discounted_returns_by_hand():
 
 
 def test_greedy_rows_of_a_mixed_rollout_play_as_a_greedy_rollout():
-    task = tasks.make_task("guess_city", max_turns=4, num_items=0)
-    tokenizer = tokenization.build_word_tokenizer(tasks.corpus(task))
+    task, env_config = tasks.get("guess_city"), {"max_turns": 4, "num_items": 0}
+    tokenizer = tokenization.build_word_tokenizer(task.corpus(env_config))
     module = gpt2.GPT2LMHeadModel(gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=72, n_embd=32, n_layer=1,
                                                   n_head=2))
     params = module.init(jax.random.key(0), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 4), bool))["params"]
     stop_ids = tokenization.terminator_ids(tokenizer, "\n")
     policy = jax.jit(functools.partial(sampling.generate, module, max_new_tokens=8, stop_ids=stop_ids,
                                        pad_id=tokenizer.pad_token_id))
-    runner = rollout.RolloutRunner(tasks.make_batched_env(task, 4), policy, tokenizer, obs_len=64, terminator="\n",
+    runner = rollout.RolloutRunner(task.make_env(env_config, 4), policy, tokenizer, obs_len=64, terminator="\n",
                                    pad_id=tokenizer.pad_token_id, gamma=0.95, max_turns=4)
     seeds, key = [11, 12, 13, 14], jax.random.key(5)
     mixed = runner.run(params, seeds, key, np.array([0.0, 0.0, 1.0, 1.0]))

@@ -1,4 +1,4 @@
-"""Scripted questioners, the episode simulator and the TFDS (ArrayRecord) dataset."""
+"""Scripted questioners, the episode simulator (envs.base) and the TFDS (ArrayRecord) dataset."""
 
 import glob
 import logging
@@ -7,16 +7,21 @@ import pytest
 
 from archer_jax.data import simulated_episodes as se
 from archer_jax.envs import guess_city as gc
-from archer_jax.envs import guess_city_players, scripted
-from archer_jax.envs.question_game import MAX_TURNS, WIN_ANSWER
+from archer_jax import tasks
+from archer_jax.envs import base, guess_city_players
+from archer_jax.envs.question_game import MAX_TURNS, WIN_ANSWER, format_observation, parse_observation
 
 logging.getLogger("absl").setLevel(logging.ERROR)  # TFDS logs "custom data configuration"
-TASK = gc.guess_city_task()
-PLAYERS, MIX = guess_city_players.QUESTIONERS, guess_city_players.DEFAULT_MIX
+TASK, ENV = tasks.get("guess_city"), {}
+MIX = guess_city_players.DEFAULT_MIX
+
+
+def simulate(mix, n, seed, **kwargs):
+    return base.simulate_episodes(TASK, ENV, mix, n, seed, **kwargs)
 
 
 def _stats(mix, n=50, seed=0):
-    return scripted.summarize(scripted.simulate_episodes(TASK, PLAYERS, mix, n, seed))["all"]
+    return base.summarize(simulate(mix, n, seed))["all"]
 
 
 def test_every_template_answer_reads_back_as_the_fact_it_states():
@@ -48,37 +53,40 @@ def test_mixture_is_clearly_worse_than_informative():
 def test_questions_come_from_the_template_pool():
     pool = set(guess_city_players.question_pool())
     assert len(pool) < 300
-    for episode in scripted.simulate_episodes(TASK, PLAYERS, MIX, 40, seed=3):
-        assert {q for q, _ in episode["turns"]} <= pool
+    for episode in simulate(MIX, 40, seed=3):
+        assert set(episode["actions"]) <= pool
 
 
 def test_simulation_is_deterministic_and_independent_of_batching():
-    a = scripted.simulate_episodes(TASK, PLAYERS, MIX, 30, seed=5, batch_size=7)
-    b = scripted.simulate_episodes(TASK, PLAYERS, MIX, 30, seed=5, batch_size=30)
-    tail = scripted.simulate_episodes(TASK, PLAYERS, MIX, 10, seed=5, first_episode=20)
+    a = simulate(MIX, 30, seed=5, batch_size=7)
+    b = simulate(MIX, 30, seed=5, batch_size=30)
+    tail = simulate(MIX, 10, seed=5, first_episode=20)
     assert a == b and a[20:] == tail
-    assert a != scripted.simulate_episodes(TASK, PLAYERS, MIX, 30, seed=6)
+    assert a != simulate(MIX, 30, seed=6)
 
 
 def test_episode_records_are_well_formed():
-    for ep in scripted.simulate_episodes(TASK, PLAYERS, MIX, 30, seed=1):
-        n = len(ep["turns"])
-        assert 1 <= n <= MAX_TURNS and len(ep["rewards"]) == n
-        assert ep["success"] == (ep["turns"][-1][1] == WIN_ANSWER)
+    for ep in simulate(MIX, 30, seed=1):
+        n = len(ep["actions"])
+        assert 1 <= n <= MAX_TURNS and len(ep["rewards"]) == n and len(ep["observations"]) == n + 1
+        turns = parse_observation(ep["observations"][-1])
+        assert [q for q, _ in turns] == ep["actions"]
+        assert ep["observations"] == [format_observation(turns[:t]) for t in range(n + 1)]
+        assert ep["success"] == (turns[-1][1] == WIN_ANSWER)
         assert ep["rewards"] == [-1.0] * (n - 1) + [0.0 if ep["success"] else -1.0]
         assert ep["success"] or n == MAX_TURNS
 
 
 def test_unknown_questioner_is_named():
     with pytest.raises(ValueError, match="genius"):
-        scripted.simulate_episodes(TASK, PLAYERS, {"genius": 1.0}, 1, seed=0)
+        simulate({"genius": 1.0}, 1, seed=0)
 
 
 def test_tfds_round_trip(tmp_path):
     config = se.episodes_config("guess_city", num_episodes=60, seed=11)
     episodes = se.load_episodes(tmp_path, config)
-    assert episodes == scripted.simulate_episodes(TASK, PLAYERS, MIX, 60, seed=11)
-    assert glob.glob(str(tmp_path / "simulated_episodes/*/1.0.0/*.array_record-*"))
+    assert episodes == simulate(MIX, 60, seed=11)
+    assert glob.glob(str(tmp_path / "simulated_episodes/*/2.0.0/*.array_record-*"))
     assert se.load_episodes(tmp_path, config, build=False) == episodes  # read again, no rebuild
 
 
@@ -92,7 +100,7 @@ def test_custom_mix_gets_its_own_config_name():
 def test_corrupt_file_error_names_the_file(tmp_path):
     config = se.episodes_config("guess_city", num_episodes=20, seed=2)
     se.load_episodes(tmp_path, config)
-    (path,) = glob.glob(str(tmp_path / "simulated_episodes/*/1.0.0/*.array_record-*"))
+    (path,) = glob.glob(str(tmp_path / "simulated_episodes/*/2.0.0/*.array_record-*"))
     data = bytearray(open(path, "rb").read())
     for i in range(100, len(data) - 100, 13):
         data[i] ^= 0xFF
@@ -108,11 +116,12 @@ def test_missing_data_without_build_is_a_clear_error(tmp_path):
 
 
 def test_transitions_and_mc_return_by_hand():
-    episode = scripted.Episode(
-        task="guess_city", hidden="Paris", questioner="informative", success=True,
-        turns=[("Is the city in Asia?", "No, the city is not in Asia."),
-               ("Is the city a capital?", "Yes, it is the capital of its country."),
-               ("Is the city Paris?", WIN_ANSWER)],
+    turns = [("Is the city in Asia?", "No, the city is not in Asia."),
+             ("Is the city a capital?", "Yes, it is the capital of its country."),
+             ("Is the city Paris?", WIN_ANSWER)]
+    episode = base.Episode(
+        task="guess_city", hidden="Paris", player="informative", success=True,
+        observations=[format_observation(turns[:t]) for t in range(4)], actions=[q for q, _ in turns],
         rewards=[-1.0, -1.0, 0.0])
     t = se.episode_transitions(episode, gamma=0.9)
     assert [x.mc_return for x in t] == pytest.approx([-1.9, -1.0, 0.0])  # -1 + 0.9 * (-1 + 0.9 * 0)
@@ -126,10 +135,10 @@ def test_transitions_and_mc_return_by_hand():
 
 
 def test_task_corpus_holds_dialogues_and_questions():
-    episodes = scripted.simulate_episodes(TASK, PLAYERS, MIX, 5, seed=0)
+    episodes = simulate(MIX, 5, seed=0)
     texts = list(se.task_corpus(episodes))
     assert texts[0].startswith("Questions:\n")
-    assert sum(len(ep["turns"]) for ep in episodes) + len(episodes) == len(texts)
+    assert sum(len(ep["actions"]) for ep in episodes) + len(episodes) == len(texts)
     assert all(texts)
 
 

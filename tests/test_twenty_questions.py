@@ -13,7 +13,7 @@ import pytest
 from archer_jax import tasks
 from archer_jax.data import simulated_episodes as se
 from archer_jax.data import tokenization
-from archer_jax.envs import scripted
+from archer_jax.envs import base
 from archer_jax.envs import twenty_questions as tq
 from archer_jax.envs import twenty_questions_objects as objects
 from archer_jax.envs import twenty_questions_players as players
@@ -177,17 +177,17 @@ def test_win_ends_the_game():
 
 
 def test_subset_hides_only_its_ten_objects():
-    subset = tasks.make_task("twenty_questions_subset")
-    full = tasks.make_task("twenty_questions")
+    subset = tasks.get("twenty_questions_subset").game({})
+    full = tasks.get("twenty_questions").game({})
     assert subset.items == tq.SUBSET and len(full.items) == 157
     assert (subset.name, full.name) == ("twenty_questions_subset", "twenty_questions")
     assert subset.is_success is full.is_success and type(subset.oracle) is type(full.oracle)
-    assert tasks.spec("twenty_questions_subset").questioners is tasks.spec("twenty_questions").questioners
-    env = tasks.make_batched_env(subset, 64)
+    assert tasks.get("twenty_questions_subset").players is tasks.get("twenty_questions").players
+    env = tasks.get("twenty_questions_subset").make_env({}, 64)
     env.reset(list(range(64)))
     assert set(env.hidden) <= set(tq.SUBSET) and len(set(env.hidden)) > 5
     with pytest.raises(ValueError, match="config.env.num_items"):
-        tasks.make_task("twenty_questions_subset", num_items=11)
+        tasks.get("twenty_questions_subset").game({"num_items": 11})
 
 
 def test_bad_items_are_named():
@@ -216,25 +216,25 @@ def test_informative_player_wins_every_game():
 
 
 def test_default_mix_is_clearly_imperfect():
-    task = tasks.make_task("twenty_questions")
-    stats = scripted.summarize(scripted.simulate_episodes(task, players.QUESTIONERS, players.DEFAULT_MIX, 300, seed=0))
+    task = tasks.get("twenty_questions")
+    stats = base.summarize(base.simulate_episodes(task, {}, players.DEFAULT_MIX, 300, seed=0))
     assert 0.45 <= stats["all"]["win_rate"] <= 0.7
     assert stats["all"]["mean_return"] <= stats["informative"]["mean_return"] - 4
     for name in ("redundant", "noisy", "early_guesser"):
         assert stats[name]["win_rate"] < 1.0 and stats[name]["mean_return"] < stats["informative"]["mean_return"]
     pool = set(players.question_pool())
-    episodes = scripted.simulate_episodes(task, players.QUESTIONERS, players.DEFAULT_MIX, 40, seed=1)
-    assert all(q in pool for ep in episodes for q, _ in ep["turns"])
+    episodes = base.simulate_episodes(task, {}, players.DEFAULT_MIX, 40, seed=1)
+    assert all(q in pool for ep in episodes for q in ep["actions"])
 
 
 @pytest.mark.parametrize("task_name", ["twenty_questions", "twenty_questions_subset"])
 def test_simulated_data_builds_and_reads_back(tmp_path, task_name):
     config = se.episodes_config(task_name, num_episodes=40, seed=3)
     episodes = se.load_episodes(tmp_path, config)
-    task = tasks.make_task(task_name)
-    assert episodes == scripted.simulate_episodes(task, players.QUESTIONERS, players.DEFAULT_MIX, 40, seed=3)
+    task = tasks.get(task_name)
+    assert episodes == base.simulate_episodes(task, {}, players.DEFAULT_MIX, 40, seed=3)
     assert {ep["task"] for ep in episodes} == {task_name}
-    assert {ep["hidden"] for ep in episodes} <= set(task.items)
+    assert {ep["hidden"] for ep in episodes} <= set(task.game({}).items)
     assert any(ep["success"] for ep in episodes) and not all(ep["success"] for ep in episodes)
 
 
@@ -242,8 +242,7 @@ def test_simulated_data_builds_and_reads_back(tmp_path, task_name):
 def test_demo_fits_a_whole_templated_conversation(module):
     config = module.get_config("demo")
     assert config.env.max_turns == 20
-    task = tasks.make_task(config.task, max_turns=config.env.max_turns, num_items=config.env.num_items)
-    tok = tokenization.build_word_tokenizer(tasks.corpus(task))
+    tok = tokenization.build_word_tokenizer(tasks.get(config.task).corpus(config.env))
 
     def length(text):
         return len(tok(text, add_special_tokens=False)["input_ids"])

@@ -69,6 +69,16 @@ def make_bc_phase(*, actor: nn.Module, hp: ArcherHParams, tx: optax.GradientTran
     return jit_phase(phase, state_shardings, buffer_shardings, mesh)
 
 
+# config.env fields every task's data shares (the question games' oracle fields do not
+# change what the scripted players meet: their data always uses the knowledge base).
+_SHARED_ENV_FIELDS = ("max_turns", "num_items", "oracle", "oracle_checkpoint")
+
+
+def task_env_fields(config: Any) -> dict[str, Any]:
+    """The task's own config.env fields (Detective's game file, ...), which shape its data."""
+    return {k: v for k, v in config.env.items() if k not in _SHARED_ENV_FIELDS}
+
+
 def dataset_buffer(run: Any) -> replay.ReplayBuffer:
     """The offline episodes of ``config.data.source``, every turn in one sharded device
     buffer of exactly their rows (``replay.from_dataset``)."""
@@ -76,7 +86,7 @@ def dataset_buffer(run: Any) -> replay.ReplayBuffer:
     transitions = sources.load_transitions_from(
         c.data.source, task=c.task, data_dir=c.data.dir or str(run.workdir / "data"),
         manual_dir=c.data.manual_dir, num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma,
-        max_turns=c.env.max_turns, num_items=c.env.num_items)
+        max_turns=c.env.max_turns, num_items=c.env.num_items, env=task_env_fields(c))
     return replay.from_dataset(transitions, run.tokenizer, obs_len=c.tokens.obs_len, action_len=c.tokens.action_len,
                                pad_id=run.hp.pad_id, terminator_ids=run.hp.stop_ids, mesh=run.mesh,
                                rules=c.mesh.rules)

@@ -1,6 +1,6 @@
 """Datasets and text handling.
 
-- simulated_episodes: TFDS builder (ArrayRecord) of scripted question-game episodes,
+- simulated_episodes: TFDS builder (ArrayRecord) of a task's scripted players' episodes,
   `load_episodes`, `load_transitions`, `episode_transitions`, `task_corpus`.
 - lmrl_gym: TFDS builder importing LMRL-Gym's offline JSON episodes (manual download).
 - episode_records: the episode record both builders store, its reading and transitions.

@@ -7,6 +7,7 @@ sources, and turning episodes into the transitions BC and the replay buffer cons
 from __future__ import annotations
 
 import inspect
+import os
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
@@ -14,8 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
-from archer_jax.envs import scripted
-from archer_jax.envs.question_game import format_observation
+from archer_jax.envs.base import Episode
 
 
 class EpisodeDataError(RuntimeError):
@@ -23,7 +23,7 @@ class EpisodeDataError(RuntimeError):
 
 
 class EpisodeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
-    """A TFDS builder of `scripted.Episode` records; subclasses yield `encode_episode` examples."""
+    """A TFDS builder of `envs.base.Episode` records; subclasses yield `encode_episode` examples."""
 
     def __init__(self, *, file_format: str | None = None, **kwargs):
         # ArrayRecord by default: TFDS's default, TFRecord, needs TensorFlow to write, and
@@ -46,9 +46,13 @@ class EpisodeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
                 "episode_id": np.int64,
                 "task": tfds.features.Text(),
                 "hidden": tfds.features.Text(),
-                "questioner": tfds.features.Text(),
-                "questions": tfds.features.Sequence(tfds.features.Text()),
-                "answers": tfds.features.Sequence(tfds.features.Text()),
+                "player": tfds.features.Text(),
+                # Observation t is the first observation_shared[t] characters of
+                # observation t - 1 followed by observation_tails[t]: a dialogue that only
+                # grows stores each turn once.
+                "observation_shared": tfds.features.Tensor(shape=(None,), dtype=np.int64),
+                "observation_tails": tfds.features.Sequence(tfds.features.Text()),
+                "actions": tfds.features.Sequence(tfds.features.Text()),
                 "rewards": tfds.features.Tensor(shape=(None,), dtype=np.float32),
                 "success": np.bool_,
             }),
@@ -60,15 +64,18 @@ class EpisodeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return None
 
 
-def encode_episode(episode_id: int, episode: scripted.Episode) -> dict:
+def encode_episode(episode_id: int, episode: Episode) -> dict:
     """The example `EpisodeBuilder` writes for `episode`."""
+    observations = episode["observations"]
+    shared = [0] + [len(os.path.commonprefix([prev, obs])) for prev, obs in zip(observations, observations[1:])]
     return {
         "episode_id": episode_id,
         "task": episode["task"],
         "hidden": episode["hidden"],
-        "questioner": episode["questioner"],
-        "questions": [q for q, _ in episode["turns"]],
-        "answers": [a for _, a in episode["turns"]],
+        "player": episode["player"],
+        "observation_shared": np.asarray(shared, dtype=np.int64),
+        "observation_tails": [obs[k:] for obs, k in zip(observations, shared)],
+        "actions": list(episode["actions"]),
         "rewards": np.asarray(episode["rewards"], dtype=np.float32),
         "success": episode["success"],
     }
@@ -78,15 +85,18 @@ def _text(value) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
-def _episode(record: Mapping) -> scripted.Episode:
-    questions = [_text(q) for q in record["questions"]]
-    answers = [_text(a) for a in record["answers"]]
+def _episode(record: Mapping) -> Episode:
+    actions = [_text(a) for a in record["actions"]]
     rewards = [float(r) for r in np.asarray(record["rewards"])]
-    if not (len(questions) == len(answers) == len(rewards)):
-        raise ValueError(f"{len(questions)} questions, {len(answers)} answers, {len(rewards)} rewards")
-    return scripted.Episode(task=_text(record["task"]), hidden=_text(record["hidden"]),
-                            turns=list(zip(questions, answers)), rewards=rewards,
-                            success=bool(record["success"]), questioner=_text(record["questioner"]))
+    shared = [int(k) for k in np.asarray(record["observation_shared"])]
+    tails = [_text(t) for t in record["observation_tails"]]
+    if not (len(actions) == len(rewards) == len(shared) - 1 == len(tails) - 1):
+        raise ValueError(f"{len(actions)} actions, {len(rewards)} rewards, {len(tails)} observations")
+    observations: list[str] = []
+    for k, tail in zip(shared, tails):
+        observations.append((observations[-1][:k] if observations else "") + tail)
+    return Episode(task=_text(record["task"]), hidden=_text(record["hidden"]), observations=observations,
+                   actions=actions, rewards=rewards, success=bool(record["success"]), player=_text(record["player"]))
 
 
 def rebuild_hint(folder: epath.Path) -> str:
@@ -107,7 +117,7 @@ def open_builder(builder_cls: type[EpisodeBuilder], data_dir: epath.PathLike,
                                + rebuild_hint(folder)) from error
 
 
-def read_episodes(builder: EpisodeBuilder, split: str, num_episodes: int) -> list[scripted.Episode]:
+def read_episodes(builder: EpisodeBuilder, split: str, num_episodes: int) -> list[Episode]:
     """The prepared `split` in episode order, read through a TFDS data source (no TensorFlow).
 
     Raises EpisodeDataError naming the files unless it holds episodes 0..num_episodes-1.
@@ -139,26 +149,26 @@ class Transition(NamedTuple):
     turn: int  # index of the turn in its episode (0 = first)
 
 
-def episode_transitions(episode: scripted.Episode, gamma: float) -> list[Transition]:
+def episode_transitions(episode: Episode, gamma: float) -> list[Transition]:
     """The episode's turns as transitions; mc_return is the discounted return from that turn.
 
-    The last turn is done (a win or the turn cap).
+    The last turn is done (the episode's end or the turn cap).
     """
-    turns, rewards = episode["turns"], episode["rewards"]
+    observations, actions, rewards = episode["observations"], episode["actions"], episode["rewards"]
     returns = np.zeros(len(rewards))
     running = 0.0
     for t in reversed(range(len(rewards))):
         running = rewards[t] + gamma * running
         returns[t] = running
     return [
-        Transition(observation=format_observation(turns[:t]), action=turns[t][0], reward=float(rewards[t]),
-                   next_observation=format_observation(turns[:t + 1]), done=t == len(turns) - 1,
+        Transition(observation=observations[t], action=actions[t], reward=float(rewards[t]),
+                   next_observation=observations[t + 1], done=t == len(actions) - 1,
                    mc_return=float(returns[t]), episode_return=float(np.sum(rewards)), turn=t)
-        for t in range(len(turns))
+        for t in range(len(actions))
     ]
 
 
-def transition_columns(episodes: Iterable[scripted.Episode], gamma: float) -> dict[str, list]:
+def transition_columns(episodes: Iterable[Episode], gamma: float) -> dict[str, list]:
     """Every turn of `episodes` as columns named like `Transition`'s fields
     (observation, action, reward, next_observation, done, mc_return, episode_return, turn)."""
     rows = [t for episode in episodes for t in episode_transitions(episode, gamma)]

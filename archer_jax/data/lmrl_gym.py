@@ -10,7 +10,7 @@ guessed the hidden item; "word" lists the item's name variants ("Television", "T
 The builder (`lmrl_gym_episodes`, one config per task) reads them from TFDS's manual
 folder, turns every conversation into the same episode record as the simulated dataset
 (reward -1 per turn and 0 on the winning turn, hidden = the first name variant,
-questioner "lmrl_gym"), writes ArrayRecord and reads back through data sources, so
+player "lmrl_gym"), writes ArrayRecord and reads back through data sources, so
 everything that reads simulated episodes reads these too:
 
     columns = load_transitions("twenty_questions", data_dir, gamma=0.95, manual_dir=manual_dir)
@@ -37,11 +37,12 @@ from archer_jax.data.episode_records import (
     transition_columns,
 )
 from archer_jax import tasks as task_registry
-from archer_jax.envs import scripted
+from archer_jax.envs.base import Episode
+from archer_jax.envs.question_game import format_observation
 
-# config.task -> the title of its LMRL-Gym dataset (``tasks.TaskSpec.lmrl_gym``).
-TASKS = {name: spec.lmrl_gym for name, spec in task_registry.TASKS.items() if spec.lmrl_gym}
-QUESTIONER = "lmrl_gym"  # the `questioner` label of imported episodes
+# config.task -> the title of its LMRL-Gym dataset (the task object's ``lmrl_gym``).
+TASKS = {name: task.lmrl_gym for name, task in task_registry.builtin().items() if task.lmrl_gym}
+PLAYER = "lmrl_gym"  # the `player` label of imported episodes
 _SPLIT_FILES = {"train": "train.json", "eval": "eval.json"}  # eval.json is optional
 _RECORD_FORMAT = '{"lines": ["<question>? <answer>", ...], "correct": true or false, "word": ["<name>", ...]}'
 
@@ -73,7 +74,7 @@ def manual_files(manual_dir: epath.PathLike, task: str) -> dict[str, epath.Path]
     return {split: folder / name for split, name in _SPLIT_FILES.items() if (folder / name).is_file()}
 
 
-def read_conversations(path: epath.PathLike, task: str) -> list[scripted.Episode]:
+def read_conversations(path: epath.PathLike, task: str) -> list[Episode]:
     """Every conversation in the JSON file `path` as an episode of `task`.
 
     Raises EpisodeDataError naming the file, the record and what is wrong with it.
@@ -90,7 +91,7 @@ def read_conversations(path: epath.PathLike, task: str) -> list[scripted.Episode
     return [_conversation_episode(record, task, f"{path}, record {index}") for index, record in enumerate(records)]
 
 
-def _conversation_episode(record, task: str, where: str) -> scripted.Episode:
+def _conversation_episode(record, task: str, where: str) -> Episode:
     def error(what: str) -> EpisodeDataError:
         return EpisodeDataError(f"{where}: {what}. Every record must look like {_RECORD_FORMAT}; "
                                 "fix or remove this one and run again.")
@@ -118,8 +119,9 @@ def _conversation_episode(record, task: str, where: str) -> scripted.Episode:
     rewards = [-1.0] * len(turns)
     if correct:
         rewards[-1] = 0.0  # the winning question costs nothing, as in our question game
-    return scripted.Episode(task=task, hidden=variants[0], turns=turns, rewards=rewards, success=correct,
-                            questioner=QUESTIONER)
+    return Episode(task=task, hidden=variants[0],
+                   observations=[format_observation(turns[:t]) for t in range(len(turns) + 1)],
+                   actions=[question for question, _ in turns], rewards=rewards, success=correct, player=PLAYER)
 
 
 def _fingerprints(paths: dict[str, epath.Path]) -> dict[str, str]:
@@ -129,8 +131,10 @@ def _fingerprints(paths: dict[str, epath.Path]) -> dict[str, str]:
 class LmrlGymEpisodes(EpisodeBuilder):
     """LMRL-Gym's offline episodes of one task (the config), imported from its JSON files."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First release.",
+                                               "2.0.0": "Generic episodes: observations and actions, not (question, "
+                                                        "answer) turns; 'questioner' becomes 'player'."}
     BUILDER_CONFIGS: ClassVar[list[tfds.core.BuilderConfig]] = [
         tfds.core.BuilderConfig(name=task, description=f"LMRL-Gym's offline {title} episodes")
         for task, title in TASKS.items()]
@@ -148,7 +152,7 @@ class LmrlGymEpisodes(EpisodeBuilder):
         self.info.metadata["sha256"] = _fingerprints(paths)
         return {split: self._generate_examples(split_episodes) for split, split_episodes in episodes.items()}
 
-    def _generate_examples(self, episodes: list[scripted.Episode]):
+    def _generate_examples(self, episodes: list[Episode]):
         for i, episode in enumerate(episodes):
             yield i, encode_episode(i, episode)
 
@@ -163,7 +167,7 @@ def _check_unchanged(builder: LmrlGymEpisodes, manual_dir: epath.Path, task: str
 
 
 def load_episodes(data_dir: epath.PathLike, task: str, manual_dir: epath.PathLike | None = None,
-                  split: str = "train") -> list[scripted.Episode]:
+                  split: str = "train") -> list[Episode]:
     """The episodes of `task`'s `split` in file order, imported from `manual_dir` on first use.
 
     `manual_dir` defaults to TFDS's `<data_dir>/downloads/manual`. Raises EpisodeDataError

@@ -1,6 +1,6 @@
-"""Simulated question-game episodes as a TFDS dataset (ArrayRecord), and readers.
+"""Simulated episodes of a task's scripted players as a TFDS dataset (ArrayRecord), and readers.
 
-The builder plays scripted questioners against a task's KB oracle and writes one record
+The builder plays a task's scripted players in its environment and writes one record
 per episode with `file_format="array_record"`. It is read back through
 `tfds.data_source` / `builder.as_data_source()`, which needs no TensorFlow.
 
@@ -34,8 +34,7 @@ from archer_jax.data.episode_records import (
     read_episodes,
     transition_columns,
 )
-from archer_jax.envs import scripted
-from archer_jax.envs.question_game import format_observation
+from archer_jax.envs import base
 
 __all__ = ["EpisodeDataError", "SimulatedEpisodes", "SimulatedEpisodesConfig", "Transition", "dataset_dir",
            "episode_transitions", "episodes_config", "load_episodes", "load_transitions", "task_corpus"]
@@ -50,20 +49,25 @@ class SimulatedEpisodesConfig(tfds.core.BuilderConfig):
     task: str = "guess_city"
     num_episodes: int = 100_000
     seed: int = 0
-    # (questioner, weight) pairs; empty means the task's default mix.
+    # (player, weight) pairs; empty means the task's default mix.
     mix: tuple[tuple[str, float], ...] = ()
     max_turns: int = 20  # turn cap of the simulated games
     num_items: int = 0  # hidden items drawn from the task's first-N subset (0 = all)
+    # Every other config.env field the task's environment reads, as sorted (name, value) pairs.
+    env: tuple[tuple[str, object], ...] = ()
+
+    def env_config(self) -> dict:
+        return {"max_turns": self.max_turns, "num_items": self.num_items, **dict(self.env)}
 
     def mix_dict(self) -> dict[str, float]:
-        return dict(self.mix) if self.mix else dict(tasks.spec(self.task).default_mix)
+        return dict(self.mix) if self.mix else dict(tasks.get(self.task).default_mix)
 
 
 def episodes_config(task: str = "guess_city", num_episodes: int = 100_000, seed: int = 0,
                     mix: Mapping[str, float] | None = None, max_turns: int = 20,
-                    num_items: int = 0) -> SimulatedEpisodesConfig:
+                    num_items: int = 0, env: Mapping[str, object] | None = None) -> SimulatedEpisodesConfig:
     """A config whose name encodes every parameter, so different data never share a folder."""
-    tasks.spec(task)  # unknown task names fail here, naming the known ones
+    tasks.get(task)  # unknown task names fail here, naming the known ones
     if num_episodes < 1:
         raise ValueError(f"num_episodes must be >= 1, got {num_episodes}")
     pairs = tuple(sorted((str(k), float(v)) for k, v in (mix or {}).items()))
@@ -74,18 +78,23 @@ def episodes_config(task: str = "guess_city", num_episodes: int = 100_000, seed:
         name += f"_t{max_turns}"
     if num_items:
         name += f"_k{num_items}"
-    return SimulatedEpisodesConfig(name=name, version="1.0.0", task=task, num_episodes=num_episodes,
-                                   seed=seed, mix=pairs, max_turns=max_turns, num_items=num_items,
+    env_pairs = tuple(sorted((str(k), v) for k, v in (env or {}).items()))
+    if env_pairs:
+        name += "_env" + hashlib.sha1(json.dumps(env_pairs).encode()).hexdigest()[:8]
+    return SimulatedEpisodesConfig(name=name, version="2.0.0", task=task, num_episodes=num_episodes,
+                                   seed=seed, mix=pairs, max_turns=max_turns, num_items=num_items, env=env_pairs,
                                    description=f"{num_episodes} scripted {task} episodes, seed {seed}, "
                                                f"mix {dict(pairs) or 'default'}, {max_turns} turns, "
                                                f"{num_items or 'all'} items")
 
 
 class SimulatedEpisodes(EpisodeBuilder):
-    """Episodes of scripted questioners playing a question game against its KB oracle."""
+    """Episodes of a task's scripted players in its environment."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {"1.0.0": "First release.",
+                                               "2.0.0": "Generic episodes: observations and actions, not (question, "
+                                                        "answer) turns; 'questioner' becomes 'player'."}
     BUILDER_CONFIGS: ClassVar[list[tfds.core.BuilderConfig]] = [episodes_config("guess_city", 100_000, 0), episodes_config("guess_city", 10_000, 0)]
 
     def _split_generators(self, dl_manager):
@@ -94,12 +103,12 @@ class SimulatedEpisodes(EpisodeBuilder):
 
     def _generate_examples(self):
         config = self.builder_config
-        task = tasks.make_task(config.task, max_turns=config.max_turns, num_items=config.num_items)
-        questioners = tasks.spec(config.task).questioners
+        task = tasks.get(config.task)
+        env_config = config.env_config()
         for first in range(0, config.num_episodes, _CHUNK):
             n = min(_CHUNK, config.num_episodes - first)
-            episodes = scripted.simulate_episodes(task, questioners, config.mix_dict(), n, config.seed,
-                                                  first_episode=first)
+            episodes = base.simulate_episodes(task, env_config, config.mix_dict(), n, config.seed,
+                                              first_episode=first)
             for i, ep in enumerate(episodes, start=first):
                 yield i, encode_episode(i, ep)
 
@@ -110,7 +119,7 @@ def dataset_dir(data_dir: epath.PathLike, config: SimulatedEpisodesConfig) -> ep
 
 
 def load_episodes(data_dir: epath.PathLike, config: SimulatedEpisodesConfig | None = None,
-                  split: str = "train", build: bool = True) -> list[scripted.Episode]:
+                  split: str = "train", build: bool = True) -> list[base.Episode]:
     """The episodes of `config` in episode order, built first if absent and `build`.
 
     Raises EpisodeDataError naming the file when stored data cannot be read.
@@ -127,17 +136,17 @@ def load_episodes(data_dir: epath.PathLike, config: SimulatedEpisodesConfig | No
 
 def load_transitions(task: str, data_dir: epath.PathLike, num_episodes: int, seed: int, gamma: float,
                      mix: Mapping[str, float] | None = None, max_turns: int = 20,
-                     num_items: int = 0) -> dict[str, list]:
+                     num_items: int = 0, env: Mapping[str, object] | None = None) -> dict[str, list]:
     """Every turn of the simulated episodes as columns named like `Transition`'s fields
     (observation, action, reward, next_observation, done, mc_return), built if absent."""
-    episodes = load_episodes(data_dir, episodes_config(task, num_episodes, seed, mix, max_turns, num_items))
+    episodes = load_episodes(data_dir, episodes_config(task, num_episodes, seed, mix, max_turns, num_items, env))
     return transition_columns(episodes, gamma)
 
 
-def task_corpus(episodes: Iterable[scripted.Episode]) -> Iterator[str]:
-    """Texts to train a demo tokenizer on: each episode's full dialogue, then its questions."""
+def task_corpus(episodes: Iterable[base.Episode]) -> Iterator[str]:
+    """Texts to train a demo tokenizer on: each episode's last observation (a question
+    game's whole dialogue), then its actions."""
     for episode in episodes:
-        yield format_observation(episode["turns"])
-        for question, _ in episode["turns"]:
-            yield question
+        yield episode["observations"][-1]
+        yield from episode["actions"]
 

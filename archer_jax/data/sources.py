@@ -1,12 +1,14 @@
 """The offline datasets BC can learn from, chosen by `config.data.source`:
 
-- "simulated": scripted questioners against the task's KB oracle (`simulated_episodes`);
+- "simulated": the task's scripted players in its environment (`simulated_episodes`);
 - "lmrl_gym": LMRL-Gym's published episodes, imported from its JSON files (`lmrl_gym`).
 
 Both give the same transition columns, so the trainer does not care which it reads.
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 from etils import epath
 
@@ -17,15 +19,17 @@ SOURCES = ("simulated", "lmrl_gym")
 
 def load_transitions_from(source: str, *, task: str, data_dir: epath.PathLike, gamma: float,
                           manual_dir: epath.PathLike | None = None, num_episodes: int, seed: int,
-                          max_turns: int = 20, num_items: int = 0) -> dict[str, list]:
+                          max_turns: int = 20, num_items: int = 0,
+                          env: Mapping[str, object] | None = None) -> dict[str, list]:
     """Every turn of `source`'s episodes of `task` as columns named like `Transition`'s fields.
 
-    `manual_dir` is read by "lmrl_gym" only; `num_episodes`, `seed`, `max_turns` and
-    `num_items` shape the "simulated" episodes only (LMRL-Gym's files are taken whole).
+    `manual_dir` is read by "lmrl_gym" only; `num_episodes`, `seed`, `max_turns`,
+    `num_items` and `env` (the task's other config.env fields) shape the "simulated"
+    episodes only (LMRL-Gym's files are taken whole).
     """
     if source == "simulated":
         return simulated_episodes.load_transitions(task, data_dir, num_episodes=num_episodes, seed=seed,
-                                                   gamma=gamma, max_turns=max_turns, num_items=num_items)
+                                                   gamma=gamma, max_turns=max_turns, num_items=num_items, env=env)
     if source == "lmrl_gym":
         return lmrl_gym.load_transitions(task, data_dir, gamma=gamma, manual_dir=manual_dir)
     raise ValueError(f"config.data.source = {source!r}: choose one of {SOURCES}")

@@ -8,7 +8,7 @@ from archer_jax.envs.question_game import (
     QuestionGameEnv,
     QuestionTask,
 )
-from archer_jax.envs.scripted import simulate_episodes
+from archer_jax.envs.base import BatchedEnv, Episode, Task, play_seeds, simulate_episodes
 from archer_jax.envs.twenty_questions import (
     ObjectOracle,
     twenty_questions_subset_task,
@@ -17,7 +17,9 @@ from archer_jax.envs.twenty_questions import (
 from archer_jax.envs.twenty_questions_objects import OBJECTS
 
 __all__ = [
+    "BatchedEnv",
     "CITIES",
+    "Episode",
     "OBJECTS",
     "BatchedQuestionGame",
     "CityOracle",
@@ -26,7 +28,9 @@ __all__ = [
     "OracleError",
     "QuestionGameEnv",
     "QuestionTask",
+    "Task",
     "guess_city_task",
+    "play_seeds",
     "simulate_episodes",
     "twenty_questions_subset_task",
     "twenty_questions_task",

@@ -32,6 +32,7 @@ line with its whitespace collapsed:
     Surroundings: << Chief's office >> You are standing in the Chief's office. ...
     Inventory: You are carrying nothing.
     Last response: [Type "help" for more information about this version] Detective ...
+    Step: 0 of 50
     Valid actions: east, north, take paper, west
 
 Why: the game's text is full of blank lines and indentation (one token each for a small
@@ -39,7 +40,11 @@ BPE) and the reference's run-on string gives a small model no cue where the room
 the response begins. The labels (about a dozen GPT-2 tokens, fewer than the collapsed
 whitespace saves) make the observation parseable (`parse_observation`, for scripted
 players), as the question games' one-turn-per-line format is. The content is the
-reference's (the room text still appears twice at reset).
+reference's (the room text still appears twice at reset), plus one line the reference
+does not have: the steps taken and the cap. The observation holds no history, so without
+it neither the policy nor the critic can tell how many steps are left, and the value of a
+state depends on that (the same room at step 5 and at step 49 are worth different
+returns); scripted players read it too (the walkthrough's next command).
 Policies truncate observations on the left, so the last response and the valid actions,
 at the end, survive truncation. When the game has ended (victory or death) the game
 answers `look` and `inventory` with its RESTART/QUIT prompt and there are no valid
@@ -80,17 +85,22 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import dataclasses
 import hashlib
 import importlib.util
 import os
 import re
 import threading
 import types
-from typing import NamedTuple, Sequence
+from collections.abc import Iterator, Mapping
+from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from archer_jax.envs import base
+
 MAX_STEPS = 50
+MAX_SCORE = 360  # the game's maximum; it starts at 10
 # jericho's binding for the game (the same file as the reference's dataset/detective.z5).
 DETECTIVE_MD5 = "822655c9be83e292e06d3d3b1d6a9734"
 GAME_SOURCE = ("get detective.z5 from the Jericho game suite "
@@ -107,7 +117,7 @@ VALID_ACTIONS_CACHE_SIZE = 65536
 FILE_VERBS = frozenset({"save", "restore", "script", "transcrip", "noscript", "unscript", "recording", "replay"})
 FILE_COMMAND_RESPONSE = "[Saving, restoring, transcripts and recordings are turned off in this environment.]"
 
-LABELS = ("Surroundings: ", "Inventory: ", "Last response: ", "Valid actions: ")
+LABELS = ("Surroundings: ", "Inventory: ", "Last response: ", "Step: ", "Valid actions: ")
 ACTION_SEPARATOR = ", "
 
 
@@ -119,6 +129,8 @@ class ObservationParts(NamedTuple):
     surroundings: str
     inventory: str
     response: str
+    step: int  # steps taken since reset
+    max_steps: int
     valid_actions: tuple[str, ...] | None  # None: the observation does not show them
 
 
@@ -146,26 +158,30 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def format_observation(surroundings: str, inventory: str, response: str,
+def format_observation(surroundings: str, inventory: str, response: str, step: int, max_steps: int,
                        valid_actions: Sequence[str] | None) -> str:
     """The labelled lines an observation is made of (module docstring).
 
     `valid_actions=None` leaves out the last line (`show_valid_actions=False`).
     """
-    parts = [_one_line(surroundings), _one_line(inventory), _one_line(response)]
+    parts = [_one_line(surroundings), _one_line(inventory), _one_line(response), f"{step} of {max_steps}"]
     if valid_actions is not None:
         parts.append(ACTION_SEPARATOR.join(valid_actions))
     return "\n".join(label + part for label, part in zip(LABELS, parts))
 
 
+_STEP = re.compile(r"(\d+) of (\d+)")
+
+
 def parse_observation(observation: str) -> ObservationParts:
     """Inverse of `format_observation` (the texts come back with whitespace collapsed)."""
     lines = observation.split("\n")
-    if len(lines) not in (3, 4) or not all(line.startswith(label) for line, label in zip(lines, LABELS)):
-        raise ValueError(f"not a Detective observation (expected lines starting {list(LABELS)}): {observation[:80]!r}")
     parts = [line[len(label):] for line, label in zip(lines, LABELS)]
-    actions = None if len(parts) == 3 else tuple(parts[3].split(ACTION_SEPARATOR)) if parts[3] else ()
-    return ObservationParts(parts[0], parts[1], parts[2], actions)
+    step = _STEP.fullmatch(parts[3]) if len(parts) > 3 else None
+    if len(lines) not in (4, 5) or not all(line.startswith(label) for line, label in zip(lines, LABELS)) or not step:
+        raise ValueError(f"not a Detective observation (expected lines starting {list(LABELS)}): {observation[:80]!r}")
+    actions = None if len(parts) == 4 else tuple(parts[4].split(ACTION_SEPARATOR)) if parts[4] else ()
+    return ObservationParts(parts[0], parts[1], parts[2], int(step[1]), int(step[2]), actions)
 
 
 def regex_objects(text: str) -> set[tuple[str, str]]:
@@ -420,6 +436,19 @@ class BatchedDetective:
         return list(self._observations)
 
     @property
+    def max_turns(self) -> int:
+        """The turn cap (`envs.base.BatchedEnv`): `max_steps`."""
+        return self.max_steps
+
+    # A step scores at most what the game still holds; a RESTART takes back what was scored.
+    reward_range = (-float(MAX_SCORE - 10), float(MAX_SCORE - 10))
+
+    @property
+    def hidden(self) -> list[str]:
+        """What each episode is about (`envs.base.BatchedEnv`): one game, always the same."""
+        return ["detective"] * self.batch_size
+
+    @property
     def moves(self) -> np.ndarray:
         """The game's own turn counter per row (1 at reset; unparsed commands do not count)."""
         return np.array([env.get_moves() for env in self._envs], dtype=np.int32)
@@ -441,7 +470,7 @@ class BatchedDetective:
         env.set_state(state)
         inventory = env.step("inventory")[0]
         env.set_state(state)
-        return format_observation(surroundings, inventory, response,
+        return format_observation(surroundings, inventory, response, int(self.steps[i]), self.max_steps,
                                   valid_actions if self.show_valid_actions else None)
 
     def _cache_key(self, i: int) -> str | None:
@@ -520,3 +549,57 @@ class DetectiveEnv:
 
     def walkthrough(self) -> list[str]:
         return self._batch.walkthrough()
+
+
+# --- the task object ----------------------------------------------------------------------
+
+# config.env fields Detective reads beside max_turns (the step cap).
+ENV_DEFAULTS = {"game_file": "", "show_valid_actions": True, "word_extractor": "auto"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Detective:
+    """The task object (`envs.base.Task`) of Detective; its instance, with the scripted
+    players, is `detective_players.TASKS`.
+
+    ``config.env`` fields: ``game_file`` (the path of detective.z5), ``max_turns`` (the
+    step cap, 50 in the paper), ``show_valid_actions`` (the reference shows them; False
+    makes a step ~1 ms instead of up to 0.5 s per new state) and ``word_extractor``
+    (`BatchedDetective`).
+    """
+
+    players: Mapping[str, base.Player]
+    default_mix: Mapping[str, float]
+    name: str = "detective"
+    informative: str | None = "walkthrough"
+    oracle_format: Any = None  # no oracle: the game itself answers
+    lmrl_gym: str | None = None
+    corpus_episodes: int = 8  # episodes of the default mix whose texts seed a word tokenizer
+
+    def make_env(self, env_config: Mapping[str, Any], batch_size: int, oracle: Any = None) -> BatchedDetective:
+        if oracle is not None:
+            raise ValueError("config.env.oracle: Detective has no oracle (the game answers); use 'kb'")
+        env = {**ENV_DEFAULTS, **{k: env_config[k] for k in ENV_DEFAULTS if k in env_config}}
+        if not env["game_file"]:
+            raise GameFileError(f"config.env.game_file is empty: set it to the path of detective.z5 ({GAME_SOURCE})")
+        try:
+            return BatchedDetective(env["game_file"], batch_size, max_steps=int(env_config.get("max_turns", MAX_STEPS)),
+                                    word_extractor=env["word_extractor"],
+                                    show_valid_actions=bool(env["show_valid_actions"]))
+        except GameFileError as error:
+            raise GameFileError(f"config.env.game_file: {error}") from error
+
+    def corpus(self, env_config: Mapping[str, Any]) -> Iterator[str]:
+        """The observations and commands of a few episodes of the scripted players (the
+        walkthrough's included): the game's texts a word tokenizer needs."""
+        for episode in base.simulate_episodes(self, env_config, self.default_mix, self.corpus_episodes, seed=0):
+            yield from episode["observations"]
+            yield from episode["actions"]
+
+    def one_turn_observation(self, env_config: Mapping[str, Any]) -> str:
+        """The observation at reset (every observation is one whole turn)."""
+        env = self.make_env(env_config, 1)
+        try:
+            return env.reset([0])[0]
+        finally:
+            env.close()

@@ -10,6 +10,7 @@ from collections.abc import Callable, Hashable
 
 from archer_jax.envs import guess_city as gc
 from archer_jax.envs import scripted
+from archer_jax.envs.question_game import QuestionGame
 from archer_jax.envs.scripted import Probe, read_yes_no
 
 
@@ -102,3 +103,7 @@ QUESTIONERS: dict[str, scripted.Questioner] = {
 # Clearly imperfect on purpose (measured on 10,000 episodes: about 57% wins and mean
 # return -12, against 100% and -4.1 for `informative`), so RL has room above imitation.
 DEFAULT_MIX: dict[str, float] = {"informative": 0.25, "redundant": 0.15, "noisy": 0.35, "early_guesser": 0.25}
+
+# The task object (envs.base.Task).
+TASKS = (QuestionGame("guess_city", gc.guess_city_task, QUESTIONERS, DEFAULT_MIX, question_pool, TABLE,
+                      oracle_format=gc.LM_ORACLE_FORMAT, lmrl_gym="Guess My City"),)

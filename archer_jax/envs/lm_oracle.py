@@ -3,7 +3,7 @@ whole batch of questions in one jitted, KV-cached greedy decode on the devices.
 
 Per task, the prompt and the answer post-processing (the task's ``OracleFormat``:
 ``guess_city.LM_ORACLE_FORMAT``, ``twenty_questions.LM_ORACLE_FORMAT``, reached through
-``tasks.spec(name).oracle_format``) follow the reference implementation (github.com/YifeiZhou02/ArCHer, archer/environment/*.py), so that its
+``tasks.get(name).oracle_format``) follow the reference implementation (github.com/YifeiZhou02/ArCHer, archer/environment/*.py), so that its
 released oracle checkpoints (converted by ``models.convert_reference_oracle``) see
 the inputs they were trained on:
 
@@ -62,7 +62,7 @@ class LMOracle:
       module, params: the T5 model (params already placed, e.g. by
         `registry.load_pretrained`, sharded when `mesh` is given).
       tokenizer: its Hugging Face tokenizer.
-      oracle_format: the task's prompt and post-processing (`tasks.spec(name).oracle_format`).
+      oracle_format: the task's prompt and post-processing (`tasks.get(name).oracle_format`).
       max_new_tokens: answer length cap, in tokens.
       max_prompt_len: prompts longer than this many tokens lose their end (the hidden
         item comes first and stays).
@@ -114,7 +114,7 @@ class LMOracle:
 
 def make_lm_oracle(oracle_format: OracleFormat, checkpoint: str, *, max_new_tokens: int | None = None, dtype: Any = jnp.float32,
                    mesh: Mesh | None = None, max_prompt_len: int = 256, min_batch: int = 8) -> LMOracle:
-    """An LM oracle speaking ``oracle_format`` (a task's, ``tasks.spec(name).oracle_format``)
+    """An LM oracle speaking ``oracle_format`` (a task's, ``tasks.get(name).oracle_format``)
     from a Hugging Face T5 folder (or hub name) with a tokenizer.
 
     `max_new_tokens` defaults to the reference's length for the task (16 for Twenty

@@ -9,13 +9,15 @@ answers it. The observation is the whole dialogue so far:
 
 Reward is -1 per turn and 0 on the winning turn; an episode ends on a win or after
 `max_turns` turns, so returns lie in [-max_turns, 0]. Everything task specific (the
-items, the oracle, what counts as a win) lives in a `QuestionTask`.
+items, the oracle, what counts as a win) lives in a `QuestionTask`; the task object the
+trainer sees (`envs.base.Task`: the game, its players, its texts) is a `QuestionGame`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Protocol, Sequence
+from collections.abc import Iterator, Mapping
+from typing import Any, Callable, Protocol, Sequence
 
 import numpy as np
 
@@ -178,6 +180,12 @@ class BatchedQuestionGame:
     def observations(self) -> list[str]:
         return [format_observation(turns) for turns in self._turns]
 
+    @property
+    def max_turns(self) -> int:
+        return self.task.max_turns
+
+    reward_range = (-1.0, 0.0)
+
     def history(self, i: int) -> list[tuple[str, str]]:
         """Row i's (question, answer) turns since its last reset."""
         return list(self._turns[i])
@@ -232,3 +240,69 @@ class QuestionGameEnv:
     @property
     def oracle_failures(self) -> int:
         return self._batch.oracle_failures
+
+
+@dataclasses.dataclass(frozen=True)
+class QuestionGame:
+    """The task object (``envs.base.Task``) of a question game: Guess My City, Twenty
+    Questions and its Subset are each one of these, defined beside their players.
+
+    Attributes:
+      name: the task's name.
+      make_game: ``(max_turns=...) -> QuestionTask`` with the knowledge-base oracle.
+      players: name -> scripted questioner; ``default_mix``: their weights in the data.
+      question_pool: ``() -> every question a scripted player can ask``.
+      table: the players' ``scripted.ProbeTable`` (which items the answers so far allow).
+      informative: the best scripted player's name.
+      oracle_format: the LM-oracle format (None: the task has no LM oracle).
+      lmrl_gym: the title of its LMRL-Gym dataset (None: LMRL-Gym has none).
+    """
+
+    name: str
+    make_game: Callable[..., QuestionTask]
+    players: Mapping[str, Callable[[str, np.random.Generator], str]]
+    default_mix: Mapping[str, float]
+    question_pool: Callable[[], Sequence[str]]
+    table: Any
+    informative: str | None = "informative"
+    oracle_format: OracleFormat | None = None
+    lmrl_gym: str | None = None
+
+    def game(self, env_config: Mapping[str, Any], oracle: Oracle | None = None) -> QuestionTask:
+        """The game ``config.env`` describes: its turn cap, and with ``num_items`` > 0
+        only a fixed subset of the items hidden (seeded, so every run and dataset agrees
+        on it), as the paper's Twenty Questions Subset does; players and the oracle still
+        know every item. ``oracle`` replaces the knowledge-base oracle."""
+        task = self.make_game(max_turns=int(env_config.get("max_turns", MAX_TURNS)))
+        num_items = int(env_config.get("num_items", 0))
+        if num_items:
+            if not 0 < num_items <= len(task.items):
+                raise ValueError(f"config.env.num_items = {num_items}: must lie in [1, {len(task.items)}] for task "
+                                 f"{self.name!r} (hide only that many of its items), or be 0 for all items")
+            chosen = np.sort(np.random.default_rng(0).permutation(len(task.items))[:num_items])
+            task = dataclasses.replace(task, items=tuple(task.items[i] for i in chosen))
+        return task if oracle is None else task.with_oracle(oracle)
+
+    def make_env(self, env_config: Mapping[str, Any], batch_size: int, oracle: Oracle | None = None
+                 ) -> BatchedQuestionGame:
+        return BatchedQuestionGame(self.game(env_config, oracle), batch_size)
+
+    def corpus(self, env_config: Mapping[str, Any]) -> Iterator[str]:
+        """Every text a templated player can meet: each pooled question and the oracle's
+        answer to it for every hidden item (one batched oracle call per item), plus the
+        observation header and the win answer."""
+        task = self.game(env_config)
+        questions = list(self.question_pool())
+        yield OBSERVATION_HEADER
+        yield task.win_answer
+        for item in task.items:
+            answers = task.oracle.answer([item] * len(questions), questions)
+            for question, answer in zip(questions, answers):
+                yield format_turn(question, answer)
+
+    def one_turn_observation(self, env_config: Mapping[str, Any]) -> str:
+        """The header, the shortest pooled question and the oracle's answer to it about
+        the first hidden item."""
+        task = self.game(env_config)
+        question = min(self.question_pool(), key=len)
+        return format_observation([(question, task.oracle.answer([task.items[0]], [question])[0])])

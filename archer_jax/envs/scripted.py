@@ -1,4 +1,5 @@
-"""Scripted questioners for the question games, and a batched episode simulator.
+"""Scripted questioners for the question games (the episodes they play are simulated by
+`envs.base.simulate_episodes`, as every task's players are).
 
 A player is `act(observation, rng) -> question`: a pure function of the dialogue so far
 and a numpy Generator. Every task supplies a `ProbeTable` (the template questions its
@@ -15,19 +16,15 @@ scratch on the simulated dialogues can learn them.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Hashable, Mapping, Sequence
-from typing import Any, TypedDict
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any
 
 import numpy as np
 
-from archer_jax.envs.question_game import (
-    WIN_ANSWER,
-    BatchedQuestionGame,
-    QuestionTask,
-    parse_observation,
-)
+from archer_jax.envs.base import Player
+from archer_jax.envs.question_game import WIN_ANSWER, parse_observation
 
-Questioner = Callable[[str, np.random.Generator], str]
+Questioner = Player  # a question game's scripted player
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,96 +159,3 @@ def early_guessing(player: Questioner, table: ProbeTable, questions: int) -> Que
         return table.guess(table.consistent(turns, use_guesses=False), rng)
 
     return act
-
-
-class Episode(TypedDict):
-    task: str
-    hidden: str
-    turns: list[tuple[str, str]]
-    rewards: list[float]
-    success: bool
-    questioner: str
-
-
-def simulate_episodes(
-    task: QuestionTask,
-    questioners: Mapping[str, Questioner],
-    mix: Mapping[str, float],
-    n: int,
-    seed: int,
-    batch_size: int = 256,
-    first_episode: int = 0,
-) -> list[Episode]:
-    """Plays episodes first_episode .. first_episode + n - 1, each by a questioner of
-    `questioners` drawn from `mix` (weights, normalized; the task's players and mix are
-    `tasks.spec(name).questioners` and `.default_mix`).
-
-    Episode i depends only on (seed, i): its own Generator draws the questioner, the
-    hidden item's seed and every random choice of the player, so the result does not
-    depend on `batch_size` or on how a long run is split into calls. One oracle call per
-    batch step.
-    """
-    names = sorted(mix)
-    unknown = [name for name in names if name not in questioners]
-    if unknown:
-        raise ValueError(f"unknown questioners in mix: {unknown}; known: {sorted(questioners)}")
-    weights = np.array([mix[name] for name in names], dtype=np.float64)
-    if (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"mix weights must be >= 0 with a positive sum, got {dict(mix)}")
-    weights /= weights.sum()
-
-    episodes: list[Episode] = []
-    for start in range(first_episode, first_episode + n, batch_size):
-        rows = range(start, min(start + batch_size, first_episode + n))
-        rngs = [np.random.default_rng([seed, i]) for i in rows]
-        players = [names[int(rng.choice(len(names), p=weights))] for rng in rngs]
-        env_seeds = [int(rng.integers(2**31)) for rng in rngs]
-        env = BatchedQuestionGame(task, len(rows))
-        observations = env.reset(env_seeds)
-        rewards = [[] for _ in rows]
-        while not env.dones.all():
-            actions = [questioners[p](obs, rng) if not done else ""
-                       for p, obs, rng, done in zip(players, observations, rngs, env.dones)]
-            active = ~env.dones
-            observations, step_rewards, _ = env.step(actions)
-            for j in np.flatnonzero(active):
-                rewards[j].append(float(step_rewards[j]))
-        for j in range(len(rows)):
-            episodes.append(Episode(task=task.name, hidden=env.hidden[j], turns=env.history(j),
-                                    rewards=rewards[j], success=bool(env.successes[j]),
-                                    questioner=players[j]))
-    return episodes
-
-
-def play_seeds(task: QuestionTask, questioner: Questioner, seeds: Sequence[int],
-               rng_seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """(returns [n], successes [n], hidden items) of `questioner` playing one game per
-    environment seed. A seed hides the same item as in `BatchedQuestionGame.reset`, so
-    these are the games a policy evaluated on the same seeds met. Game i's random
-    choices come from its own Generator([rng_seed, seeds[i]]). One oracle call per turn."""
-    env = BatchedQuestionGame(task, len(seeds))
-    observations = env.reset([int(s) for s in seeds])
-    rngs = [np.random.default_rng([rng_seed, int(s)]) for s in seeds]
-    returns = np.zeros(len(seeds), np.float64)
-    while not env.dones.all():
-        active = ~env.dones
-        actions = [questioner(obs, rng) if live else "" for obs, rng, live in zip(observations, rngs, active)]
-        observations, rewards, _ = env.step(actions)
-        returns += np.where(active, rewards, 0.0)
-    return returns, env.successes.copy(), list(env.hidden)
-
-
-def summarize(episodes: Sequence[Episode]) -> dict[str, dict[str, float]]:
-    """Win rate, mean return and mean length per questioner and for "all"."""
-    groups: dict[str, list[Episode]] = {"all": list(episodes)}
-    for ep in episodes:
-        groups.setdefault(ep["questioner"], []).append(ep)
-    return {
-        name: {
-            "episodes": len(eps),
-            "win_rate": float(np.mean([ep["success"] for ep in eps])),
-            "mean_return": float(np.mean([sum(ep["rewards"]) for ep in eps])),
-            "mean_turns": float(np.mean([len(ep["turns"]) for ep in eps])),
-        }
-        for name, eps in groups.items() if eps
-    }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from archer_jax.envs import scripted
 from archer_jax.envs import twenty_questions as tq
+from archer_jax.envs.question_game import QuestionGame
 from archer_jax.envs.twenty_questions_objects import OBJECTS, Thing
 
 # Short on purpose (at most 7 word-tokens): a whole 20-turn dialogue has to fit a tiny
@@ -90,3 +91,12 @@ QUESTIONERS: dict[str, scripted.Questioner] = {
 # Clearly imperfect on purpose (measured on 2,000 episodes: 57% wins and mean return
 # -14.1, against 100% and -7.2 for `informative`), so RL has room above imitation.
 DEFAULT_MIX: dict[str, float] = {"informative": 0.25, "redundant": 0.2, "noisy": 0.3, "early_guesser": 0.25}
+
+# The task objects (envs.base.Task). The Subset is the same game with the same players;
+# only the hidden items differ.
+TASKS = (
+    QuestionGame("twenty_questions", tq.twenty_questions_task, QUESTIONERS, DEFAULT_MIX, question_pool, TABLE,
+                 oracle_format=tq.LM_ORACLE_FORMAT, lmrl_gym="Twenty Questions"),
+    QuestionGame("twenty_questions_subset", tq.twenty_questions_subset_task, QUESTIONERS, DEFAULT_MIX,
+                 question_pool, TABLE, oracle_format=tq.LM_ORACLE_FORMAT),
+)

@@ -54,7 +54,9 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
         raise ValueError(f"unknown config variant '{variant}' for {task}; choose one of {VARIANTS}")
     hp = presets.paper
     c = ml_collections.ConfigDict()
-    c.task = task  # environment: 'guess_city' | 'twenty_questions' | 'twenty_questions_subset'
+    # The task: 'guess_city' | 'twenty_questions' | 'twenty_questions_subset' | 'detective', or
+    # your own task object by its dotted path, 'my_pkg.my_env:TASK' (archer_jax/envs/base.py).
+    c.task = task
     c.variant = variant  # which preset this config started from (informational)
     c.seed = 0  # seeds model init, data simulation, rollouts and sampling
     # The algorithm and so the stages it runs. Online, after a BC warm start (config.bc),
