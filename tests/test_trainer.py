@@ -267,8 +267,8 @@ def test_probe_metrics_by_hand():
     ("algorithm", "ppo2", "config.algorithm = 'ppo2': choose one of ('archer', 'archer_baseline', 'ppo', 'filtered_bc', "),
     ("filtered_bc.top_fraction", 0.0, "config.filtered_bc.top_fraction = 0.0: a fraction in (0, 1]"),
     ("env.num_items", 500, "config.env.num_items = 500: must lie in [1, 100] for task 'guess_city'"),
-    ("tokens.obs_len", 2, "config.tokens.obs_len = 2 cannot hold one turn of the dialogue (the header and the "
-                          "shortest question with its answer take 17 tokens)"),
+    ("tokens.obs_len", 2, "config.tokens.obs_len = 2 cannot hold one turn (the shortest whole observation of "
+                          "task 'guess_city' takes 17 tokens)"),
     ("mesh.shape", (3, 1, 1), "config.mesh.shape = (3, 1, 1): mesh_shape [3, 1, 1] needs 3 devices but 8 are"),
 ])
 def test_bad_config_fields_are_named(tmp_path, field, value, message):
