@@ -16,8 +16,10 @@ Variants (the part after ':'):
   demo   CPU, no downloads: tiny models from scratch with a word tokenizer built from
          the scripted players' games; valid actions not shown (jericho's valid-action
          search costs up to 0.5 s per new state); simulated data from the walkthrough
-         and its noisy variants, BC warm start, then ArCHer. Its learning and time are
-         not measured yet (docs/detective_notes.md).
+         and its noisy variants, BC warm start, then ArCHer. Not yet a demo of
+         learning: greedy BC on this data already plays the walkthrough (350, the
+         maximum), because its players' slips are random and imitation keeps the mode
+         (docs/detective_notes.md, "The demo as it stands").
   smoke  seconds; for tests.
 """
 
