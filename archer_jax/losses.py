@@ -108,6 +108,19 @@ def leave_one_out_advantages(q: chex.Array) -> jax.Array:
     return q - (jnp.sum(q, axis=1, keepdims=True) - q) / (k - 1)
 
 
+def identical_sample_fraction(tokens: chex.Array, mask: chex.Array, k: int) -> jax.Array:
+    """The fraction of states whose k sampled utterances are all the same token sequence.
+
+    ``tokens``/``mask``: [B * k, L], rows b*k .. b*k + k - 1 sampled at state b; tokens
+    past an utterance's end (mask False) do not count. At such a state every sample gets
+    the same score, so the leave-one-out advantage is 0 and the state moves nothing but
+    the KL anchor.
+    """
+    chex.assert_rank([tokens, mask], 2)
+    seqs = jnp.where(mask, tokens, -1).reshape(-1, k, tokens.shape[-1])
+    return jnp.mean(jnp.all(seqs == seqs[:, :1], axis=(1, 2)).astype(jnp.float32))
+
+
 def sequence_kl_sample(token_logp: chex.Array, ref_token_logp: chex.Array, token_mask: chex.Array) -> jax.Array:
     """log pi(a|s) - log pi_ref(a|s) summed over the real tokens of each utterance, [B].
 

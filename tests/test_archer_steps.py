@@ -255,6 +255,7 @@ def test_actor_phase_moves_the_policy_toward_what_the_critic_prefers(sharded, sa
     assert after > before + 0.03, (before, after)
     if samples > 1:
         assert float(metrics["actor/q_within_std"]) > 0.5  # the samples of one state differ in Q
+        assert 0.0 <= float(metrics["actor/identical_samples"]) < 0.5  # a random actor rarely repeats itself
         assert abs(float(metrics["actor/advantage_mean"])) < 1e-5  # leave-one-out weights average to 0
 
 

@@ -134,6 +134,17 @@ def test_kl_weight_gives_the_exact_gradient_of_kl_pi_to_the_reference():
                                rtol=1e-5, atol=1e-6)
 
 
+def test_identical_sample_fraction_hand_worked():
+    # Two states, 2 samples each: state 0's samples differ only past the end (the same
+    # utterance), state 1's differ in a real token.
+    tokens = jnp.array([[5, 6, 9], [5, 6, 7], [5, 6, 0], [5, 8, 0]])
+    mask = jnp.array([[True, True, False], [True, True, False], [True, True, False], [True, True, False]])
+    assert float(losses.identical_sample_fraction(tokens, mask, 2)) == 0.5
+    # A shorter utterance is another utterance, even where the longer one agrees.
+    mask = mask.at[1, 1].set(False)
+    assert float(losses.identical_sample_fraction(tokens, mask, 2)) == 0.0
+
+
 def test_leave_one_out_advantages_hand_worked():
     q = jnp.array([[1.0, 3.0, 5.0], [0.0, 0.0, 6.0]])
     # row 0: 1 - 4, 3 - 3, 5 - 2; row 1: 0 - 3, 0 - 3, 6 - 0

@@ -258,8 +258,9 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
         "actor/logp_mean": jnp.sum(logp) / jnp.maximum(jnp.sum(pi.mask), 1),
         "actor/grad_norm": optax.tree.norm(grads),
     }
-    if k > 1:  # how far apart the critic puts the samples of one state
+    if k > 1:  # how far apart the critic puts the samples of one state, and how often they coincide
         metrics["actor/q_within_std"] = jnp.mean(jnp.std(q.reshape(-1, k), axis=1))
+        metrics["actor/identical_samples"] = losses.identical_sample_fraction(pi.tokens, pi.mask, k)
     if hp.kl_coef:
         metrics["actor/kl"] = jnp.mean(kl)  # nats per utterance
     if baseline is not None:
