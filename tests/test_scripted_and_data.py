@@ -2,6 +2,7 @@
 
 import glob
 import logging
+import tempfile
 
 import pytest
 
@@ -88,6 +89,14 @@ def test_tfds_round_trip(tmp_path):
     assert episodes == simulate(MIX, 60, seed=11)
     assert glob.glob(str(tmp_path / "simulated_episodes/*/2.0.0/*.array_record-*"))
     assert se.load_episodes(tmp_path, config, build=False) == episodes  # read again, no rebuild
+
+
+def test_building_leaves_no_temporary_folder_and_asks_no_bucket(tmp_path, monkeypatch):
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where mkdtemp would put TFDS's folder
+    se.load_episodes(tmp_path / "data", se.episodes_config("guess_city", num_episodes=4, seed=1))
+    assert list(scratch.iterdir()) == []
 
 
 def test_custom_mix_gets_its_own_config_name():

@@ -22,6 +22,18 @@ class EpisodeDataError(RuntimeError):
     """A dataset file is missing, unreadable or malformed."""
 
 
+class _LocalDatasetInfo(tfds.core.DatasetInfo):
+    """DatasetInfo of a dataset that exists only where it is built.
+
+    TFDS looks every unprepared dataset up in its public GCS bucket, through a temporary
+    folder it never removes (one empty ``/tmp/tmp*tfds`` per dataset built) and over the
+    network; these datasets are never there.
+    """
+
+    def initialize_from_bucket(self) -> None:
+        pass
+
+
 class EpisodeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """A TFDS builder of `envs.base.Episode` records; subclasses yield `encode_episode` examples."""
 
@@ -39,7 +51,7 @@ class EpisodeBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _info(self) -> tfds.core.DatasetInfo:
         # DatasetInfo directly: `dataset_info_from_configs` wants a dataset package folder.
-        return tfds.core.DatasetInfo(
+        return _LocalDatasetInfo(
             builder=self,
             description=self.builder_config.description,
             features=tfds.features.FeaturesDict({
