@@ -312,6 +312,11 @@ def walkthrough(game_path) -> list[str]:
     cap as is; it collects all 350 points in its first 50 steps.
     """
     _, md5 = _check_game_file(game_path)
+    return walkthrough_of(md5)
+
+
+def walkthrough_of(md5: str = DETECTIVE_MD5) -> list[str]:
+    """jericho's walkthrough of the game with this md5 (its bindings: no game file read)."""
     return _import_jericho().defines.BINDINGS_DICT[md5]["walkthrough"].split("/")
 
 

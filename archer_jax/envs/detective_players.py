@@ -22,7 +22,7 @@ DIRECTIONS = ("north", "south", "east", "west", "up", "down")
 @functools.cache
 def walkthrough_commands() -> tuple[str, ...]:
     """jericho's walkthrough of Detective (by the game's md5: no game file needed)."""
-    return tuple(dt._import_jericho().defines.BINDINGS_DICT[dt.DETECTIVE_MD5]["walkthrough"].split("/"))
+    return tuple(dt.walkthrough_of(dt.DETECTIVE_MD5))
 
 
 def walkthrough(observation: str, rng: np.random.Generator) -> str:
