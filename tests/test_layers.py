@@ -1,5 +1,6 @@
-"""Attention computed over blocks of batch rows (the CPU backend's path) equals attention
-over the whole batch, values and gradients, for every bias shape the model families pass."""
+"""Attention against a plain per-head reference (keys and values of a kv head repeated
+for its query heads), values and gradients, for every bias shape the model families
+pass, and with the batch split over devices."""
 
 import jax
 import jax.numpy as jnp
@@ -25,43 +26,44 @@ def _inputs(hkv: int, bias_shape: tuple[int, ...], seed: int = 0):
     return q, k, v, bias
 
 
+def _reference(q, k, v, bias, scale):
+    """softmax(q_h k_{h // G}^T * scale + bias_h) v_{h // G}, one head at a time."""
+    groups = q.shape[2] // k.shape[2]
+    bias = jnp.broadcast_to(bias, (q.shape[0], q.shape[2], q.shape[1], k.shape[1]))
+    heads = []
+    for h in range(q.shape[2]):
+        scores = q[:, :, h] @ k[:, :, h // groups].swapaxes(1, 2) * scale + bias[:, h]
+        heads.append(jax.nn.softmax(scores, axis=-1) @ v[:, :, h // groups])
+    return jnp.stack(heads, axis=2)
+
+
 @pytest.mark.parametrize("hkv, bias_shape", [
     (H, (B, 1, L, S)),  # GPT-2, RoBERTa: one mask per row
     (2, (B, 1, 1, S)),  # grouped-query heads (Llama), a key mask only
+    (1, (B, 1, L, S)),  # multi-query
     (H, (1, H, L, S)),  # T5: a relative-position bias shared by the batch
-    (H, (B, H, L, S)),
+    (2, (B, H, L, S)),
 ])
-@pytest.mark.parametrize("rows", [1, 2, 4])
-def test_row_blocks_equal_the_whole_batch(hkv, bias_shape, rows):
+def test_attention_equals_the_per_head_reference(hkv, bias_shape):
     q, k, v, bias = _inputs(hkv, bias_shape)
+    weights = jnp.cos(jnp.arange(B * L * H * D, dtype=jnp.float32).reshape(B, L, H, D))
 
-    def loss(row_block):
-        def f(q, k, v):
-            out = layers.dot_product_attention(q, k, v, bias, row_block=row_block)
-            return jnp.sum(out * jnp.cos(jnp.arange(out.size).reshape(out.shape))), out
-        return jax.jit(jax.grad(f, argnums=(0, 1, 2), has_aux=True))(q, k, v)
+    def grads(fn):
+        return jax.jit(jax.value_and_grad(lambda q, k, v: jnp.sum(fn(q, k, v, bias) * weights), argnums=(0, 1, 2)))(
+            q, k, v)
 
-    (grads, out), (grads_whole, out_whole) = loss(rows), loss(B)
-    np.testing.assert_allclose(out, out_whole, atol=1e-6, rtol=0)
-    for g, g_whole in zip(grads, grads_whole):
-        np.testing.assert_allclose(g, g_whole, atol=1e-5, rtol=0)
-
-
-def test_the_row_block_fits_the_cpu_budget_and_accelerators_take_the_whole_batch():
-    per_row = 4 * 218 * 218 * 4  # fp32 scores of one row: 4 heads, 218 x 218
-    rows = layers.attention_row_block(32, 4, 218, 218, backend="cpu")
-    assert 32 % rows == 0 and rows * per_row <= layers.CPU_SCORES_BLOCK_BYTES < 2 * rows * per_row
-    assert layers.attention_row_block(32, 4, 1, 218, backend="cpu") == 32  # a decode step: no blocking
-    assert layers.attention_row_block(6, 64, 512, 512, backend="cpu") == 1  # one row already outgrows it
-    assert layers.attention_row_block(12, 4, 160, 160, backend="cpu") == 4  # 5 rows fit; 4 divides 12
-    for backend in ("gpu", "tpu"):
-        assert layers.attention_row_block(32, 4, 218, 218, backend=backend) == 32
+    np.testing.assert_allclose(layers.dot_product_attention(q, k, v, bias), _reference(q, k, v, bias, D ** -0.5),
+                               atol=1e-6, rtol=0)
+    (value, g), (value_ref, g_ref) = grads(layers.dot_product_attention), grads(
+        lambda q, k, v, bias: _reference(q, k, v, bias, D ** -0.5))
+    np.testing.assert_allclose(value, value_ref, rtol=1e-5)
+    for x, x_ref in zip(g, g_ref):
+        np.testing.assert_allclose(x, x_ref, atol=1e-5, rtol=0)
 
 
-def test_row_blocks_of_a_batch_split_over_devices_equal_the_unsplit_result():
+def test_attention_of_a_batch_split_over_devices_equals_the_unsplit_result():
     mesh = sharding.make_mesh((jax.device_count(), 1, 1))
     q, k, v, bias = _inputs(H, (B, 1, L, S))
     rows = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
-    fn = jax.jit(lambda *a: layers.dot_product_attention(*a, row_block=2))
-    out = fn(*(jax.device_put(x, rows) for x in (q, k, v, bias)))
-    np.testing.assert_allclose(out, layers.dot_product_attention(q, k, v, bias, row_block=B), atol=1e-6, rtol=0)
+    out = jax.jit(layers.dot_product_attention)(*(jax.device_put(x, rows) for x in (q, k, v, bias)))
+    np.testing.assert_allclose(out, layers.dot_product_attention(q, k, v, bias), atol=1e-6, rtol=0)

@@ -190,10 +190,13 @@ def test_bf16_compute_stays_close(hf_fixtures: Path, loaded, name: str) -> None:
     logits = _forward(model.module, model.params, ref["input_ids"], ref["attention_mask"], ref["decoder_input_ids"])
     assert logits.dtype == jnp.float32
     # bf16 keeps 8 mantissa bits: through the layers of the (briefly trained) fixtures the
-    # logits stay within 4% of the largest one, 0.3% on average, and rank the same token first.
+    # logits stay within 0.4% of the largest one on average and rank the same token first.
+    # The worst of their 1,200 logits is a tail that moves with the order of the fp32
+    # reductions (1-3% with attention as einsums, 2-7% as batched matmuls, which are the
+    # more accurate of the two on random inputs), so it gets a looser bound.
     scale = np.abs(ref["logits"]).max()
     error = np.abs(np.asarray(logits) - ref["logits"])
-    assert error.max() < 0.05 * scale and error.mean() < 0.005 * scale, (error.max() / scale, error.mean() / scale)
+    assert error.max() < 0.1 * scale and error.mean() < 0.005 * scale, (error.max() / scale, error.mean() / scale)
     np.testing.assert_array_equal(np.asarray(logits).argmax(-1), ref["logits"].argmax(-1))
     out = t5.greedy_generate(model.module, model.params, ref["input_ids"], ref["attention_mask"], 3)
     assert out.shape == (2, 3)
