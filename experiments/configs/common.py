@@ -204,11 +204,7 @@ def _demo(c: ml_collections.ConfigDict, presets: TaskPresets) -> None:
     c.archer.actor_epochs = 3
     c.archer.batch_size = 32
     c.archer.actor_batch_size = 16
-    # 10 critic-only iterations (the paper's warm-up on Guess My City and Detective): in
-    # every demo run at 114bb38 the critic's probe (probe/q_mc_corr) reached its plateau by
-    # iteration 9-11, so a longer warm-up only takes iterations from the actor
-    # (docs/research_log.md, 2026-12-03 warm-up).
-    c.archer.warmup_iter = 10
+    c.archer.warmup_iter = 15
     # The actor phase samples 4 utterances at each of its 16 states and weighs each by
     # its Q minus the mean Q of the other three: only the critic's ranking within a
     # state reaches the actor. An anchor of 0.1 nats of reward per nat of KL(pi || BC)
