@@ -130,12 +130,30 @@ class RolloutRunner:
 EVAL_SEED_BASE = 10_000_000  # evaluation episodes never share seeds with rollouts
 
 
-def evaluate(runner: RolloutRunner, params: Any, *, size: int, logger: Any, stage: str, iteration: int,
-             transcripts: int) -> dict[str, float]:
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """The episodes of one greedy evaluation, in seed order."""
+
+    seeds: list[int]
+    returns: np.ndarray  # [size] undiscounted returns
+    successes: np.ndarray  # [size] bool
+    lengths: np.ndarray  # [size] turns taken
+    hidden: list[str]
+    dialogues: list[str]  # "[hidden]\n" + the final observation text
+    oracle_failures: int  # the environment's oracle failures during these games
+
+    def metrics(self) -> dict[str, float]:
+        r = self.returns
+        return {"eval/return_mean": float(r.mean()), "eval/return_std": float(r.std()),
+                "eval/return_se": float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0,
+                "eval/success_rate": float(self.successes.mean()), "eval/turns_mean": float(self.lengths.mean()),
+                "eval/oracle_failures": float(self.oracle_failures)}
+
+
+def play_evaluation(runner: RolloutRunner, params: Any, *, size: int) -> Evaluation:
     """Greedy games on the fixed seeds EVAL_SEED_BASE + 0 .. size - 1 (comparable across
-    iterations and algorithms, episode by episode): every episode goes to
-    ``logger.write_evaluation`` (evaluations/, for paired comparisons), the first
-    ``transcripts`` dialogues to ``logger.write_transcripts``. Returns the eval/ metrics."""
+    iterations and algorithms, episode by episode). Deterministic: the same runner and
+    params play the same games."""
     b = runner.env.batch_size
     failures = getattr(runner.env, "oracle_failures", 0)
     returns, successes, lengths, dialogues, hidden, seeds = [], [], [], [], [], []
@@ -149,11 +167,24 @@ def evaluate(runner: RolloutRunner, params: Any, *, size: int, logger: Any, stag
         hidden.extend(result.hidden)
         seeds.extend(batch_seeds)
         dialogues.extend(f"[{h}]\n{d}" for h, d in zip(result.hidden, result.dialogues))
+    return Evaluation(seeds, np.concatenate(returns), np.concatenate(successes), np.concatenate(lengths), hidden,
+                      dialogues, int(getattr(runner.env, "oracle_failures", 0) - failures))
+
+
+def log_evaluation(evaluation: Evaluation, *, logger: Any, stage: str, iteration: int,
+                   transcripts: int) -> dict[str, float]:
+    """Every episode to ``logger.write_evaluation`` (evaluations/, for paired
+    comparisons), the first ``transcripts`` dialogues to ``logger.write_transcripts``.
+    Returns the eval/ metrics."""
     if transcripts:
-        logger.write_transcripts(stage, iteration, dialogues[:transcripts])
-    returns, successes = np.concatenate(returns), np.concatenate(successes)
-    logger.write_evaluation(stage, iteration, seeds=seeds, returns=returns, successes=successes, hidden=hidden)
-    return {"eval/return_mean": float(returns.mean()), "eval/return_std": float(returns.std()),
-            "eval/return_se": float(returns.std(ddof=1) / np.sqrt(len(returns))) if len(returns) > 1 else 0.0,
-            "eval/success_rate": float(successes.mean()), "eval/turns_mean": float(np.concatenate(lengths).mean()),
-            "eval/oracle_failures": float(getattr(runner.env, "oracle_failures", 0) - failures)}
+        logger.write_transcripts(stage, iteration, evaluation.dialogues[:transcripts])
+    logger.write_evaluation(stage, iteration, seeds=evaluation.seeds, returns=evaluation.returns,
+                            successes=evaluation.successes, hidden=evaluation.hidden)
+    return evaluation.metrics()
+
+
+def evaluate(runner: RolloutRunner, params: Any, *, size: int, logger: Any, stage: str, iteration: int,
+             transcripts: int) -> dict[str, float]:
+    """``play_evaluation`` then ``log_evaluation``; returns the eval/ metrics."""
+    return log_evaluation(play_evaluation(runner, params, size=size), logger=logger, stage=stage,
+                          iteration=iteration, transcripts=transcripts)

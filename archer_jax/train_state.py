@@ -53,6 +53,30 @@ def make_optimizer(learning_rate: float | optax.Schedule, max_grad_norm: float |
     return optax.chain(optax.clip_by_global_norm(max_grad_norm), opt)
 
 
+@jax.jit
+def fingerprint(params: Any) -> jax.Array:
+    """A uint32 checksum of a pytree's bits: sum over leaves and elements of
+    bits * (an odd weight unique to the position), mod 2**32. Changing any one element
+    always changes it (an odd weight is invertible mod 2**32); unrelated trees collide
+    with probability about 2**-32. Elementwise then one reduction per leaf, with no
+    reshape, so a sharded tree is never gathered."""
+    uint = {1: jnp.uint8, 2: jnp.uint16, 4: jnp.uint32}
+    total = jnp.uint32(0)
+    for i, leaf in enumerate(jax.tree.leaves(params)):
+        leaf = jnp.asarray(leaf)
+        if leaf.dtype == jnp.bool_:
+            leaf = leaf.astype(jnp.uint8)
+        if leaf.dtype.itemsize not in uint:
+            raise TypeError(f"fingerprint: a leaf of dtype {leaf.dtype} (at most 32-bit dtypes are supported)")
+        bits = jax.lax.bitcast_convert_type(leaf, uint[leaf.dtype.itemsize]).astype(jnp.uint32)
+        position = jnp.zeros(leaf.shape, jnp.uint32)
+        for axis in range(leaf.ndim):
+            position = position * jnp.uint32(leaf.shape[axis]) + jax.lax.broadcasted_iota(jnp.uint32, leaf.shape, axis)
+        weight = (position + jnp.uint32(i + 1)) * jnp.uint32(0x9E3779B1) | jnp.uint32(1)
+        total = total + jnp.sum(bits * weight, dtype=jnp.uint32) * jnp.uint32(2 * i + 1)
+    return total
+
+
 def step_key(state: ArcherState) -> jax.Array:
     """A typed key unique to this update step."""
     return jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)

@@ -95,6 +95,9 @@ class Run:
     runner: rollout.RolloutRunner
     bridge: Any  # actor ids -> the critic's (token_bridge), None without a critic
     progress: dict[str, Any]
+    # ((runner id, eval size, params fingerprint), rollout.Evaluation) of the latest
+    # evaluation (``evaluate``); in memory only.
+    last_evaluation: tuple[tuple[int, int, int], rollout.Evaluation] | None = None
 
     @property
     def stage_names(self) -> tuple[str, ...]:
@@ -252,12 +255,24 @@ def _save(run: Run, stage: str, iteration: int, *, finished: bool = False) -> No
 
 
 def evaluate(run: Run, stage: str, iteration: int, act: Any = None) -> dict[str, float]:
-    """``rollout.evaluate`` (``config.archer.eval_size`` games, temperature 0) of the
-    run's actor, or of ``act() -> (runner, params)`` (a stage's own agent)."""
+    """A greedy evaluation (``config.archer.eval_size`` games, ``rollout.play_evaluation``)
+    of the run's actor, or of ``act() -> (runner, params)`` (a stage's own agent),
+    logged under (stage, iteration). Evaluation is deterministic, so where the same
+    runner holds the same params as at the run's previous evaluation (a warm-up that
+    trains only the critic; a stage starting from the one before it) its games are
+    logged again rather than replayed."""
     c = run.config
     runner, params = act() if act else (run.runner, run.state.actor_params)
-    return rollout.evaluate(runner, params, size=c.archer.eval_size, logger=run.logger,
-                            stage=stage, iteration=iteration, transcripts=c.transcripts)
+    key = (id(runner), c.archer.eval_size, int(train_state.fingerprint(params)))
+    if run.last_evaluation is not None and run.last_evaluation[0] == key:
+        evaluation = run.last_evaluation[1]
+        run.logger.info(f"{stage} iteration {iteration}: the policy is unchanged since the previous evaluation; "
+                        "its games are logged again, not replayed")
+    else:
+        evaluation = rollout.play_evaluation(runner, params, size=c.archer.eval_size)
+        run.last_evaluation = (key, evaluation)
+    return rollout.log_evaluation(evaluation, logger=run.logger, stage=stage, iteration=iteration,
+                                  transcripts=c.transcripts)
 
 
 def _check_finite(row: dict[str, Any], stage: str, iteration: int, run: Run) -> None:

@@ -1,11 +1,13 @@
-"""Mesh construction, logical -> mesh rules, and sharded forwards equal unsharded ones."""
+"""Mesh construction, logical -> mesh rules, sharded forwards equal unsharded ones, and
+the params fingerprint that sees any change but not the layout."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
-from jax.sharding import PartitionSpec
+from jax.sharding import NamedSharding, PartitionSpec
 
-from archer_jax import sharding
+from archer_jax import sharding, train_state
 from archer_jax.models import check, hf_loading, registry
 
 
@@ -44,3 +46,27 @@ def test_sharded_forward_equals_unsharded(hf_fixtures, name):
     got = check.run_flax(sharded, inputs)
     for key in want:
         np.testing.assert_allclose(got[key], want[key], atol=1e-5, rtol=1e-5)
+
+
+def test_fingerprint_sees_any_change_and_not_the_layout():
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.normal(size=(8, 6)), jnp.float32),
+              "e": jnp.asarray(rng.normal(size=(4, 8)), jnp.bfloat16),
+              "n": jnp.arange(5, dtype=jnp.int32), "flag": jnp.asarray(True)}
+    base = int(train_state.fingerprint(params))
+    assert int(train_state.fingerprint(jax.tree.map(jnp.copy, params))) == base
+    # Every single-element change, even the smallest float step, moves it.
+    for name in ("w", "e"):
+        x = params[name]
+        for index in [(0, 0), (3, 5), (x.shape[0] - 1, x.shape[1] - 1)]:
+            nudged = x.at[index].set(jnp.nextafter(x[index], jnp.asarray(jnp.inf, x.dtype)))
+            assert int(train_state.fingerprint({**params, name: nudged})) != base, (name, index)
+    # Two elements swapped (the same multiset of values) and the leaves swapped move it too.
+    w = params["w"]
+    swapped = w.at[0, 0].set(w[1, 1]).at[1, 1].set(w[0, 0])
+    assert int(train_state.fingerprint({**params, "w": swapped})) != base
+    assert int(train_state.fingerprint({**params, "w": params["w"].T.T, "n": params["n"][::-1]})) != base
+    # A sharded copy over the 8 devices has the unsharded fingerprint.
+    mesh = sharding.make_mesh((2, 2, 2))
+    sharded = {**params, "w": jax.device_put(params["w"], NamedSharding(mesh, PartitionSpec(("data", "fsdp"), "tensor")))}
+    assert int(train_state.fingerprint(sharded)) == base

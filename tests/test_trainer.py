@@ -76,8 +76,13 @@ def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path):
     evaluation = json.loads((tmp_path / "evaluations" / "archer_00000.json").read_text())
     assert len(evaluation["returns"]) == len(evaluation["seeds"]) == 8  # smoke eval_size
     assert sum(evaluation["returns"]) / 8 == pytest.approx(start["eval/return_mean"], abs=1e-5)
-    # ArCHer starts from the BC actor: its start evaluation repeats BC's last one exactly.
+    # ArCHer starts from the BC actor: its start evaluation repeats BC's last one exactly,
+    # and is logged again rather than replayed (evaluation is deterministic).
     assert start["eval/return_mean"] == rows[0]["eval/return_mean"]
+    assert "archer iteration 0: the policy is unchanged since the previous evaluation" in out.stdout + out.stderr
+    assert json.loads((tmp_path / "evaluations" / "bc_00001.json").read_text())["returns"] == evaluation["returns"]
+    assert "archer iteration 1: the policy is unchanged" in out.stdout + out.stderr  # warm-up: critic only
+    assert "archer iteration 2: the policy is unchanged" not in out.stdout + out.stderr
     # Every turn costs 1 but the winning one, within the 4-turn cap.
     assert start["eval/return_mean"] == pytest.approx(start["eval/success_rate"] - start["eval/turns_mean"])
     assert 1.0 <= start["eval/turns_mean"] <= 4.0
