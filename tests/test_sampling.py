@@ -33,10 +33,12 @@ def _prompts():
 
 
 def _greedy_uncached(module, params, ids, mask, steps):
-    """Argmax decoding with a full forward over the whole sequence at every step."""
+    """Argmax decoding with a full forward over the whole sequence at every step (jitted:
+    one small program per length, not hundreds of eagerly compiled ops per step)."""
     ids, mask, out = jnp.asarray(ids), jnp.asarray(mask), []
+    last_logits = jax.jit(lambda p, i, m: module.apply({"params": p}, i, m).logits[:, -1])
     for _ in range(steps):
-        logits = module.apply({"params": params}, ids, mask).logits[:, -1]
+        logits = last_logits(params, ids, mask)
         token = jnp.argmax(logits, -1).astype(jnp.int32)
         out.append(token)
         ids = jnp.concatenate([ids, token[:, None]], 1)

@@ -6,7 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import chex
@@ -96,31 +95,6 @@ def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path):
     again = _run(tmp_path)  # every stage finished: nothing to do, nothing duplicated
     assert again.returncode == 0, again.stderr[-3000:]
     assert _rows(tmp_path) == rows
-
-
-def test_kill_and_resume_keeps_every_transition(tmp_path):
-    """kill -9 at whatever point the run reached, a save in progress included (the exact
-    kill points and SIGTERM are tests/test_resume.py's)."""
-    overrides = ("--config.archer.iterations=8", "--config.bc.iterations=0", "--config.archer.capacity=64")
-    proc = subprocess.Popen(_command(tmp_path, *overrides), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while time.time() < deadline and not any(s >= trainer.STAGE_STRIDE + 3 for s in _checkpoint_steps(tmp_path)):
-        time.sleep(0.2)
-    proc.kill()  # kill -9, possibly in the middle of a save
-    proc.wait()
-    killed_at = [s for s in _checkpoint_steps(tmp_path) if s >= trainer.STAGE_STRIDE]
-    assert killed_at, "no checkpoint was written before the kill"
-    assert max(killed_at) < trainer.STAGE_STRIDE + 8, "the run finished before it could be killed"
-
-    out = _run(tmp_path, *overrides)
-    assert out.returncode == 0, out.stderr[-3000:]
-    rows = _archer_rows(tmp_path)
-    assert sorted(rows) == list(range(9))
-    # env_steps counts every turn collected; it continues from the checkpoint, so it
-    # equals the sum of the per-iteration turns only if nothing was lost or repeated.
-    assert rows[8]["env_steps"] == sum(rows[i]["rollout/turns"] for i in range(1, 9))
-    assert rows[8]["env_steps"] > 64  # the ring wrapped, too
 
 
 def test_paper_variant_on_fixture_weights_with_an_id_table_bridge(tmp_path, hf_fixtures):
