@@ -303,6 +303,9 @@ class _Flaky(webshop_server._Handler):
             type(self).fail -= failing
         if not failing:
             return super()._answer(method, form)
+        if self.kind == "slow":  # answers after the client's timeout
+            time.sleep(1.5)
+            return super()._answer(method, form)
         if self.kind == "503":
             self.send_error(503)
         else:
@@ -326,31 +329,34 @@ def flaky():
 
 def test_faults_are_retried_and_counted(flaky):
     handler, url = flaky
-    env = ws.BatchedWebShop(url, 2, retries=3, backoff=0.001, field="url")
+    env = ws.BatchedWebShop(url, 2, retries=3, backoff=0.001, timeout=1.0, field="url")
     handler.fail, handler.kind = 2, "503"
     first = env.reset([0, 1])
     assert env.oracle_failures == 2 and all(o.startswith("WebShop [SEP] [Search]") for o in first)
     handler.fail, handler.kind = 3, "nginx"
     env.step(["search[shampoo]"] * 2)
     assert env.oracle_failures == 5 and all(wp.parse_observation(o).kind == "results" for o in env.observations)
+    handler.fail, handler.kind = 1, "slow"
+    observations, _, _ = env.step(["click[Next >]", "not an action"])
+    assert env.oracle_failures == 6 and "Page 2 " in observations[0]
     # Past the retries: one error naming the field and the URL; every failure counted.
     handler.fail = 100
     with pytest.raises(ws.WebShopServerError, match=rf"config.env.url = '{url}': POST {url}/fixed_0 failed 4 times"):
         env.step(["click[Back to Search]", "not an action"])  # one request (the other row's action is invalid)
-    assert env.oracle_failures == 5 + 4
+    assert env.oracle_failures == 6 + 4
 
 
 def test_an_unreachable_server_is_one_clear_error():
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    env = ws.BatchedWebShop(url, 1, retries=2, backoff=0.001, timeout=2, field="url")
-    started = time.monotonic()
-    with pytest.raises(ws.WebShopServerError, match=rf"config.env.url = '{url}': GET {url}/fixed_0 failed 3 times; "
-                                                    "last: URLError"):
-        env.reset([0])
-    assert env.oracle_failures == 3 and time.monotonic() - started < 5
     from archer_jax import tasks
 
     task = tasks.get("webshop")
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    env = task.make_env({"url": url, "retries": 2, "backoff": 0.001, "timeout": 2, "goals_start": 7}, 1)
+    started = time.monotonic()
+    with pytest.raises(ws.WebShopServerError, match=rf"config.env.url = '{url}': GET {url}/fixed_7 failed 3 times; "
+                                                    "last: URLError"):
+        env.reset([0])
+    assert env.oracle_failures == 3 and time.monotonic() - started < 5
     with pytest.raises(ValueError, match=r"config.env.url = 'localhost:3000': not a WebShop server URL"):
         task.make_env({"url": "localhost:3000"}, 1)
     with pytest.raises(ValueError, match=r"config.env.num_goals = 0: must be >= 1"):
