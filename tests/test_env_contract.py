@@ -79,7 +79,7 @@ def test_the_same_seeds_and_actions_give_the_same_episodes(name):
 
 
 def test_every_built_in_task_is_a_task_object():
-    assert set(tasks.names()) >= {"guess_city", "twenty_questions", "twenty_questions_subset", "detective"}
+    assert set(tasks.names()) >= {"guess_city", "twenty_questions", "twenty_questions_subset", "detective", "webshop"}
     for name in tasks.names():
         task = tasks.get(name)
         assert isinstance(task, base.Task) and task.name == name
