@@ -330,18 +330,19 @@ def export_params(spec: Mapping[str, Source], params: Mapping[str, Any]) -> dict
     values = {path: np.asarray(jax.device_get(v.value if isinstance(v, nn.Partitioned) else v))
               for path, v in params.items()}
     shapes: dict[str, tuple[int, ...]] = {}
+    dtypes: dict[str, Any] = {}
     for path, src in spec.items():
         if src.shapes is None:
             raise ValueError(f"{path}: its source {src.keys} declares no checkpoint shapes, so it cannot be exported")
         for key, shape in zip(src.keys, src.shapes(values[path].shape), strict=True):
             if shapes.setdefault(key, tuple(shape)) != tuple(shape):
                 raise ValueError(f"{key}: declared as {shapes[key]} and {tuple(shape)} by different params")
+            dtypes.setdefault(key, values[path].dtype)
     offsets, total = {}, 0
     for key, shape in shapes.items():
         offsets[key] = total
         total += _size(shape)
-    out = {key: np.zeros(_size(shape), values[next(p for p, s in spec.items() if key in s.keys)].dtype)
-           for key, shape in shapes.items()}
+    out = {key: np.zeros(_size(shape), dtypes[key]) for key, shape in shapes.items()}
     written = {key: np.zeros(_size(shape), bool) for key, shape in shapes.items()}
     writes = dict.fromkeys(shapes, 0)
     for path, src in spec.items():
@@ -357,6 +358,9 @@ def export_params(spec: Mapping[str, Source], params: Mapping[str, Any]) -> dict
         for j, key in enumerate(src.keys):
             rows = which == j
             local = index[rows] - offsets[key]
+            if local.size and (local.min() < 0 or local.max() >= _size(shapes[key])):
+                raise ValueError(f"{path}: the transform of {src.keys} computes its values rather than rearranging "
+                                 "them; it cannot be inverted")
             if written[key][local].any():
                 raise ValueError(f"{key}: elements written twice (by {path} and another param)")
             written[key][local] = True
