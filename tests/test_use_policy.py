@@ -18,7 +18,7 @@ import pytest
 from archer_jax import metrics, provenance, sampling, trainer
 from archer_jax.data import tokenization
 from archer_jax.envs import question_game
-from archer_jax.models import hf_loading, registry
+from archer_jax.models import hf_loading, layers, registry
 from experiments.configs import guess_city
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,6 +193,37 @@ def test_fixture_export_loads_in_transformers(hf_fixtures, tmp_path):
         ids = torch.tensor([[5, 17, 3, 9, 11]])
         with torch.no_grad():
             torch.testing.assert_close(theirs(ids).logits, reference(ids).logits, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_from_scratch_actors_export_to_transformers(tmp_path, kind):
+    """The demo's actors (``registry.build_actor`` with no checkpoint), randomly
+    initialised: transformers computes the same logits and greedy tokens."""
+    pytest.importorskip("torch", reason="torch is needed only to check the export in transformers")
+    import torch
+    import transformers
+
+    from archer_jax import sharding
+
+    config = guess_city.get_config("smoke")
+    config.actor.kind = kind
+    words = tokenization.build_word_tokenizer(["Is the city in Europe? Yes, it is.\n", "No.\n"])
+    module, _ = registry.build_actor(config, words, sharding.make_mesh(config.mesh.shape))
+    params = module.init(jax.random.key(1), *layers.token_init_inputs())["params"]
+    params = jax.tree.map(lambda x: x * 20, params)  # logits far apart: no near-ties for argmax to split
+    registry.save_pretrained(module, params, tmp_path)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(str(tmp_path)).eval()
+    assert theirs.config.model_type == kind
+    ids = np.array([[4, 7, 3, 9, 5, 6]])
+    ours = np.asarray(module.apply({"params": params}, ids, np.ones_like(ids, bool)).logits)
+    with torch.no_grad():
+        ref = theirs(torch.tensor(ids)).logits.numpy()
+        tokens = theirs.generate(torch.tensor(ids), max_new_tokens=6, do_sample=False, eos_token_id=None,
+                                 pad_token_id=0)[0, ids.shape[1]:].tolist()
+    np.testing.assert_allclose(ours, ref, atol=2e-4 * np.abs(ref).max())
+    gen = sampling.generate(module, params, ids, np.ones_like(ids, bool), jax.random.key(0), 0.0,
+                            max_new_tokens=6, stop_ids=(-1,), pad_id=0)
+    assert np.asarray(gen.tokens)[0].tolist() == tokens
 
 
 def test_export_params_refuses_a_computing_transform():
