@@ -150,16 +150,18 @@ class Evaluation:
                 "eval/oracle_failures": float(self.oracle_failures)}
 
 
-def play_evaluation(runner: RolloutRunner, params: Any, *, size: int) -> Evaluation:
-    """Greedy games on the fixed seeds EVAL_SEED_BASE + 0 .. size - 1 (comparable across
-    iterations and algorithms, episode by episode). Deterministic: the same runner and
-    params play the same games."""
+def play_evaluation(runner: RolloutRunner, params: Any, *, size: int, seed_offset: int = 0) -> Evaluation:
+    """Greedy games on the fixed seeds EVAL_SEED_BASE + seed_offset + 0 .. size - 1
+    (training evaluates with offset 0: comparable across iterations and algorithms,
+    episode by episode), in batches of the runner's batch size (a last partial batch is
+    played whole and cut to ``size``). Deterministic: the same runner and params play
+    the same games."""
     b = runner.env.batch_size
     failures = getattr(runner.env, "oracle_failures", 0)
     returns, successes, lengths, dialogues, hidden, seeds = [], [], [], [], [], []
     rng = jax.random.key(0)
     for start in range(0, size, b):
-        batch_seeds = [EVAL_SEED_BASE + start + i for i in range(b)]
+        batch_seeds = [EVAL_SEED_BASE + seed_offset + start + i for i in range(b)]
         result = runner.run(params, batch_seeds, rng, 0.0)
         returns.append(result.returns)
         successes.append(result.successes)
@@ -167,8 +169,9 @@ def play_evaluation(runner: RolloutRunner, params: Any, *, size: int) -> Evaluat
         hidden.extend(result.hidden)
         seeds.extend(batch_seeds)
         dialogues.extend(f"[{h}]\n{d}" for h, d in zip(result.hidden, result.dialogues))
-    return Evaluation(seeds, np.concatenate(returns), np.concatenate(successes), np.concatenate(lengths), hidden,
-                      dialogues, int(getattr(runner.env, "oracle_failures", 0) - failures))
+    return Evaluation(seeds[:size], np.concatenate(returns)[:size], np.concatenate(successes)[:size],
+                      np.concatenate(lengths)[:size], hidden[:size], dialogues[:size],
+                      int(getattr(runner.env, "oracle_failures", 0) - failures))
 
 
 def log_evaluation(evaluation: Evaluation, *, logger: Any, stage: str, iteration: int,

@@ -63,6 +63,7 @@ from absl import app, flags, logging
 from archer_jax import critic_probe
 from archer_jax.data import tokenization
 from experiments import run as run_cli  # defines --config and --workdir, resolves config paths
+from experiments.run_folder import RUN_INFO_FILE, recorded_config_args
 
 _STATES = flags.DEFINE_integer("states", 32, "fixed states probed (games stopped at a random turn)")
 _SAMPLES = flags.DEFINE_integer("samples", 4, "utterances sampled per state (at config.archer.actor_temperature), >= 2")
@@ -70,7 +71,6 @@ _ROLLOUTS = flags.DEFINE_integer("rollouts", 8, "Monte-Carlo rollouts per (state
 _SEED = flags.DEFINE_integer("seed", 0, "seeds the probe's games and samples (not the run's config.seed)")
 
 PROBE_DIR = "probe"
-RUN_INFO_FILE = "run_info.jsonl"  # experiments.run's record of its commands, where it keeps one
 # Probe games never share seeds with training rollouts (config.seed * 1e6 + ...) or
 # evaluation (1e7 + ...).
 PROBE_SEED_BASE = 10**12
@@ -349,27 +349,6 @@ def main(argv: list[str]) -> None:
     write_probe(run, f"critic_probe_{summary['checkpoint_step']}.json", summary, details)
     print(_report(summary))
     print(json.dumps(critic_probe.json_safe(summary)))
-
-
-def recorded_config_args(workdir: str) -> list[str]:
-    """The ``--config=`` and ``--config.x=`` arguments of the last command recorded in
-    ``<workdir>/run_info.jsonl`` (where experiments.run records its runs), a config
-    path relative to that command's folder made absolute; [] when none is recorded."""
-    try:
-        lines = [line for line in (Path(workdir) / RUN_INFO_FILE).read_text().splitlines() if line.strip()]
-        entry = json.loads(lines[-1])
-        argv, cwd = list(entry["argv"]), entry.get("cwd")
-    except (OSError, ValueError, IndexError, KeyError, TypeError):
-        return []
-    out = []
-    for arg in map(str, argv):
-        if arg.startswith("--config="):
-            path, sep, variant = arg[len("--config="):].partition(":")
-            if cwd and not Path(path).is_absolute() and (Path(cwd) / path).is_file():
-                arg = f"--config={Path(cwd) / path}{sep}{variant}"
-        if arg.startswith(("--config=", "--config.")):
-            out.append(arg)
-    return out if any(a.startswith("--config=") for a in out) else []
 
 
 def _with_recorded_config(argv: list[str]) -> list[str]:

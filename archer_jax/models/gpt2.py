@@ -110,6 +110,20 @@ class GPT2Config:
         except ValueError as e:
             raise hf_loading.CheckpointError(str(e)) from e
 
+    def to_hf(self) -> dict[str, Any]:
+        """The Hugging Face ``config.json`` dict of this config (``from_hf``'s inverse;
+        the LM head is always tied to the token embedding)."""
+        return {
+            "model_type": "gpt2", "architectures": ["GPT2LMHeadModel"], "vocab_size": self.vocab_size,
+            "n_positions": self.n_positions, "n_ctx": self.n_positions, "n_embd": self.n_embd,
+            "n_layer": self.n_layer, "n_head": self.n_head, "n_inner": self.n_inner,
+            "layer_norm_epsilon": self.layer_norm_epsilon, "activation_function": self.activation,
+            "scale_attn_weights": self.scale_attn_weights,
+            "scale_attn_by_inverse_layer_idx": self.scale_attn_by_inverse_layer_idx,
+            "reorder_and_upcast_attn": False, "tie_word_embeddings": True,
+            "dtype": jnp.dtype(self.param_dtype).name,
+        }
+
     def init_cache(self, batch: int, max_len: int) -> KVCache:
         """An empty cache of ``max_len`` slots, in the compute dtype."""
         return KVCache.init(batch, max_len, self.num_layers, self.num_kv_heads, self.head_dim, self.dtype)
@@ -251,7 +265,10 @@ def weight_spec(config: GPT2Config) -> dict[str, hf_loading.Source]:
         def fn(w: np.ndarray) -> np.ndarray:
             return w[..., part * e:(part + 1) * e].reshape(shape)
 
-        return hf_loading.Source((key,), fn)
+        def shapes(target: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+            return ((*target[:-2], 3 * e),)  # the fused tensor: [E, 3E] or [3E]
+
+        return hf_loading.Source((key,), fn, shapes)
 
     spec = {
         "wte/embedding": hf_loading.source("wte.weight"),
@@ -264,7 +281,7 @@ def weight_spec(config: GPT2Config) -> dict[str, hf_loading.Source]:
         for j, name in enumerate(("query", "key", "value")):
             spec[f"{p}/attn/{name}/kernel"] = qkv(f"{f}.attn.c_attn.weight", j, (e, h, d))
             spec[f"{p}/attn/{name}/bias"] = qkv(f"{f}.attn.c_attn.bias", j, (h, d))
-        spec[f"{p}/attn/out/kernel"] = hf_loading.reshaped(f"{f}.attn.c_proj.weight", (h, d, e))
+        spec[f"{p}/attn/out/kernel"] = hf_loading.reshaped(f"{f}.attn.c_proj.weight", (h, d, e), merged=2)
         spec[f"{p}/attn/out/bias"] = hf_loading.source(f"{f}.attn.c_proj.bias")
         spec[f"{p}/mlp/fc/kernel"] = hf_loading.source(f"{f}.mlp.c_fc.weight")
         spec[f"{p}/mlp/fc/bias"] = hf_loading.source(f"{f}.mlp.c_fc.bias")
@@ -282,6 +299,7 @@ FAMILY = Family(
     build=GPT2LMHeadModel,
     init_inputs=layers.token_init_inputs,
     weight_spec=weight_spec,
+    config_to_hf=GPT2Config.to_hf,
     prefixes=("transformer.", ""),
     # Old checkpoints store the causal-mask buffers, and some an lm_head.weight copy of
     # the (always tied) token embedding.

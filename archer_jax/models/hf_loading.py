@@ -40,34 +40,66 @@ class CheckpointError(ValueError):
     """A checkpoint folder that cannot be read or does not match the model."""
 
 
+Shapes = Callable[[tuple[int, ...]], tuple[tuple[int, ...], ...]]
+
+
 @dataclasses.dataclass(frozen=True)
 class Source:
     """Where one Flax parameter comes from: checkpoint tensor names (without the
-    model's prefix) and a numpy transform of those tensors into the Flax layout."""
+    model's prefix), a numpy transform of those tensors into the Flax layout, and
+    ``shapes``: the checkpoint shapes of ``keys`` given the Flax parameter's shape.
+
+    The transforms are pure rearrangements (transpose, reshape, slice), so the same
+    Source also says how to write the parameter back (``export_params``): the export is
+    derived from the loading spec, not kept as a second table. ``shapes`` is checked
+    against every checkpoint loaded (``match_tensors``), so it cannot drift either;
+    None (no shapes declared) means the parameter can be loaded but not exported.
+    """
 
     keys: tuple[str, ...]
     transform: Callable[..., np.ndarray] = lambda x: x
+    shapes: Shapes | None = None
 
     def build(self, tensors: Sequence[np.ndarray]) -> np.ndarray:
         return self.transform(*tensors)
 
 
-def source(*keys: str, transform: Callable[..., np.ndarray] | None = None) -> Source:
-    return Source(tuple(keys), transform or (lambda x: x))
+def source(*keys: str, transform: Callable[..., np.ndarray] | None = None, shapes: Shapes | None = None) -> Source:
+    """One tensor as is (its shape is the parameter's), or several combined by
+    ``transform`` (then ``shapes`` says theirs, if the parameter is to be exported)."""
+    if transform is None and len(keys) == 1:
+        return Source(tuple(keys), lambda x: x, lambda shape: (tuple(shape),))
+    return Source(tuple(keys), transform or (lambda x: x), shapes)
 
 
-def transposed(key: str, reshape: tuple[int, ...] | None = None) -> Source:
-    """A torch Linear weight [out, in] as a Flax kernel [in, out] (optionally reshaped)."""
+def _size(shape: Sequence[int]) -> int:
+    return int(np.prod(shape, dtype=np.int64))
+
+
+def transposed(key: str, reshape: tuple[int, ...] | None = None, *, in_axes: int = 1) -> Source:
+    """A torch Linear weight [out, in] as a Flax kernel [in, out] (optionally reshaped):
+    the kernel's first ``in_axes`` axes are the input features (2 for an attention
+    output projection [heads, head_dim, embed]), the rest the output features."""
 
     def fn(w: np.ndarray) -> np.ndarray:
         w = w.T
         return w if reshape is None else w.reshape(reshape)
 
-    return Source((key,), fn)
+    def shapes(shape: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+        return ((_size(shape[in_axes:]), _size(shape[:in_axes])),)
+
+    return Source((key,), fn, shapes)
 
 
-def reshaped(key: str, shape: tuple[int, ...]) -> Source:
-    return Source((key,), lambda w: w.reshape(shape))
+def reshaped(key: str, shape: tuple[int, ...], *, merged: int | None = None) -> Source:
+    """A tensor reshaped to ``shape``; in the checkpoint, the first ``merged`` axes of
+    ``shape`` are one (all of them when None: a flat vector)."""
+    merged = len(shape) if merged is None else merged
+
+    def shapes(target: tuple[int, ...]) -> tuple[tuple[int, ...], ...]:
+        return ((_size(target[:merged]), *target[merged:]),)
+
+    return Source((key,), lambda w: w.reshape(shape), shapes)
 
 
 class SafetensorsFile:
@@ -216,10 +248,20 @@ def match_tensors(
         if absent:
             missing.extend(absent)
             continue
-        fakes = [_fake(reader.shape(available[k]), np.float32) for k in src.keys]
-        got = tuple(src.build(fakes).shape)
+        found = [tuple(reader.shape(available[k])) for k in src.keys]
+        try:
+            got = tuple(src.build([_fake(shape, np.float32) for shape in found]).shape)
+        except ValueError:  # e.g. a reshape of the wrong number of elements
+            got = None
         if got != tuple(target.shape):
-            misshaped.append(f"{', '.join(src.keys)} -> {path}: checkpoint gives {got}, model needs {tuple(target.shape)}")
+            misshaped.append(f"{', '.join(src.keys)} -> {path}: checkpoint gives "
+                             f"{got if got is not None else ', '.join(map(str, found))}, model needs "
+                             f"{tuple(target.shape)}")
+        elif src.shapes is not None and tuple(map(tuple, src.shapes(tuple(target.shape)))) != tuple(found):
+            # The right Flax shape from another layout (a square weight stored transposed
+            # cannot be told apart; other layouts can, and are refused).
+            misshaped.append(f"{', '.join(src.keys)} -> {path}: checkpoint has {', '.join(map(str, found))}, the "
+                             f"layout needs {', '.join(map(str, src.shapes(tuple(target.shape))))}")
     ignore_re = [re.compile(p) for p in ignore]
     unexpected = sorted(k for k in available if k not in wanted and not any(r.search(k) for r in ignore_re))
     if no_source:
@@ -266,3 +308,66 @@ def load_params(
         out[path] = jax.make_array_from_callback(target.shape, sharding, lambda idx, full=full: full[idx])
         del full
     return traverse_util.unflatten_dict(out, sep="/")
+
+
+def export_params(spec: Mapping[str, Source], params: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """The checkpoint tensors (``spec``'s names, no prefix) that ``load_params`` turns
+    back into ``params`` (flat: Flax param path -> array, boxed or not): the inverse of
+    the loading spec, derived from it.
+
+    Each Source's transform is a pure rearrangement, so applying it to arrays of
+    element indices (one distinct index per checkpoint element, in the shapes its
+    ``shapes`` declares) says which checkpoint element every parameter element came
+    from; the parameter is scattered there. Every element of every tensor must be
+    written exactly once (a transform that computes rather than rearranges, or a spec
+    that leaves a tensor partly unwritten, is refused).
+    """
+    extra = sorted(set(params) - set(spec))
+    missing = sorted(set(spec) - set(params))
+    if extra or missing:
+        raise ValueError(f"the params do not match the spec: params without a source {extra[:5]}, "
+                         f"sources without a param {missing[:5]}")
+    values = {path: np.asarray(jax.device_get(v.value if isinstance(v, nn.Partitioned) else v))
+              for path, v in params.items()}
+    shapes: dict[str, tuple[int, ...]] = {}
+    dtypes: dict[str, Any] = {}
+    for path, src in spec.items():
+        if src.shapes is None:
+            raise ValueError(f"{path}: its source {src.keys} declares no checkpoint shapes, so it cannot be exported")
+        for key, shape in zip(src.keys, src.shapes(values[path].shape), strict=True):
+            if shapes.setdefault(key, tuple(shape)) != tuple(shape):
+                raise ValueError(f"{key}: declared as {shapes[key]} and {tuple(shape)} by different params")
+            dtypes.setdefault(key, values[path].dtype)
+    offsets, total = {}, 0
+    for key, shape in shapes.items():
+        offsets[key] = total
+        total += _size(shape)
+    out = {key: np.zeros(_size(shape), dtypes[key]) for key, shape in shapes.items()}
+    written = {key: np.zeros(_size(shape), bool) for key, shape in shapes.items()}
+    writes = dict.fromkeys(shapes, 0)
+    for path, src in spec.items():
+        starts = np.array([offsets[k] for k in src.keys])
+        index = np.asarray(src.build([np.arange(offsets[k], offsets[k] + _size(shapes[k]), dtype=np.int64)
+                                      .reshape(shapes[k]) for k in src.keys]))
+        value = values[path]
+        if index.shape != value.shape or index.dtype != np.int64:
+            raise ValueError(f"{path}: the transform of {src.keys} does not rearrange them into the param's shape "
+                             f"{value.shape} (got {index.shape}, {index.dtype})")
+        index, value = index.reshape(-1), value.reshape(-1)
+        which = np.searchsorted(starts, index, side="right") - 1
+        for j, key in enumerate(src.keys):
+            rows = which == j
+            local = index[rows] - offsets[key]
+            if local.size and (local.min() < 0 or local.max() >= _size(shapes[key])):
+                raise ValueError(f"{path}: the transform of {src.keys} computes its values rather than rearranging "
+                                 "them; it cannot be inverted")
+            if written[key][local].any():
+                raise ValueError(f"{key}: elements written twice (by {path} and another param)")
+            written[key][local] = True
+            writes[key] += int(rows.sum())
+            out[key][local] = value[rows]
+    for key, shape in shapes.items():
+        if writes[key] != _size(shape) or not written[key].all():
+            raise ValueError(f"{key}: {int(written[key].sum())} of {_size(shape)} elements written "
+                             f"({writes[key]} writes); its sources do not rearrange it one to one")
+    return {key: out[key].reshape(shape) for key, shape in shapes.items()}

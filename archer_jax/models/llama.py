@@ -152,6 +152,30 @@ class LlamaConfig:
         except ValueError as e:
             raise hf_loading.CheckpointError(f"{model_type} config.json: {e}") from e
 
+    def to_hf(self) -> dict[str, Any]:
+        """The Hugging Face ``config.json`` dict of this config (``from_hf``'s inverse):
+        model_type 'mistral' with a sliding window, else 'llama'; RoPE in the
+        top-level ``rope_theta`` / ``rope_scaling`` layout every transformers version reads."""
+        mistral = self.sliding_window is not None
+        s = self.rope_scaling
+        scaling = None if s is None else {"rope_type": s.kind, "factor": s.factor} if s.kind == "linear" else {
+            "rope_type": "llama3", "factor": s.factor, "low_freq_factor": s.low_freq_factor,
+            "high_freq_factor": s.high_freq_factor,
+            "original_max_position_embeddings": s.original_max_position_embeddings}
+        return {
+            "model_type": "mistral" if mistral else "llama",
+            "architectures": ["MistralForCausalLM" if mistral else "LlamaForCausalLM"],
+            "vocab_size": self.vocab_size, "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size, "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads, "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim, "hidden_act": "silu", "rms_norm_eps": self.rms_norm_eps,
+            "rope_theta": self.rope_theta, "rope_scaling": scaling,
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings, "sliding_window": self.sliding_window,
+            "attention_bias": self.attention_bias, "mlp_bias": self.mlp_bias,
+            "dtype": jnp.dtype(self.param_dtype).name,
+        }
+
     def init_cache(self, batch: int, max_len: int) -> KVCache:
         """An empty cache of ``max_len`` slots, in the compute dtype."""
         return KVCache.init(batch, max_len, self.num_layers, self.num_kv_heads, self.head_dim, self.dtype)
@@ -344,7 +368,7 @@ def weight_spec(config: LlamaConfig) -> dict[str, hf_loading.Source]:
             spec[f"{p}/self_attn/{name}/kernel"] = tr(f"{f}.self_attn.{name}.weight", (e, n, d))
             if config.attention_bias:
                 spec[f"{p}/self_attn/{name}/bias"] = rs(f"{f}.self_attn.{name}.bias", (n, d))
-        spec[f"{p}/self_attn/o_proj/kernel"] = tr(f"{f}.self_attn.o_proj.weight", (h, d, e))
+        spec[f"{p}/self_attn/o_proj/kernel"] = tr(f"{f}.self_attn.o_proj.weight", (h, d, e), in_axes=2)
         if config.attention_bias:
             spec[f"{p}/self_attn/o_proj/bias"] = src(f"{f}.self_attn.o_proj.bias")
         for name in ("gate_proj", "up_proj", "down_proj"):
@@ -362,7 +386,9 @@ FAMILY = Family(
     build=LlamaForCausalLM,
     init_inputs=layers.token_init_inputs,
     weight_spec=weight_spec,
+    config_to_hf=LlamaConfig.to_hf,
     prefixes=("model.", ""),
+    unprefixed=(r"^lm_head\.",),
     # Old checkpoints store the rotary inverse-frequency buffers; some tied ones also
     # store an lm_head.weight copy of the embedding (an untied model still requires it).
     ignore=(r"(^|\.)rotary_emb\.inv_freq$", r"^lm_head\.weight$"),

@@ -4,13 +4,19 @@ a Flax module with sharded params out."""
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import re
 from collections.abc import Callable, Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
+from flax import traverse_util
 from jax.sharding import Mesh
 
 from archer_jax import config_checks
@@ -30,7 +36,11 @@ class Family:
     kind: 'causal_lm' (ids, mask -> CausalLMOutput), 'encoder' (ids, mask ->
     EncoderOutput) or 'seq2seq' (ids, mask, decoder ids -> logits);
     adapt_config(config, tensor_names): where config.json alone cannot tell the
-    architecture (transformers 5 marks every T5 tied), settle it from the tensors.
+    architecture (transformers 5 marks every T5 tied), settle it from the tensors;
+    config_to_hf(config) -> the config.json dict (the inverse of config_from_hf), for
+    families a trained model can be exported from (``save_pretrained``);
+    unprefixed: regexes of tensor names that sit outside the model's prefix (an untied
+    LM head: 'lm_head.weight', never 'model.lm_head.weight').
     """
 
     name: str
@@ -42,6 +52,8 @@ class Family:
     ignore: tuple[str, ...] = ()
     kind: str = "causal_lm"
     adapt_config: Callable[[Any, Collection[str]], Any] | None = None
+    config_to_hf: Callable[[Any], dict[str, Any]] | None = None
+    unprefixed: tuple[str, ...] = ()
 
 
 def _families() -> dict[str, Family]:
@@ -103,6 +115,43 @@ def load_pretrained(
         reader, family.weight_spec(config), abstract_params(family, config),
         prefixes=family.prefixes, ignore=family.ignore, mesh=mesh, rules=rules)
     return Pretrained(family, config, family.build(config), params, str(folder))
+
+
+def family_of(module: nn.Module) -> Family:
+    """The family whose ``build`` made ``module``."""
+    for family in _families().values():
+        if isinstance(family.build, type) and isinstance(module, family.build):
+            return family
+    raise hf_loading.CheckpointError(f"{type(module).__name__} belongs to no model family; supported: "
+                                     f"{sorted(_families())}")
+
+
+def save_pretrained(module: nn.Module, params: Any, folder: str | os.PathLike,
+                    extra_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Writes ``module``'s ``params`` as a Hugging Face folder: config.json (the
+    family's ``config_to_hf`` plus ``extra_config``, e.g. the tokenizer's special ids)
+    and model.safetensors (float tensors as the params hold them), which
+    ``load_pretrained`` and ``transformers``' ``from_pretrained`` read. The tensors
+    come from the family's loading spec, inverted (``hf_loading.export_params``).
+    Returns the config written."""
+    from safetensors.numpy import save_file  # a dependency of transformers
+
+    family = family_of(module)
+    if family.config_to_hf is None:
+        raise hf_loading.CheckpointError(f"model family {family.name!r} cannot be exported (no config_to_hf)")
+    config = module.config
+    flat = traverse_util.flatten_dict(params, sep="/", is_leaf=lambda _, x: isinstance(x, nn.Partitioned))
+    tensors = hf_loading.export_params(family.weight_spec(config), flat)
+    unprefixed = [re.compile(p) for p in family.unprefixed]
+    prefix = family.prefixes[0]
+    named = {(k if any(r.search(k) for r in unprefixed) else prefix + k): np.ascontiguousarray(v)
+             for k, v in tensors.items()}
+    hf_config = {**family.config_to_hf(config), **(extra_config or {})}
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file(named, str(folder / "model.safetensors"), metadata={"format": "pt"})
+    (folder / "config.json").write_text(json.dumps(hf_config, indent=2, sort_keys=True) + "\n")
+    return hf_config
 
 
 def load_tokenizer(path_or_name: str) -> Any:

@@ -234,7 +234,7 @@ def weight_spec(config: RobertaConfig) -> dict[str, Source]:
             name = f"{theirs}.attention.self.{proj}"
             spec[f"{ours}/attention/{proj}/kernel"] = transposed(f"{name}.weight", (e, h, d))
             spec[f"{ours}/attention/{proj}/bias"] = reshaped(f"{name}.bias", (h, d))
-        spec[f"{ours}/attention/out/kernel"] = transposed(f"{theirs}.attention.output.dense.weight", (h, d, e))
+        spec[f"{ours}/attention/out/kernel"] = transposed(f"{theirs}.attention.output.dense.weight", (h, d, e), in_axes=2)
         spec[f"{ours}/attention/out/bias"] = source(f"{theirs}.attention.output.dense.bias")
         spec.update(norm(f"{ours}/attention_norm", f"{theirs}.attention.output.LayerNorm"))
         spec.update(linear(f"{ours}/intermediate", f"{theirs}.intermediate.dense"))

@@ -466,7 +466,7 @@ def weight_spec(config: T5Config) -> dict[str, hf_loading.Source]:
     def attention(path: str, hf: str) -> None:
         for name in "qkv":
             spec[f"{path}/{name}/kernel"] = hf_loading.transposed(f"{hf}.{name}.weight", (e, h, d))
-        spec[f"{path}/o/kernel"] = hf_loading.transposed(f"{hf}.o.weight", (h, d, e))
+        spec[f"{path}/o/kernel"] = hf_loading.transposed(f"{hf}.o.weight", (h, d, e), in_axes=2)
 
     def feed_forward(path: str, hf: str) -> None:
         for name in (("wi_0", "wi_1") if config.is_gated else ("wi",)) + ("wo",):
