@@ -265,7 +265,8 @@ def evaluate(run: Run, stage: str, iteration: int, act: Any = None) -> dict[str,
     runner, params = act() if act else (run.runner, run.state.actor_params)
     key = (id(runner), c.archer.eval_size, int(train_state.fingerprint(params)))
     if run.last_evaluation is not None and run.last_evaluation[0] == key:
-        evaluation = run.last_evaluation[1]
+        # No game is played, so no oracle is called: none of the old failures recur.
+        evaluation = dataclasses.replace(run.last_evaluation[1], oracle_failures=0)
         run.logger.info(f"{stage} iteration {iteration}: the policy is unchanged since the previous evaluation; "
                         "its games are logged again, not replayed")
     else:
