@@ -44,6 +44,21 @@ ITEMS = ("state", "buffer", "progress")
 _MAX_LISTED = 12  # mismatching leaves listed in an error
 
 
+def _array_tree_handler() -> ocp.PyTreeCheckpointHandler:
+    """Orbax's pytree handler (the standard on-disk format). On the CPU backend, without
+    replica-parallel saving: every device's copy of a replicated array is already in host
+    memory, so splitting its write across the replicas buys nothing and costs one
+    device-side slice per replica per array (measured, the smoke state on 8 CPU devices:
+    4.6 s for the first save, compiling those slices, then 1.3-1.4 s per save; 0.1 s and
+    0.55 s without). Elsewhere Orbax's default (parallel on TPU, not on GPU)."""
+    if jax.default_backend() != "cpu":
+        return ocp.PyTreeCheckpointHandler()
+    handlers = [(ty, ocp.type_handlers.get_type_handler(ty)) for ty in (int, float, bytes, np.number, np.ndarray, str)]
+    arrays = ocp.type_handlers.ArrayHandler(use_replica_parallel=False)
+    return ocp.PyTreeCheckpointHandler(
+        type_handler_registry=ocp.type_handlers.create_type_handler_registry((jax.Array, arrays), *handlers))
+
+
 class CheckpointMismatchError(ValueError):
     """The workdir holds a checkpoint that cannot be restored into this run's structure."""
 
@@ -135,8 +150,8 @@ class Checkpointer:
             read_only=read_only,
         )
         handlers = {
-            "state": ocp.StandardCheckpointHandler(),
-            "buffer": ocp.StandardCheckpointHandler(),
+            "state": _array_tree_handler(),
+            "buffer": _array_tree_handler(),
             "progress": ocp.JsonCheckpointHandler(),
         }
         self._manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
@@ -168,9 +183,9 @@ class Checkpointer:
                              "from a later point; restore it first (restore_latest) or use a new workdir")
         if latest == step:
             return False
-        items = {"state": ocp.args.StandardSave(state), "progress": ocp.args.JsonSave(progress)}
+        items = {"state": ocp.args.PyTreeSave(state), "progress": ocp.args.JsonSave(progress)}
         if buffer is not None:
-            items["buffer"] = ocp.args.StandardSave(buffer)
+            items["buffer"] = ocp.args.PyTreeSave(buffer)
         return bool(self._manager.save(step, args=ocp.args.Composite(**items)))
 
     def wait(self) -> None:
@@ -231,7 +246,8 @@ class Checkpointer:
                 continue
             if problems:
                 self._refuse(step, problems)
-            items = {name: ocp.args.StandardRestore(tree) for name, tree in wanted.items()}
+            items = {name: ocp.args.PyTreeRestore(tree, ocp.checkpoint_utils.construct_restore_args(tree))
+                     for name, tree in wanted.items()}
             items["progress"] = ocp.args.JsonRestore()
             try:
                 restored = self._manager.restore(step, args=ocp.args.Composite(**items))
