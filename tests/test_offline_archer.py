@@ -40,7 +40,9 @@ def test_iql_awr_learns_the_expectile_and_prefers_the_better_utterance(expectile
     critic = DoubleCritic(RobertaModel(RobertaConfig(vocab_size=VOCAB, hidden_size=16, num_hidden_layers=1,
                                                      num_attention_heads=2, intermediate_size=32,
                                                      max_position_embeddings=12)), hidden_size=16)
-    mesh = sharding.make_mesh((-1, 1, 1))
+    # One device: this test is about what the losses learn (300 steps); the sharded phase
+    # runs in the trainer test below.
+    mesh = sharding.make_mesh((-1, 1, 1), jax.devices()[:1])
     actor_tx, critic_tx = optax.adam(3e-3), optax.adam(3e-3)
     state, state_shardings = train_state.create_state(jax.random.key(0), actor=actor, critic=critic,
                                                       actor_tx=actor_tx, critic_tx=critic_tx, mesh=mesh)
