@@ -74,7 +74,7 @@ class Algorithm:
 
 
 def _archer_kl(config: Any) -> bool:
-    return config.archer.kl_coef > 0
+    return config.archer.kl_coef > 0 or config.archer.forward_kl_coef > 0
 
 
 ALGORITHMS: dict[str, Algorithm] = {

@@ -66,6 +66,15 @@ class ArcherHParams:
     # penalised by kl_coef * (log pi_T(a|s) - log pi_ref,T(a|s)), whose expected
     # policy gradient is exactly kl_coef * grad KL. 0 = none, as in the paper.
     kl_coef: float = 0.0
+    # Weight of the mass-covering KL(pi_ref,T || pi_T), summed per utterance: at each
+    # actor state one utterance a ~ pi_ref,T(.|s) and the loss -forward_kl_coef *
+    # log pi_T(a|s), whose expected gradient is exactly forward_kl_coef * grad KL.
+    # KL(pi || pi_ref) alone is mode-seeking: a policy sitting on one of pi_ref's modes
+    # pays little for it, and its score-function gradient cannot reach modes pi no
+    # longer samples, so a policy that follows a critic's error onto a bad mode never
+    # comes back. This term keeps every mode of pi_ref within reach. 0 = none, as in
+    # the paper.
+    forward_kl_coef: float = 0.0
     # The policy whose V the critic learns: 1 = a ~ pi (ArCHer); k > 1 = CHAI's, the
     # best of k utterances a ~ pi by the target critic's min(Q1, Q2) (``best_of_k``).
     candidates: int = 1
@@ -84,8 +93,9 @@ class ArcherHParams:
                              "policy gradient differentiates log pi_T, which T = 0 does not define)")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"ArcherHParams.tau = {self.tau}: must lie in (0, 1]")
-        if self.kl_coef < 0:
-            raise ValueError(f"ArcherHParams.kl_coef = {self.kl_coef}: must be >= 0")
+        for name in ("kl_coef", "forward_kl_coef"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 0")
 
 
 def sample_batch(buffer: replay.ReplayBuffer, rng: jax.Array, batch_size: int, mesh: Mesh | None,
@@ -209,10 +219,18 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
     values = critic.apply({"params": state.critic_params}, c_obs, c_obs_mask, pi_act, pi_mask)
     q = jnp.minimum(values.q1, values.q2)
 
-    if hp.kl_coef and state.ref_actor_params is None:
-        raise ValueError("ArcherHParams.kl_coef > 0 needs the reference actor: create_state(..., reference=True)")
+    if (hp.kl_coef or hp.forward_kl_coef) and state.ref_actor_params is None:
+        raise ValueError("ArcherHParams.kl_coef / forward_kl_coef > 0 need the reference actor: "
+                         "create_state(..., reference=True)")
     ref_logp = (action_logprobs(actor, state.ref_actor_params, obs, obs_mask, pi.tokens, pi.mask,
                                 hp.actor_temperature) if hp.kl_coef else None)
+    # One utterance of the reference policy per state, and its log pi_ref,T (the
+    # mass-covering anchor's samples; their log-probs only feed its metric).
+    ref = (sampling.generate(actor, state.ref_actor_params, batch.obs, batch.obs_mask, jax.random.fold_in(k_action, 1), hp.actor_temperature,
+                             max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
+           if hp.forward_kl_coef else None)
+    ref_self_logp = (action_logprobs(actor, state.ref_actor_params, batch.obs, batch.obs_mask, ref.tokens, ref.mask,
+                                     hp.actor_temperature) if ref is not None else None)
 
     def weights(logp: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(the policy-gradient weight of each sample, its KL sample), both constants."""
@@ -245,9 +263,15 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
             reward = q - hp.kl_coef * kl
             pg = losses.token_policy_gradient_loss(logp, pi.mask, reward[:, None] - token_values)
             weight = reward - token_values[:, 0]
-        return pg, (weight, kl, logp)
+        forward_kl = jnp.zeros(())
+        if ref is not None:  # KL(pi_ref || pi) per utterance, up to pi_ref's (constant) entropy in the loss
+            ref_logp_pi = action_logprobs(actor, params, batch.obs, batch.obs_mask, ref.tokens, ref.mask,
+                                          hp.actor_temperature)
+            forward_kl = jnp.mean(losses.sequence_kl_sample(ref_self_logp, ref_logp_pi, ref.mask))
+            pg = pg + hp.forward_kl_coef * forward_kl
+        return pg, (weight, kl, logp, forward_kl)
 
-    (loss, (advantage, kl, logp)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
+    (loss, (advantage, kl, logp, forward_kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
     updates, opt_state = tx.update(grads, state.actor_opt_state, state.actor_params)
     state = state.replace(step=state.step + 1, actor_params=optax.apply_updates(state.actor_params, updates),
                           actor_opt_state=opt_state)
@@ -263,6 +287,8 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
         metrics["actor/identical_samples"] = losses.identical_sample_fraction(pi.tokens, pi.mask, k)
     if hp.kl_coef:
         metrics["actor/kl"] = jnp.mean(kl)  # nats per utterance
+    if hp.forward_kl_coef:
+        metrics["actor/forward_kl"] = forward_kl  # KL(pi_ref || pi), nats per utterance
     if baseline is not None:
         metrics["baseline/loss"] = b_loss
         metrics["baseline/value_mean"] = jnp.sum(jnp.where(pi.mask, token_values, 0.0)) / jnp.maximum(

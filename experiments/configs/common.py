@@ -131,6 +131,10 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     # the actor is trained there too; 0 = all sampled, as in the paper.
     c.archer.greedy_rollouts = 0.0
     c.archer.kl_coef = 0.0  # weight of KL(pi_T || BC policy) per utterance in the actor's objective (0 = none, the paper)
+    # Weight of the mass-covering KL(BC policy || pi_T) per utterance, estimated on one
+    # BC-policy utterance per actor state: keeps every BC mode within the policy's reach
+    # (0 = none, the paper).
+    c.archer.forward_kl_coef = 0.0
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
 
@@ -211,6 +215,10 @@ def _demo(c: ml_collections.ConfigDict, presets: TaskPresets) -> None:
     # per utterance.
     c.archer.actor_samples = 4
     c.archer.kl_coef = 0.1
+    # KL(pi || BC) alone let one Subset seed follow a critic error onto a single bad
+    # question and never come back (docs/research_log.md, stop 32): the mass-covering
+    # KL(BC || pi) at the same weight keeps the BC modes in reach.
+    c.archer.forward_kl_coef = 0.1
     # The policy trained, rolled out and evaluated by the critic is pi at temperature
     # 0.3, close to the greedy decoding that evaluation plays (the paper: 1). At 1 a
     # repeated wrong guess costs one turn, so the critic's gap for it is small; under
@@ -233,7 +241,7 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
     # kind 'actor', the KL anchor and greedy rollouts have tests of their own).
     c.critic = _model("roberta", "", num_layers=1, hidden_size=32, num_heads=2, mlp_dim=64)
     c.critic.update(pooling="mean", joint=True, lr=3e-4, max_grad_norm=1.0)
-    c.archer.update(greedy_rollouts=0.0, temperature=1.0, actor_temperature=1.0, kl_coef=0.0, actor_samples=1)
+    c.archer.update(greedy_rollouts=0.0, temperature=1.0, actor_temperature=1.0, kl_coef=0.0, forward_kl_coef=0.0, actor_samples=1)
     c.env.num_items = 0
     c.tokens.obs_len = 48
     c.tokens.action_len = 8
