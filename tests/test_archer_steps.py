@@ -259,6 +259,50 @@ def test_actor_phase_moves_the_policy_toward_what_the_critic_prefers(sharded, sa
         assert abs(float(metrics["actor/advantage_mean"])) < 1e-5  # leave-one-out weights average to 0
 
 
+class ConstantCritic(nn.Module):
+    """Q = V = 0 everywhere: the policy gradient's weights vanish, only the anchors act."""
+
+    @nn.compact
+    def __call__(self, obs, obs_mask, action, action_mask):
+        zero = jnp.zeros(action.shape[0])
+        return value_heads.CriticOutput(q1=zero, q2=zero, v1=zero, v2=zero)
+
+
+def test_only_the_mass_covering_anchor_brings_back_a_mode_the_policy_lost(sharded):
+    """A policy driven onto GOOD first tokens (about 99% of its mass) and anchored to
+    where it started (about half on GOOD): KL(pi_ref || pi), estimated on utterances of
+    pi_ref, pulls the lost mass back within one phase; KL(pi || pi_ref), estimated on
+    the policy's own samples, barely moves it (its gradient lives where pi samples)."""
+    identity = lambda ids, mask: (ids, mask)  # noqa: E731
+    buffer = jax.device_get(sharded.buffer)
+    state = jax.device_get(sharded.fresh_state()).replace(critic_params={}, critic_opt_state={},
+                                                          target_critic_params={})
+    start = state.actor_params
+    collapse = jax.jit(functools.partial(archer.actor_phase, actor=ACTOR, critic=FirstTokenCritic(),
+                                         hp=dataclasses.replace(HP, actor_epochs=8), bridge=identity,
+                                         tx=train_state.make_optimizer(3e-2)))
+    for _ in range(10):
+        state, _ = collapse(state, buffer)
+    collapsed = _first_token_mass(state.actor_params, buffer)
+    assert _first_token_mass(start, buffer) < 0.6 and collapsed > 0.95
+    state = state.replace(ref_actor_params=start)
+
+    def anchored(**coefs):
+        phase = jax.jit(functools.partial(archer.actor_phase, actor=ACTOR, critic=ConstantCritic(),
+                                          hp=dataclasses.replace(HP, actor_epochs=8, **coefs), bridge=identity,
+                                          tx=train_state.make_optimizer(1e-2)))
+        after, metrics = phase(state, buffer)
+        assert tree_allclose(start, after.ref_actor_params, atol=0)
+        return _first_token_mass(after.actor_params, buffer), jax.device_get(metrics)
+
+    forward, metrics = anchored(forward_kl_coef=1.0)
+    assert set(metrics) == ACTOR_METRICS | {"actor/forward_kl"}
+    assert float(metrics["actor/forward_kl"]) > 1.0  # nats per utterance between the two
+    reverse, _ = anchored(kl_coef=1.0)
+    assert forward < collapsed - 0.2, (collapsed, forward)
+    assert reverse > collapsed - 0.05, (collapsed, reverse)
+
+
 def test_token_level_baseline_learns_min_q_and_the_policy_still_moves_toward_it(sharded):
     """ArCHer with a token-level baseline: the phase trains V(s, a_<t) toward min Q of the
     sampled utterance (its loss falls) while the policy moves as with A = Q - V."""
@@ -310,8 +354,9 @@ def test_actor_phase_differentiates_the_policy_it_samples_from(sharded):
         dataclasses.replace(HP, actor_temperature=0.0)
 
 
-def test_kl_penalty_without_a_reference_is_refused(sharded):
-    hp = dataclasses.replace(HP, kl_coef=0.5)
+@pytest.mark.parametrize("anchor", ["kl_coef", "forward_kl_coef"])
+def test_kl_penalty_without_a_reference_is_refused(sharded, anchor):
+    hp = dataclasses.replace(HP, **{anchor: 0.5})
     with pytest.raises(ValueError, match="reference=True"):
         archer.actor_phase(sharded.fresh_state(), sharded.buffer, actor=ACTOR, critic=CRITIC, hp=hp,
                            bridge=sharded.bridge, tx=ACTOR_TX, mesh=sharded.mesh)

@@ -16,8 +16,9 @@ Variants (the part after ':'):
          as the reference; for a TPU/GPU host.
   demo   CPU, no downloads: tiny models from scratch with a word tokenizer built from the
          shop's own texts; simulated data from the scripted shoppers (informed, noisy,
-         first-result and random), BC warm start, then ArCHer. Sized for about 15
-         minutes on 2 cores (not yet measured end to end).
+         first-result and random), BC warm start, then ArCHer. About 45 minutes
+         alone on 2 cores; seed 0 showed no gain over BC in 30 iterations
+         (docs/research_log.md, 2026-12-04 stop 31).
   smoke  seconds; for tests.
 """
 
