@@ -14,7 +14,7 @@ import numpy as np
 import optax
 import pytest
 
-from archer_jax import checkpointing, config_checks, token_bridge, trainer
+from archer_jax import algorithms, checkpointing, config_checks, token_bridge, trainer
 from archer_jax.algorithms import archer
 from archer_jax.data import simulated_episodes
 from archer_jax.envs import lm_oracle
@@ -159,7 +159,10 @@ def test_lm_oracle_answers_the_online_games(tmp_path, hf_fixtures):
 
 def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     config = guess_city.get_config("smoke")
-    config.critic.kind, config.archer.kl_coef, config.archer.actor_samples = "actor", 0.1, 2
+    config.critic.kind, config.archer.actor_samples = "actor", 2
+    config.archer.kl_coef, config.archer.forward_kl_coef = 0.0, 0.1
+    assert algorithms.ALGORITHMS["archer"].reference(config)  # either anchor keeps the BC actor
+    config.archer.kl_coef = 0.1
     config.archer.actor_batch_size = 2 * config.archer.batch_size  # the two batches are set apart
     run = trainer.setup(config, tmp_path)
     assert (run.hp.critic_batch_size, run.hp.actor_batch_size) == (8, 16)
@@ -190,7 +193,8 @@ def test_archer_starts_the_critic_and_the_kl_anchor_from_the_bc_actor(tmp_path):
     assert dialogues("archer_000002") != dialogues("archer_000000")
     # The KL sample is log pi - log pi_ref of a batch (any sign); the leave-one-out
     # advantages of 2 samples per state are +-d/2 around 0.
-    assert rows[2]["actor/kl"] != 0.0 and rows[2]["actor/q_within_std"] > 0.0
+    assert rows[2]["actor/kl"] != 0.0 and rows[2]["actor/forward_kl"] != 0.0
+    assert rows[2]["actor/q_within_std"] > 0.0
     assert abs(rows[2]["actor/advantage_mean"]) < 1e-5
 
 
