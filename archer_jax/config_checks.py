@@ -46,8 +46,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                  "ppo.kl_horizon"):
         _positive(config, path)
     for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
-                 "archer.temperature", "archer.kl_coef", "archer.forward_kl_coef", "archer.max_step_kl", "transcripts",
-                 "ppo.kl_coef", "ppo.kl_target"):
+                 "archer.temperature", "archer.kl_coef", "archer.forward_kl_coef", "transcripts", "ppo.kl_coef", "ppo.kl_target"):
         _positive(config, path, allow_zero=True)
     for path in ("archer.gamma", "ppo.gamma", "ppo.gae_lambda"):
         if not 0.0 <= _get(config, path) <= 1.0:

@@ -191,7 +191,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
         actor_epochs=max(config.archer.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
         temperature=config.archer.temperature, actor_temperature=config.archer.actor_temperature,
         actor_samples=config.archer.actor_samples, kl_coef=config.archer.kl_coef,
-        forward_kl_coef=config.archer.forward_kl_coef, max_step_kl=config.archer.max_step_kl,
+        forward_kl_coef=config.archer.forward_kl_coef,
         stop_ids=tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id=pad_id)
 
     actor_tx = train_state.make_optimizer(config.actor.lr, config.actor.max_grad_norm)

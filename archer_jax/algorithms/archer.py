@@ -75,13 +75,6 @@ class ArcherHParams:
     # comes back. This term keeps every mode of pi_ref within reach. 0 = none, as in
     # the paper.
     forward_kl_coef: float = 0.0
-    # Trust region of one actor phase, in nats per utterance (TRPO's constraint): after
-    # its steps the phase estimates KL(pi_old,T || pi_new,T) on utterances of the policy
-    # it started from and, where that exceeds max_step_kl, backtracks the step to
-    # old + alpha * (new - old), alpha the largest of 1, 1/2, ..., 1/32 (else 0) within
-    # the bound. The critic's advantages describe the policy it was trained on; a step
-    # beyond them follows the critic's errors. 0 = unbounded, as in the paper.
-    max_step_kl: float = 0.0
     # The policy whose V the critic learns: 1 = a ~ pi (ArCHer); k > 1 = CHAI's, the
     # best of k utterances a ~ pi by the target critic's min(Q1, Q2) (``best_of_k``).
     candidates: int = 1
@@ -100,7 +93,7 @@ class ArcherHParams:
                              "policy gradient differentiates log pi_T, which T = 0 does not define)")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"ArcherHParams.tau = {self.tau}: must lie in (0, 1]")
-        for name in ("kl_coef", "forward_kl_coef", "max_step_kl"):
+        for name in ("kl_coef", "forward_kl_coef"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 0")
 
@@ -344,52 +337,7 @@ def actor_phase(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
     paper's variant with a token-level baseline, A_t = Q(s, a) - V(s, a_<t)."""
     step = functools.partial(_actor_step, actor=actor, critic=critic, hp=hp, bridge=bridge, tx=tx, mesh=mesh,
                              rules=rules, baseline=baseline, baseline_tx=baseline_tx)
-    old_params = state.actor_params
-    state, metrics = scan_steps(step, state, buffer, hp.actor_epochs)
-    if hp.max_step_kl:
-        state, bounded = trust_region(state, old_params, buffer, actor=actor, hp=hp, mesh=mesh, rules=rules)
-        metrics = {**metrics, **bounded}
-    return state, metrics
-
-
-# The step fractions the trust region tries, largest first (0: no step at all).
-STEP_SCALES = (1.0, 0.5, 0.25, 0.125, 0.0625, 0.03125, 0.0)
-
-
-def trust_region(state: ArcherState, old_params: Any, buffer: replay.ReplayBuffer, *, actor: nn.Module,
-                 hp: ArcherHParams, mesh: Mesh | None,
-                 rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
-    """Backtracks the actor's step from ``old_params`` to the largest fraction in
-    ``STEP_SCALES`` whose KL(pi_old,T || pi_T), summed per utterance and averaged over
-    ``hp.actor_batch_size * hp.actor_samples`` buffer states (one utterance of pi_old,T
-    each), is at most ``hp.max_step_kl``. The optimizer state is kept as the steps left
-    it. Metrics: ``actor/step_kl`` (of the full step), ``actor/step_scale`` (the
-    fraction taken)."""
-    k_batch, k_action = jax.random.split(jax.random.fold_in(step_key(state), 1))
-    batch = sample_batch(buffer, k_batch, hp.actor_batch_size * hp.actor_samples, mesh, rules)
-    old = sampling.generate(actor, old_params, batch.obs, batch.obs_mask, k_action, hp.actor_temperature,
-                            max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
-    step = jax.tree.map(jnp.subtract, state.actor_params, old_params)
-
-    def params_at(scale: jax.Array) -> Any:
-        return jax.tree.map(lambda p, d: (p + scale.astype(d.dtype) * d).astype(p.dtype), old_params, step)
-
-    def kl_at(scale: jax.Array) -> jax.Array:
-        logp = action_logprobs(actor, params_at(scale), batch.obs, batch.obs_mask, old.tokens, old.mask,
-                               hp.actor_temperature)
-        return jnp.mean(losses.sequence_kl_sample(old_logp, logp, old.mask))
-
-    old_logp = action_logprobs(actor, old_params, batch.obs, batch.obs_mask, old.tokens, old.mask,
-                               hp.actor_temperature)
-    scales = jnp.asarray(STEP_SCALES, jnp.float32)
-    kls = jax.lax.map(kl_at, scales)
-    # The first scale within the bound; the last (0) always is (its KL is exactly 0).
-    chosen = scales[jnp.argmax(kls <= hp.max_step_kl)]
-    # The full step exactly as the steps left it (old + (new - old) may round).
-    params = jax.tree.map(lambda new, scaled: jnp.where(chosen == 1.0, new, scaled), state.actor_params,
-                          params_at(chosen))
-    state = state.replace(actor_params=params)
-    return state, {"actor/step_kl": kls[0], "actor/step_scale": chosen}
+    return scan_steps(step, state, buffer, hp.actor_epochs)
 
 
 class Phases(NamedTuple):

@@ -135,10 +135,6 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     # BC-policy utterance per actor state: keeps every BC mode within the policy's reach
     # (0 = none, the paper).
     c.archer.forward_kl_coef = 0.0
-    # Trust region of one actor phase: its step is backtracked until KL(pi before ||
-    # pi after) per utterance, on utterances of the policy before, is at most this
-    # (TRPO's constraint); 0 = unbounded (the paper).
-    c.archer.max_step_kl = 0.0
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
 
@@ -245,8 +241,7 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
     # kind 'actor', the KL anchor and greedy rollouts have tests of their own).
     c.critic = _model("roberta", "", num_layers=1, hidden_size=32, num_heads=2, mlp_dim=64)
     c.critic.update(pooling="mean", joint=True, lr=3e-4, max_grad_norm=1.0)
-    c.archer.update(greedy_rollouts=0.0, temperature=1.0, actor_temperature=1.0, kl_coef=0.0, forward_kl_coef=0.0,
-                    max_step_kl=0.0, actor_samples=1)
+    c.archer.update(greedy_rollouts=0.0, temperature=1.0, actor_temperature=1.0, kl_coef=0.0, forward_kl_coef=0.0, actor_samples=1)
     c.env.num_items = 0
     c.tokens.obs_len = 48
     c.tokens.action_len = 8
