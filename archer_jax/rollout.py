@@ -150,19 +150,20 @@ class Evaluation:
                 "eval/oracle_failures": float(self.oracle_failures)}
 
 
-def play_evaluation(runner: RolloutRunner, params: Any, *, size: int, seed_offset: int = 0) -> Evaluation:
-    """Greedy games on the fixed seeds EVAL_SEED_BASE + seed_offset + 0 .. size - 1
-    (training evaluates with offset 0: comparable across iterations and algorithms,
-    episode by episode), in batches of the runner's batch size (a last partial batch is
-    played whole and cut to ``size``). Deterministic: the same runner and params play
-    the same games."""
+def play_evaluation(runner: RolloutRunner, params: Any, *, size: int, seed_offset: int = 0,
+                    temperature: float = 0.0) -> Evaluation:
+    """Greedy games (or, with ``temperature`` > 0, games sampled at it) on the fixed
+    seeds EVAL_SEED_BASE + seed_offset + 0 .. size - 1 (training evaluates greedily with
+    offset 0: comparable across iterations and algorithms, episode by episode), in
+    batches of the runner's batch size (a last partial batch is played whole and cut to
+    ``size``). Deterministic: the same runner and params play the same games."""
     b = runner.env.batch_size
     failures = getattr(runner.env, "oracle_failures", 0)
     returns, successes, lengths, dialogues, hidden, seeds = [], [], [], [], [], []
     rng = jax.random.key(0)
     for start in range(0, size, b):
         batch_seeds = [EVAL_SEED_BASE + seed_offset + start + i for i in range(b)]
-        result = runner.run(params, batch_seeds, rng, 0.0)
+        result = runner.run(params, batch_seeds, jax.random.fold_in(rng, start), temperature)
         returns.append(result.returns)
         successes.append(result.successes)
         lengths.append(result.lengths)

@@ -268,9 +268,28 @@ def test_evaluate_repeats_the_runs_last_evaluation(trained):
     assert len(ours) == shown >= 2 and ours == theirs
 
 
+def test_evaluate_samples_the_policy_at_a_temperature(trained):
+    """--temperature=T plays the same games with utterances sampled at T (the policy the
+    actor phase trains at its actor_temperature), into a file of its own."""
+    workdir, run = trained
+    out = _tool("evaluate", f"--workdir={workdir}", "--episodes=8", "--temperature=1.0", "--transcripts=1")
+    assert out.returncode == 0, out.stderr
+    assert "8 games sampled at temperature 1 from seed" in out.stdout
+    summary = json.loads(out.stdout.strip().splitlines()[-1])
+    assert summary["temperature"] == 1.0 and Path(summary["file"]).name == "archer_000002_n8_offset0_T1.json"
+    assert "games sampled at temperature 1" in Path(summary["transcripts_file"]).read_text()
+    greedy = json.loads((workdir / metrics.EVALUATIONS_DIR / "archer_00002.json").read_text())
+    sampled = json.loads(Path(summary["file"]).read_text())["episodes_detail"]
+    assert [e["seed"] for e in sampled] == greedy["seeds"][:8]
+    # Sampling, not argmax: at temperature 1 a tiny actor's games differ from its greedy ones.
+    greedy_text = (workdir / metrics.TRANSCRIPTS_DIR / "archer_000002.txt").read_text()
+    assert _dialogues(Path(summary["transcripts_file"]).read_text())[0] != _dialogues(greedy_text)[0]
+
+
 def test_evaluate_refuses_bad_flags(trained, tmp_path):
     workdir, _ = trained
     _one_error(_tool("evaluate", f"--workdir={workdir}", "--episodes=0"), "--episodes=0")
+    _one_error(_tool("evaluate", f"--workdir={workdir}", "--temperature=-1"), "--temperature=-1")
     _one_error(_tool("evaluate", f"--workdir={tmp_path}"), "--config=", "run_info.jsonl")
 
 
