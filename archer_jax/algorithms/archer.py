@@ -226,9 +226,8 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
                                 hp.actor_temperature) if hp.kl_coef else None)
     # One utterance of the reference policy per state, and its log pi_ref,T (the
     # mass-covering anchor's samples; their log-probs only feed its metric).
-    ref = (sampling.generate(actor, state.ref_actor_params, batch.obs, batch.obs_mask, jax.random.fold_in(k_action, 1), hp.actor_temperature,
-                             max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
-           if hp.forward_kl_coef else None)
+    ref = (_sample_actions(actor, state.ref_actor_params, batch, jax.random.fold_in(k_action, 1), hp,
+                           hp.actor_temperature) if hp.forward_kl_coef else None)
     ref_self_logp = (action_logprobs(actor, state.ref_actor_params, batch.obs, batch.obs_mask, ref.tokens, ref.mask,
                                      hp.actor_temperature) if ref is not None else None)
 
