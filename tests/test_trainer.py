@@ -244,7 +244,6 @@ def test_probe_metrics_by_hand():
     ("env.oracle", "human", "config.env.oracle = 'human'"),
     ("critic.kind", "bert", "config.critic.kind = 'bert': choose one of ('roberta', 'actor')"),
     ("archer.gamma", 1.5, "config.archer.gamma = 1.5: must lie in [0, 1]"),
-    ("archer.mc_weight", -0.1, "config.archer.mc_weight = -0.1: must lie in [0, 1]"),
     ("archer.greedy_rollouts", -0.5, "config.archer.greedy_rollouts = -0.5: a fraction in [0, 1]"),
     ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),
