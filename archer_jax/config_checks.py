@@ -48,7 +48,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
                  "archer.temperature", "archer.kl_coef", "archer.forward_kl_coef", "transcripts", "ppo.kl_coef", "ppo.kl_target"):
         _positive(config, path, allow_zero=True)
-    for path in ("archer.gamma", "archer.mc_weight", "ppo.gamma", "ppo.gae_lambda"):
+    for path in ("archer.gamma", "ppo.gamma", "ppo.gae_lambda"):
         if not 0.0 <= _get(config, path) <= 1.0:
             raise ConfigError(f"config.{path} = {_get(config, path)}: must lie in [0, 1]")
     if not 0.0 < config.archer.tau <= 1.0:

@@ -30,7 +30,6 @@ def critic_loss(
     target_q1: chex.Array, target_q2: chex.Array,
     target_v1_next: chex.Array, target_v2_next: chex.Array,
     reward: chex.Array, done: chex.Array, gamma: float,
-    mc_return: chex.Array | None = None, mc_weight: float = 0.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """ArCHer's double-critic loss, the sum of four MSE terms (all inputs [B]).
 
@@ -38,23 +37,11 @@ def critic_loss(
     critic's Q heads at (s, a ~ pi(.|s)); ``target_v_i_next``: its V heads at s'.
     Each head regresses on its OWN target head, with no min across heads:
     Q_i -> r + gamma (1 - done) Vbar_i(s'),  V_i -> Qbar_i(s, a~pi).
-    ``mc_weight`` = beta > 0 mixes the turn's Monte-Carlo return G (``mc_return``, the
-    discounted return its episode actually got) into Q's target (mixed Monte-Carlo):
-    Q_i -> (1 - beta) (r + gamma (1 - done) Vbar_i(s')) + beta G.
     """
     chex.assert_rank([q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next, reward, done], 1)
     chex.assert_equal_shape([q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next, reward, done])
-    if not 0.0 <= mc_weight <= 1.0:
-        raise ValueError(f"mc_weight = {mc_weight}: must lie in [0, 1]")
-    if mc_weight and mc_return is None:
-        raise ValueError("mc_weight > 0 needs mc_return")
-
-    def q_target(v_next: jax.Array) -> jax.Array:
-        td = td_targets(reward, done, v_next, gamma)
-        return td if not mc_weight else (1.0 - mc_weight) * td + mc_weight * mc_return.astype(jnp.float32)
-
-    q1_loss = _mse(q1, q_target(target_v1_next))
-    q2_loss = _mse(q2, q_target(target_v2_next))
+    q1_loss = _mse(q1, td_targets(reward, done, target_v1_next, gamma))
+    q2_loss = _mse(q2, td_targets(reward, done, target_v2_next, gamma))
     v1_loss = _mse(v1, target_q1)
     v2_loss = _mse(v2, target_q2)
     loss = q1_loss + q2_loss + v1_loss + v2_loss

@@ -186,8 +186,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
                                         bridge_extra=int(add_bos))
     pad_id = _pad_id(tokenizer)
     hp = archer.ArcherHParams(
-        gamma=config.archer.gamma, tau=config.archer.tau, mc_weight=config.archer.mc_weight,
-        critic_batch_size=config.archer.batch_size,
+        gamma=config.archer.gamma, tau=config.archer.tau, critic_batch_size=config.archer.batch_size,
         actor_batch_size=config.archer.actor_batch_size, critic_epochs=config.archer.critic_epochs,
         actor_epochs=max(config.archer.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
         temperature=config.archer.temperature, actor_temperature=config.archer.actor_temperature,

@@ -44,31 +44,6 @@ def test_critic_loss_matches_each_head_to_its_own_target_head():
     np.testing.assert_allclose(m["v_mean"], 1.125, rtol=1e-6)
 
 
-def test_critic_loss_mixes_the_monte_carlo_return_into_q_targets_only():
-    q1, q2 = jnp.array([1.0, 0.0]), jnp.array([2.0, -1.0])
-    v1, v2 = jnp.array([0.5, 1.0]), jnp.array([0.0, 3.0])
-    target_q1, target_q2 = jnp.array([1.5, 2.0]), jnp.array([-1.0, 1.0])
-    target_v1_next, target_v2_next = jnp.array([10.0, 4.0]), jnp.array([20.0, 8.0])
-    reward, done, mc_return = jnp.array([-1.0, 0.0]), jnp.array([False, True]), jnp.array([-2.0, 0.0])
-    args = (q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next, reward, done, 0.5)
-    _, m = losses.critic_loss(*args, mc_return=mc_return, mc_weight=0.25)
-    # TD targets as above: Q1 [4, 0], Q2 [9, 0]. Mixed: 0.75 * TD + 0.25 * G, G = [-2, 0]
-    # Q1 targets: [2.5, 0]    -> ((1-2.5)^2 + 0^2) / 2 = 1.125
-    # Q2 targets: [6.25, 0]   -> ((2-6.25)^2 + (-1)^2) / 2 = 9.53125
-    np.testing.assert_allclose(m["q1_loss"], 1.125, rtol=1e-6)
-    np.testing.assert_allclose(m["q2_loss"], 9.53125, rtol=1e-6)
-    np.testing.assert_allclose(m["v1_loss"], 1.0, rtol=1e-6)  # V's targets are untouched
-    np.testing.assert_allclose(m["v2_loss"], 2.5, rtol=1e-6)
-    # Weight 1: Q regresses on G alone, whatever the bootstrap says.
-    _, m = losses.critic_loss(*args, mc_return=mc_return, mc_weight=1.0)
-    np.testing.assert_allclose(m["q1_loss"], ((1 + 2) ** 2 + 0) / 2, rtol=1e-6)
-    np.testing.assert_allclose(m["q2_loss"], ((2 + 2) ** 2 + 1) / 2, rtol=1e-6)
-    with pytest.raises(ValueError, match="mc_return"):
-        losses.critic_loss(*args, mc_weight=0.5)
-    with pytest.raises(ValueError, match="mc_weight"):
-        losses.critic_loss(*args, mc_return=mc_return, mc_weight=1.5)
-
-
 def test_critic_loss_does_not_train_through_targets():
     args = [jnp.array([1.0, 2.0])] * 8 + [jnp.array([0.5, 0.5]), jnp.array([False, False])]
 

@@ -44,11 +44,6 @@ class ArcherHParams:
 
     gamma: float = 0.95  # discount per turn
     tau: float = 0.1  # Polyak step of the target critic, after every critic step
-    # Weight beta of the turn's Monte-Carlo return in Q's target (mixed Monte-Carlo):
-    # (1 - beta) (r + gamma Vbar(s')) + beta G. One-step TD moves reward back one turn
-    # per target update, so over a long game Q lags the policy; G carries the whole
-    # return at once, as the value of the policies that played it. 0 = the paper's.
-    mc_weight: float = 0.0
     critic_batch_size: int = 256  # transitions per critic step
     actor_batch_size: int = 256  # states per actor step
     critic_epochs: int = 50  # critic steps per phase
@@ -96,8 +91,6 @@ class ArcherHParams:
         if self.actor_temperature <= 0:
             raise ValueError(f"ArcherHParams.actor_temperature = {self.actor_temperature}: must be > 0 (the "
                              "policy gradient differentiates log pi_T, which T = 0 does not define)")
-        if not 0.0 <= self.mc_weight <= 1.0:
-            raise ValueError(f"ArcherHParams.mc_weight = {self.mc_weight}: must lie in [0, 1]")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"ArcherHParams.tau = {self.tau}: must lie in (0, 1]")
         for name in ("kl_coef", "forward_kl_coef"):
@@ -186,8 +179,7 @@ def _critic_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
     def loss_fn(params: Any) -> tuple[jax.Array, Metrics]:
         out = critic.apply({"params": params}, obs, obs_mask, act, act_mask)
         return losses.critic_loss(out.q1, out.q2, out.v1, out.v2, target_pi.q1, target_pi.q2,
-                                  target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma,
-                                  mc_return=batch.mc_return, mc_weight=hp.mc_weight)
+                                  target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma)
 
     state, metrics = critic_update(state, loss_fn, tx=tx, tau=hp.tau)
     return state.replace(step=state.step + 1), metrics

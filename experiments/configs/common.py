@@ -118,9 +118,6 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     c.archer.actor_batch_size = 256  # states per actor step (the paper's: the same 256)
     c.archer.gamma = hp["gamma"]  # discount
     c.archer.tau = 0.1  # Polyak rate of the target critic, after every critic step
-    # Weight in [0, 1] of each turn's Monte-Carlo return in Q's target:
-    # (1 - w) (r + gamma Vbar(s')) + w G (0 = the paper's one-step TD target).
-    c.archer.mc_weight = 0.0
     c.archer.warmup_iter = hp["warmup_iter"]  # iterations that train only the critic
     c.archer.temperature = 1.0  # sampling temperature of the rollouts and of the critic's V targets
     # Temperature T > 0 of the policy the actor phase trains: it samples utterances at T
