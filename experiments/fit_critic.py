@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 import time
 from typing import Any
 
@@ -44,12 +43,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from absl import app, flags, logging
+from absl import flags, logging
 
 from archer_jax import critic_probe, replay, train_state
 from archer_jax.algorithms import archer
 from experiments import probe_critic
-from experiments import run as run_cli
 
 _STEPS = flags.DEFINE_integer("steps", 500, "regression steps")
 _READ_EVERY = flags.DEFINE_integer("read_every", 100, "read the held-out rows every this many steps (and at 0)")
@@ -190,8 +188,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = run_cli.resolve_config_path(probe_critic._with_recorded_config(sys.argv))
-    if problems := probe_critic._command_line_problems(sys.argv):
-        print("error: " + "\nerror: ".join(problems), file=sys.stderr)
-        sys.exit(2)
-    app.run(main)
+    probe_critic.run_tool(main)

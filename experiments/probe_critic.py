@@ -376,9 +376,16 @@ def _command_line_problems(argv: list[str]) -> list[str]:
     return problems or run_cli.unknown_overrides(argv)
 
 
-if __name__ == "__main__":
+def run_tool(main_fn: Any) -> None:
+    """The ``__main__`` of a tool that reads a run folder: the run's recorded config
+    put first where the command names none, one message and exit code 2 for a missing
+    flag or an unknown field, then ``app.run(main_fn)``."""
     sys.argv = run_cli.resolve_config_path(_with_recorded_config(sys.argv))
     if problems := _command_line_problems(sys.argv):
         print("error: " + "\nerror: ".join(problems), file=sys.stderr)
         sys.exit(2)
-    app.run(main)
+    app.run(main_fn)
+
+
+if __name__ == "__main__":
+    run_tool(main)

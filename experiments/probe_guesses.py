@@ -45,19 +45,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import sys
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
 from archer_jax import critic_probe, replay, train_state
 from archer_jax.data import tokenization
 from archer_jax.envs import question_game
 from experiments import probe_critic
-from experiments import run as run_cli
 
 _GAMES = flags.DEFINE_integer("games", 128, "greedy games on the evaluation seeds (one state each at most)")
 _TRAIN_STEPS = flags.DEFINE_integer("train_steps", 0, "then this many of the run's actor steps on these states alone")
@@ -275,8 +273,4 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv = run_cli.resolve_config_path(probe_critic._with_recorded_config(sys.argv))
-    if problems := probe_critic._command_line_problems(sys.argv):
-        print("error: " + "\nerror: ".join(problems), file=sys.stderr)
-        sys.exit(2)
-    app.run(main)
+    probe_critic.run_tool(main)

@@ -39,6 +39,19 @@ def hf_fixtures() -> Path:
     return FIXTURES / "hf"
 
 
+@pytest.fixture(scope="session")
+def archer_smoke_run(tmp_path_factory):
+    """A finished Guess My City smoke run (ArCHer from a random actor, no BC) and its
+    folder, shared by the tools that read a run folder (their tests leave it as it is)."""
+    from archer_jax import trainer
+    from experiments.configs import guess_city
+
+    workdir = tmp_path_factory.mktemp("smoke_run")
+    config = guess_city.get_config("smoke")
+    config.bc.iterations = 0
+    return trainer.train(config, workdir), workdir
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     del session, exitstatus
     if _XLA_CACHE is not None:

@@ -12,18 +12,13 @@ import pytest
 
 from archer_jax import trainer
 from experiments import fit_critic, probe_critic
-from experiments.configs import guess_city
 
 ROOT = Path(__file__).parent.parent
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """A finished smoke run (ArCHer from a random actor, no BC) and its folder."""
-    workdir = tmp_path_factory.mktemp("fit_run")
-    config = guess_city.get_config("smoke")
-    config.bc.iterations = 0
-    return trainer.train(config, workdir), workdir
+@pytest.fixture
+def smoke_run(archer_smoke_run):
+    return archer_smoke_run
 
 
 def test_read_out_by_hand():

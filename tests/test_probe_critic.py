@@ -13,7 +13,6 @@ import pytest
 
 from archer_jax import critic_probe, trainer
 from experiments import probe_critic
-from experiments.configs import guess_city
 
 ROOT = Path(__file__).parent.parent
 SMOKE = "--config=guess_city.py:smoke"
@@ -25,13 +24,9 @@ def _probe(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
                           text=True, timeout=timeout)
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """A finished smoke run (ArCHer from a random actor) and its folder."""
-    workdir = tmp_path_factory.mktemp("smoke_run")
-    config = guess_city.get_config("smoke")
-    config.bc.iterations = 0
-    return trainer.train(config, workdir), workdir
+@pytest.fixture
+def smoke_run(archer_smoke_run):
+    return archer_smoke_run
 
 
 # Two states, three utterances, two rollouts each (hand-worked in the comments).
