@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 from archer_jax import sharding
 from archer_jax.models import gpt2, hf_loading, registry
 
-# The README: GPT-2, Llama, Mistral and RoBERTa match PyTorch within 2e-6 (measured: 1e-7 here).
+# docs/guide.md: GPT-2, Llama, Mistral and RoBERTa match PyTorch within 2e-6 (measured: 1e-7 here).
 ATOL = 2e-6
 
 

@@ -19,7 +19,7 @@ from archer_jax import sharding
 from archer_jax.models import hf_loading, llama, registry
 
 CAUSAL = ["llama", "llama_tied", "mistral"]
-# The README: GPT-2, Llama, Mistral and RoBERTa match PyTorch within 2e-6 (measured: 1.5e-7 here).
+# docs/guide.md: GPT-2, Llama, Mistral and RoBERTa match PyTorch within 2e-6 (measured: 1.5e-7 here).
 ATOL = 2e-6
 
 

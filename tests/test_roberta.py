@@ -26,7 +26,7 @@ from safetensors.numpy import load_file, save_file
 from archer_jax import sharding
 from archer_jax.models import hf_loading, layers, registry, roberta
 
-# The README: GPT-2, Llama, Mistral and RoBERTa match PyTorch within 2e-6 (measured: 6e-7 here).
+# docs/guide.md: GPT-2, Llama, Mistral and RoBERTa match PyTorch within 2e-6 (measured: 6e-7 here).
 ATOL = 2e-6
 
 

@@ -19,7 +19,7 @@ from safetensors.numpy import load_file, save_file
 from archer_jax import sharding
 from archer_jax.models import hf_loading, registry, t5
 
-# The README: the T5s match PyTorch within 1e-4 (measured: 3.4e-5; their fixtures, briefly trained
+# docs/guide.md: the T5s match PyTorch within 1e-4 (measured: 3.4e-5; their fixtures, briefly trained
 # to copy, have logits up to 14).
 ATOL = 1e-4
 FIXTURES = ("t5", "t5_tied")
