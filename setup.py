@@ -32,8 +32,10 @@ setup(
         "tensorboardX>=2.6",
     ],
     extras_require={
-        # pytest-xdist: the README's test command runs two workers.
-        "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.8"],
+        # pytest-xdist: the README's test command runs two workers; nbclient and
+        # ipykernel execute the Colab notebook.
+        "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.8", "nbclient>=0.10", "nbformat>=5.10",
+                 "ipykernel>=6.29"],
         # experiments.compare's plot.
         "compare": ["matplotlib>=3.8"],
         "tpu": ["jax[tpu]>=0.6"],
