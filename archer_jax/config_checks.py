@@ -77,6 +77,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         if config.task not in lmrl_gym.TASKS:
             raise ConfigError(f"config.data.source = 'lmrl_gym' has no data for config.task = {config.task!r}: "
                               f"use it with one of {tuple(lmrl_gym.TASKS)}, or 'simulated'")
+    _check_privileged(config)
     if config.critic.pooling not in ("pooled", "mean"):
         raise ConfigError(f"config.critic.pooling = {config.critic.pooling!r}: choose 'pooled' or 'mean'")
     if config.env.oracle not in ("kb", "lm"):
@@ -96,6 +97,24 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.{role}.dtype = {model.dtype!r}: choose one of {_DTYPES}")
         if model.checkpoint:
             _check_checkpoint(f"{role}.checkpoint", model.checkpoint)
+
+
+def _check_privileged(config: ml_collections.ConfigDict) -> None:
+    """config.critic.privileged_len: a token count, for an algorithm whose utterance
+    critic only trains (never acts)."""
+    length = config.critic.privileged_len
+    if not isinstance(length, int) or isinstance(length, bool) or length < 0:
+        raise ConfigError(f"config.critic.privileged_len = {length!r}: a number of tokens >= 0 (0 = a critic of the "
+                          "conversation alone)")
+    if not length:
+        return
+    algorithm = algorithms.ALGORITHMS[config.algorithm]
+    if not algorithm.critic:
+        raise ConfigError(f"config.critic.privileged_len = {length}: config.algorithm = {config.algorithm!r} has no "
+                          "utterance-level critic to read the hidden state; set it to 0")
+    if config.algorithm == "chai":
+        raise ConfigError(f"config.critic.privileged_len = {length}: CHAI's critic picks what the agent says, which "
+                          "must not depend on what the environment hides; set it to 0")
 
 
 def _check_checkpoint(field: str, checkpoint: str) -> None:
@@ -121,6 +140,7 @@ def check_context_lengths(config: ml_collections.ConfigDict, actor_max_positions
     if critic_max_positions is not None and critic_need > critic_max_positions:
         raise ConfigError(
             f"the critic reads {critic_need} tokens (config.tokens.obs_len"
+            f"{' + config.critic.privileged_len' if config.critic.privileged_len else ''}"
             f"{' + config.tokens.action_len with config.critic.joint' if config.critic.joint else ''}"
             f"{' + 1 BOS' if bridge_extra else ''}), more than its context of {critic_max_positions} positions; "
             "lower config.tokens.obs_len")
@@ -139,6 +159,7 @@ def check_observation_window(config: ml_collections.ConfigDict, one_turn: int) -
 
 def critic_length(config: ml_collections.ConfigDict) -> int:
     """The longest token sequence the critic's encoder reads."""
+    obs = config.tokens.obs_len + config.critic.privileged_len
     if config.critic.joint:
-        return config.tokens.obs_len + config.tokens.action_len
-    return max(config.tokens.obs_len, config.tokens.action_len)
+        return obs + config.tokens.action_len
+    return max(obs, config.tokens.action_len)

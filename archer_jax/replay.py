@@ -41,6 +41,11 @@ class Transitions:
     # one value per episode from the rows with turn 0.
     episode_return: jax.Array  # [N] float32
     turn: jax.Array  # [N] int32
+    # What the environment hides in the turn's episode (``env.hidden``: the item, the
+    # city), left-padded, for a critic that reads it (``config.critic.privileged_len``);
+    # None when no critic does. Training-time information: the actor never reads it.
+    hidden: jax.Array | None = None  # [N, H] int32
+    hidden_mask: jax.Array | None = None  # [N, H] bool
 
     @property
     def num_rows(self) -> int:
@@ -68,6 +73,8 @@ class ReplayBuffer:
     turn: jax.Array  # [C] int32
     ptr: jax.Array  # int32 scalar: the next row to write
     size: jax.Array  # int32 scalar: rows filled, at most C
+    hidden: jax.Array | None = None  # [C, H] int32, or None (``Transitions.hidden``)
+    hidden_mask: jax.Array | None = None  # [C, H] bool
 
     @property
     def capacity(self) -> int:
@@ -78,8 +85,14 @@ class ReplayBuffer:
         """Every row (filled or not) as one Transitions struct."""
         return Transitions(**{name: getattr(self, name) for name in TRANSITION_FIELDS})
 
+    @property
+    def hidden_len(self) -> int:
+        """H, the hidden text's tokens per row (0: the buffer keeps none)."""
+        return 0 if self.hidden is None else self.hidden.shape[1]
+
     @classmethod
-    def create(cls, capacity: int, obs_len: int, action_len: int) -> ReplayBuffer:
+    def create(cls, capacity: int, obs_len: int, action_len: int, hidden_len: int = 0) -> ReplayBuffer:
+        """An empty buffer; ``hidden_len`` > 0 adds the hidden-text columns."""
         def ids(length: int) -> jax.Array:
             return jnp.zeros((capacity, length), jnp.int32)
 
@@ -97,6 +110,8 @@ class ReplayBuffer:
             turn=jnp.zeros((capacity,), jnp.int32),
             ptr=jnp.zeros((), jnp.int32),
             size=jnp.zeros((), jnp.int32),
+            hidden=ids(hidden_len) if hidden_len else None,
+            hidden_mask=mask(hidden_len) if hidden_len else None,
         )
 
 
@@ -115,9 +130,10 @@ def buffer_shardings(buffer: ReplayBuffer, mesh: Mesh,
 
 
 def create_sharded(capacity: int, obs_len: int, action_len: int, mesh: Mesh,
-                   rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> tuple[ReplayBuffer, ReplayBuffer]:
+                   rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
+                   hidden_len: int = 0) -> tuple[ReplayBuffer, ReplayBuffer]:
     """An empty buffer materialised straight into its sharded layout, and its shardings."""
-    make = lambda: ReplayBuffer.create(capacity, obs_len, action_len)  # noqa: E731
+    make = lambda: ReplayBuffer.create(capacity, obs_len, action_len, hidden_len)  # noqa: E731
     shardings = buffer_shardings(jax.eval_shape(make), mesh, rules)
     return jax.jit(make, out_shardings=shardings)(), shardings
 
@@ -136,6 +152,11 @@ def insert(buffer: ReplayBuffer, batch: Transitions, valid: jax.Array | None = N
     # Row shapes and dtypes must match the buffer's: a scatter would cast silently.
     for name in TRANSITION_FIELDS:
         want, got = getattr(buffer, name), getattr(batch, name)
+        if want is None or got is None:
+            if (want is None) != (got is None):
+                raise ValueError(f"insert: the buffer {'keeps no' if want is None else 'needs the'} field '{name}' "
+                                 f"and the batch {'has it' if want is None else 'has none'}")
+            continue
         if got.shape != (rows_in, *want.shape[1:]) or got.dtype != want.dtype:
             raise ValueError(f"insert: batch field '{name}' is {got.dtype}{list(got.shape)}, "
                              f"the buffer needs {want.dtype}{[rows_in, *want.shape[1:]]}")
@@ -182,14 +203,22 @@ def make_insert(shardings: ReplayBuffer, mesh: Mesh, rules: Sequence[tuple[str, 
     return insert_fn
 
 
+def hidden_ids(tokenizer: Any, hidden: Sequence[str], hidden_len: int, pad_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """What the environment hides (``env.hidden``), one text per row, as the ids a
+    privileged critic reads before the conversation: the text and a newline,
+    left-padded to ``hidden_len`` (its last tokens kept when longer)."""
+    return tokenization.encode_left(tokenizer, [f"{h}\n" for h in hidden], hidden_len, pad_id=pad_id)
+
+
 def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_len: int, action_len: int,
                  pad_id: int, terminator_ids: Sequence[int], mesh: Mesh,
-                 rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> ReplayBuffer:
+                 rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES, hidden_len: int = 0) -> ReplayBuffer:
     """A dataset's turns (texts: ``observation``, ``action``, ``next_observation``;
-    ``reward``, ``done``, ``mc_return``, ``episode_return``, ``turn``) tokenized once into a sharded device buffer of
-    exactly their rows (rounded up to the data-parallel devices), as ``insert`` stores
-    rollouts: observations left-padded and left-truncated, actions right-padded with
-    ``terminator_ids[:1]`` appended."""
+    ``reward``, ``done``, ``mc_return``, ``episode_return``, ``turn``; ``hidden`` when
+    ``hidden_len`` > 0) tokenized once into a sharded device buffer of exactly their rows
+    (rounded up to the data-parallel devices), as ``insert`` stores rollouts:
+    observations left-padded and left-truncated, actions right-padded with
+    ``terminator_ids[:1]`` appended, hidden texts as ``hidden_ids`` encodes them."""
     obs, obs_mask = tokenization.encode_left(tokenizer, transitions["observation"], obs_len, pad_id=pad_id)
     nxt, nxt_mask = tokenization.encode_left(tokenizer, transitions["next_observation"], obs_len, pad_id=pad_id)
     act, act_mask = tokenization.encode_right(tokenizer, transitions["action"], action_len, pad_id=pad_id,
@@ -200,9 +229,12 @@ def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_l
                        mc_return=np.asarray(transitions["mc_return"], np.float32),
                        episode_return=np.asarray(transitions["episode_return"], np.float32),
                        turn=np.asarray(transitions["turn"], np.int32))
+    if hidden_len:
+        hidden, hidden_mask = hidden_ids(tokenizer, transitions["hidden"], hidden_len, pad_id)
+        rows = rows.replace(hidden=hidden, hidden_mask=hidden_mask)
     devices = mesh.shape["data"] * mesh.shape["fsdp"]
     capacity = -(-len(obs) // devices) * devices
-    buffer, shardings = create_sharded(capacity, obs_len, action_len, mesh, rules)
+    buffer, shardings = create_sharded(capacity, obs_len, action_len, mesh, rules, hidden_len)
     return make_insert(shardings, mesh, rules)(buffer, rows)
 
 

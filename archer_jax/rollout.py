@@ -18,6 +18,7 @@ from typing import Any
 import jax
 import numpy as np
 
+from archer_jax import replay
 from archer_jax.data import tokenization
 from archer_jax.envs.base import BatchedEnv
 from archer_jax.sampling import Generation
@@ -57,7 +58,7 @@ class RolloutRunner:
     """Plays batches of conversations with the current policy."""
 
     def __init__(self, env: BatchedEnv, policy: PolicyFn, tokenizer: Any, *, obs_len: int, terminator: str,
-                 pad_id: int, gamma: float, max_turns: int):
+                 pad_id: int, gamma: float, max_turns: int, hidden_len: int = 0):
         self.env = env
         self.policy = policy
         self.tokenizer = tokenizer
@@ -66,6 +67,9 @@ class RolloutRunner:
         self.pad_id = pad_id
         self.gamma = gamma
         self.max_turns = max_turns
+        # > 0: every row also carries its episode's hidden text (``replay.hidden_ids``)
+        # for a privileged critic; the policy never reads it.
+        self.hidden_len = hidden_len
 
     def with_policy(self, policy: PolicyFn) -> RolloutRunner:
         """The same runner (environments, tokenizer, lengths) acting with ``policy``."""
@@ -111,6 +115,13 @@ class RolloutRunner:
         successes = np.asarray(self.env.successes, bool).copy()
         return self._package(fields, np.asarray(valid), returns, successes, lengths, observations)
 
+    def _hidden_rows(self, t_real: int) -> dict[str, np.ndarray]:
+        """Each episode's hidden text, as ids, repeated on every turn row [t_real, B, H]."""
+        if not self.hidden_len:
+            return {}
+        ids, mask = replay.hidden_ids(self.tokenizer, self.env.hidden, self.hidden_len, self.pad_id)
+        return {name: np.broadcast_to(x, (t_real, *x.shape)) for name, x in (("hidden", ids), ("hidden_mask", mask))}
+
     def _package(self, fields: dict[str, list[np.ndarray]], valid: np.ndarray, returns: np.ndarray,
                  successes: np.ndarray, lengths: np.ndarray, final_obs: Sequence[str]) -> Rollout:
         t_real, b = valid.shape
@@ -119,6 +130,7 @@ class RolloutRunner:
         stacked["mc_return"] = discounted_returns(stacked["reward"], valid, self.gamma)
         stacked["episode_return"] = np.broadcast_to(returns, (t_real, b)).astype(np.float32)
         stacked["turn"] = np.broadcast_to(np.arange(t_real, dtype=np.int32)[:, None], (t_real, b))
+        stacked.update(self._hidden_rows(t_real))
         valid = np.concatenate([valid, np.zeros((pad_turns, b), bool)])
         out = {}
         for k, v in stacked.items():

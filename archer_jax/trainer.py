@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -109,13 +110,17 @@ class Run:
 
 def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: Path, task: Any) -> Any:
     """The checkpoint's tokenizer, or (from scratch) a word tokenizer built from the
-    task's own text once and kept in the workdir so a resumed run keeps its ids."""
+    task's own text once (with what the environment hides, for a privileged critic)
+    and kept in the workdir so a resumed run keeps its ids."""
     if config.actor.checkpoint:
         return registry.load_tokenizer(config.actor.checkpoint)
     folder = workdir / "tokenizer"
     if (folder / "tokenizer.json").exists():
         return transformers.AutoTokenizer.from_pretrained(str(folder))
-    tokenizer = tokenization.build_word_tokenizer(task.corpus(config.env))
+    corpus = task.corpus(config.env)
+    if config.critic.privileged_len and hasattr(task, "hidden_texts"):  # the privileged critic's words too
+        corpus = itertools.chain(corpus, task.hidden_texts(config.env))
+    tokenizer = tokenization.build_word_tokenizer(corpus)
     tokenizer.save_pretrained(str(folder))
     return tokenizer
 
@@ -204,10 +209,10 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
         baseline_tx=archer.baseline_optimizer(config) if baseline is not None else None)
     capacity = _round_up(config.archer.capacity, mesh.shape["data"] * mesh.shape["fsdp"])
     buffer, buffer_shardings = replay.create_sharded(capacity, config.tokens.obs_len, config.tokens.action_len,
-                                                     mesh, rules)
+                                                     mesh, rules, config.critic.privileged_len)
 
     checkpointer = checkpointing.Checkpointer(workdir, read_only=read_only, config_hints={
-        "buffer": "config.archer.capacity or config.tokens.* changed",
+        "buffer": "config.archer.capacity, config.tokens.* or config.critic.privileged_len changed",
         "state/actor_params": "config.actor.* (model size or checkpoint) changed",
         "state/critic_params": _CRITIC_HINT,
         "state/target_critic_params": _CRITIC_HINT,
@@ -228,7 +233,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     env = task.make_env(config.env, config.archer.rollout_batch, oracle=oracle)
     runner = rollout.RolloutRunner(env, policy, tokenizer,
                                    obs_len=config.tokens.obs_len, terminator=config.tokens.terminator,
-                                   pad_id=pad_id, gamma=config.archer.gamma, max_turns=config.env.max_turns)
+                                   pad_id=pad_id, gamma=config.archer.gamma, max_turns=config.env.max_turns,
+                                   hidden_len=config.critic.privileged_len)
     logger = metrics.MetricsLogger(workdir, total_iterations=config.archer.iterations,
                                    enabled=jax.process_index() == 0)
     return Run(config, workdir, mesh, task, tokenizer, actor, critic, baseline, hp, state, state_shardings, buffer,

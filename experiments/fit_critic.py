@@ -109,7 +109,7 @@ def fit(run: Any, steps: int, read_every: int, batch_size: int, lr: float, holdo
     tx = train_state.make_optimizer(lr, run.config.critic.max_grad_norm)
 
     def loss_fn(params: Any, batch: replay.Transitions) -> jax.Array:
-        obs, obs_mask = bridge(batch.obs, batch.obs_mask)
+        obs, obs_mask = archer.critic_view(bridge, batch.obs, batch.obs_mask, batch.hidden, batch.hidden_mask)
         act, act_mask = bridge(batch.action, batch.action_mask)
         return regression_loss(critic.apply({"params": params}, obs, obs_mask, act, act_mask), batch.mc_return)
 

@@ -60,7 +60,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from archer_jax import critic_probe
+from archer_jax import critic_probe, replay
+from archer_jax.algorithms import archer
 from archer_jax.data import tokenization
 from experiments import run as run_cli  # defines --config and --workdir, resolves config paths
 from experiments.run_folder import RUN_INFO_FILE, recorded_config_args
@@ -211,17 +212,23 @@ def critic_scores(run: Any, states: States, tokens: Any, mask: Any, k: int) -> t
     actor's advantage reads it), through the run's token bridge."""
 
     @jax.jit
-    def score(params, obs, obs_mask, act, act_mask):
-        obs, obs_mask = run.bridge(obs, obs_mask)
+    def score(params, obs, obs_mask, act, act_mask, hidden, hidden_mask):
+        obs, obs_mask = archer.critic_view(run.bridge, obs, obs_mask, hidden, hidden_mask)
         act, act_mask = run.bridge(act, act_mask)
         out = run.critic.apply({"params": params}, obs, obs_mask, act, act_mask)
         return jnp.minimum(out.q1, out.q2), jnp.minimum(out.v1, out.v2)
 
     b = run.runner.env.batch_size
     obs, obs_mask = np.repeat(states.obs, k, axis=0), np.repeat(states.obs_mask, k, axis=0)
+    hidden = hidden_mask = None  # a privileged critic also reads each state's hidden item
+    if run.runner.hidden_len:
+        hidden, hidden_mask = replay.hidden_ids(run.tokenizer, np.repeat(states.hidden, k), run.runner.hidden_len,
+                                                run.hp.pad_id)
     q, v = [], []
     for rows, keep in _chunks(len(obs), b):
-        qs, vs = jax.device_get(score(run.state.critic_params, obs[rows], obs_mask[rows], tokens[rows], mask[rows]))
+        h = (None, None) if hidden is None else (hidden[rows], hidden_mask[rows])
+        qs, vs = jax.device_get(score(run.state.critic_params, obs[rows], obs_mask[rows], tokens[rows], mask[rows],
+                                      *h))
         q.append(qs[:keep])
         v.append(vs[:keep])
     q, v = np.concatenate(q).reshape(-1, k), np.concatenate(v).reshape(-1, k)

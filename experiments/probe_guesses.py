@@ -257,6 +257,11 @@ def main(argv: list[str]) -> None:
     if _KL_COEF.value is not None and _KL_COEF.value < 0:
         probe_critic.fail(f"--kl_coef={_KL_COEF.value}: must be >= 0")
     run = probe_critic.open_run()
+    if run.runner.hidden_len:
+        run.checkpointer.close()
+        probe_critic.fail(f"config.critic.privileged_len = {run.runner.hidden_len}: this run's critic also reads the "
+                          "hidden city, and this probe scores guesses for a critic of the conversation alone; use "
+                          "python -m experiments.probe_critic, which gives the critic each state's hidden item")
     try:
         summary, details = probe(run, tasks.get(run.config.task).table, _GAMES.value, _TRAIN_STEPS.value,
                                  _TRAIN_EVERY.value, _KL_COEF.value, _TRAIN_ON.value)

@@ -136,6 +136,23 @@ def _sample_actions(actor: nn.Module, params: Any, batch: replay.Transitions, rn
                              max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
 
 
+def critic_view(bridge: Bridge, obs: jax.Array, obs_mask: jax.Array, hidden: jax.Array | None = None,
+                hidden_mask: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
+    """A state as the critic reads it, in its vocabulary: the observation, preceded by
+    what the environment hides (``hidden`` [B, H], a privileged critic's input) when
+    given.
+
+    A critic Q(h, s, a) of the history h and the hidden state s keeps the actor's
+    gradient unbiased: the rollouts draw s from its posterior given h, and E over s of
+    Q(h, s, a) is the history critic's Q(h, a) (Baisero and Amato, AAMAS 2022). The
+    actor never reads ``hidden``. Both halves are left-padded; the gap between them is
+    masked (positions and pooling come from the mask).
+    """
+    if hidden is not None:
+        obs, obs_mask = jnp.concatenate([hidden, obs], axis=1), jnp.concatenate([hidden_mask, obs_mask], axis=1)
+    return bridge(obs, obs_mask)
+
+
 def best_of_k(actor: nn.Module, critic: nn.Module, actor_params: Any, critic_params: Any, obs: jax.Array,
               obs_mask: jax.Array, rng: jax.Array, temperature: jax.Array | float, *, k: int, hp: ArcherHParams,
               bridge: Bridge) -> sampling.Generation:
@@ -162,14 +179,16 @@ def _critic_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
     k_batch, k_action = jax.random.split(step_key(state))
     batch = sample_batch(buffer, k_batch, hp.critic_batch_size, mesh, rules)
     if hp.candidates > 1:
+        if batch.hidden is not None:  # best_of_k picks what the agent says: it must not read the hidden state
+            raise ValueError("CHAI's best-of-k acting (ArcherHParams.candidates > 1) cannot use a privileged critic")
         pi = best_of_k(actor, critic, state.actor_params, state.target_critic_params, batch.obs, batch.obs_mask,
                        k_action, hp.temperature, k=hp.candidates, hp=hp, bridge=bridge)
     else:
         pi = _sample_actions(actor, state.actor_params, batch, k_action, hp, hp.temperature)
 
-    obs, obs_mask = bridge(batch.obs, batch.obs_mask)
+    obs, obs_mask = critic_view(bridge, batch.obs, batch.obs_mask, batch.hidden, batch.hidden_mask)
     act, act_mask = bridge(batch.action, batch.action_mask)
-    next_obs, next_mask = bridge(batch.next_obs, batch.next_obs_mask)
+    next_obs, next_mask = critic_view(bridge, batch.next_obs, batch.next_obs_mask, batch.hidden, batch.hidden_mask)
     pi_act, pi_mask = bridge(pi.tokens, pi.mask)
     target = {"params": state.target_critic_params}
     # V_i(s) regresses on the TARGET Q_i of an utterance the current actor would say.
@@ -214,7 +233,9 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
                            max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
 
     # The ONLINE critic scores every fresh utterance (no normalisation).
-    c_obs, c_obs_mask = bridge(obs, obs_mask)
+    hidden = (None, None) if batch.hidden is None else replay.constrain_batch(
+        (jnp.repeat(batch.hidden, k, axis=0), jnp.repeat(batch.hidden_mask, k, axis=0)), mesh, rules)
+    c_obs, c_obs_mask = critic_view(bridge, obs, obs_mask, *hidden)
     pi_act, pi_mask = bridge(pi.tokens, pi.mask)
     values = critic.apply({"params": state.critic_params}, c_obs, c_obs_mask, pi_act, pi_mask)
     q = jnp.minimum(values.q1, values.q2)
@@ -299,7 +320,7 @@ def critic_scores(state: ArcherState, batch: replay.Transitions, *, critic: nn.M
                   bridge: Bridge) -> tuple[jax.Array, jax.Array]:
     """(min(Q1, Q2)(s, a), min(V1, V2)(s)) of the ONLINE critic on a batch of
     transitions, [B] each: what the actor phase would read."""
-    obs, obs_mask = bridge(batch.obs, batch.obs_mask)
+    obs, obs_mask = critic_view(bridge, batch.obs, batch.obs_mask, batch.hidden, batch.hidden_mask)
     act, act_mask = bridge(batch.action, batch.action_mask)
     out = critic.apply({"params": state.critic_params}, obs, obs_mask, act, act_mask)
     return jnp.minimum(out.q1, out.q2), jnp.minimum(out.v1, out.v2)

@@ -43,9 +43,10 @@ def offline_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
                  rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> tuple[ArcherState, Metrics]:
     """One IQL critic step and one AWR actor step on one minibatch of dataset turns."""
     batch = archer.sample_batch(buffer, step_key(state), batch_size, mesh, rules)
-    obs, obs_mask = bridge(batch.obs, batch.obs_mask)
+    obs, obs_mask = archer.critic_view(bridge, batch.obs, batch.obs_mask, batch.hidden, batch.hidden_mask)
     act, act_mask = bridge(batch.action, batch.action_mask)
-    next_obs, next_mask = bridge(batch.next_obs, batch.next_obs_mask)
+    next_obs, next_mask = archer.critic_view(bridge, batch.next_obs, batch.next_obs_mask, batch.hidden,
+                                             batch.hidden_mask)
     target = {"params": state.target_critic_params}
     target_data = critic.apply(target, obs, obs_mask, act, act_mask)  # Qbar_i(s, a_data)
     target_v1_next, target_v2_next = critic.apply(target, next_obs, next_mask, method="values")

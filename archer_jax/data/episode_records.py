@@ -159,6 +159,7 @@ class Transition(NamedTuple):
     mc_return: float
     episode_return: float  # undiscounted sum of the episode's rewards
     turn: int  # index of the turn in its episode (0 = first)
+    hidden: str  # what the episode hides (its item, city, ...): a privileged critic's input
 
 
 def episode_transitions(episode: Episode, gamma: float) -> list[Transition]:
@@ -175,13 +176,14 @@ def episode_transitions(episode: Episode, gamma: float) -> list[Transition]:
     return [
         Transition(observation=observations[t], action=actions[t], reward=float(rewards[t]),
                    next_observation=observations[t + 1], done=t == len(actions) - 1,
-                   mc_return=float(returns[t]), episode_return=float(np.sum(rewards)), turn=t)
+                   mc_return=float(returns[t]), episode_return=float(np.sum(rewards)), turn=t,
+                   hidden=episode["hidden"])
         for t in range(len(actions))
     ]
 
 
 def transition_columns(episodes: Iterable[Episode], gamma: float) -> dict[str, list]:
     """Every turn of `episodes` as columns named like `Transition`'s fields
-    (observation, action, reward, next_observation, done, mc_return, episode_return, turn)."""
+    (observation, action, reward, next_observation, done, mc_return, episode_return, turn, hidden)."""
     rows = [t for episode in episodes for t in episode_transitions(episode, gamma)]
     return {field: [getattr(t, field) for t in rows] for field in Transition._fields}

@@ -71,6 +71,10 @@ class Task(Protocol):
       oracle_format: how an LM oracle is prompted and read (``lm_oracle``), or None when
         the task has no oracle.
       lmrl_gym: the title of the task's LMRL-Gym dataset (``data.lmrl_gym``), or None.
+
+    Optional: ``hidden_texts(env_config) -> list[str]``, every text ``env.hidden`` can
+    hold, which a from-scratch tokenizer adds to ``corpus`` when the critic reads it
+    (``config.critic.privileged_len``).
     """
 
     name: str

@@ -300,6 +300,10 @@ class QuestionGame:
             for question, answer in zip(questions, answers):
                 yield format_turn(question, answer)
 
+    def hidden_texts(self, env_config: Mapping[str, Any]) -> list[str]:
+        """Every text ``env.hidden`` can hold: the items (``envs.base.Task``)."""
+        return list(self.game(env_config).items)
+
     def one_turn_observation(self, env_config: Mapping[str, Any]) -> str:
         """The header, the shortest pooled question and the oracle's answer to it about
         the first hidden item."""

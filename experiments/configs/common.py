@@ -93,6 +93,12 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     c.critic.joint = False  # Q encodes obs ++ action together (True) or apart (False, as the paper)
     c.critic.lr = hp["critic_lr"]  # Adam learning rate of the critic (encoder and heads)
     c.critic.max_grad_norm = 1.0  # global-norm gradient clipping
+    # > 0: an asymmetric critic Q(h, s, a) that also reads what the environment hides
+    # (env.hidden: the item, the city), this many tokens of it before the conversation.
+    # Training-time information: the actor never reads it, and the policy gradient stays
+    # unbiased (E over s given h of Q(h, s, a) = Q(h, a)). 0 = the paper's critic of the
+    # conversation alone. Not with 'chai', whose critic picks what the agent says.
+    c.critic.privileged_len = 0
 
     c.data = ml_collections.ConfigDict()
     c.data.source = "simulated"  # BC data: 'simulated' (scripted players) | 'lmrl_gym' (LMRL-Gym's JSON)
@@ -191,7 +197,7 @@ def _demo(c: ml_collections.ConfigDict, presets: TaskPresets) -> None:
     # scratch learns state values but barely ranks utterances within a state
     # (docs/research_log.md).
     # The dims serve --config.critic.kind=roberta (with --config.critic.pooling=mean).
-    c.critic = _model("actor", "", num_layers=2, hidden_size=64, num_heads=4, mlp_dim=128)
+    c.critic.update(_model("actor", "", num_layers=2, hidden_size=64, num_heads=4, mlp_dim=128))
     c.critic.pooling = "pooled"
     c.critic.joint = True
     c.critic.lr = 3e-4
@@ -239,7 +245,7 @@ def _demo(c: ml_collections.ConfigDict, presets: TaskPresets) -> None:
 def _smoke(c: ml_collections.ConfigDict) -> None:
     # The tests' default path is the paper's: a RoBERTa critic of its own (the critic of
     # kind 'actor', the KL anchor and greedy rollouts have tests of their own).
-    c.critic = _model("roberta", "", num_layers=1, hidden_size=32, num_heads=2, mlp_dim=64)
+    c.critic.update(_model("roberta", "", num_layers=1, hidden_size=32, num_heads=2, mlp_dim=64))
     c.critic.update(pooling="mean", joint=True, lr=3e-4, max_grad_norm=1.0)
     c.archer.update(greedy_rollouts=0.0, temperature=1.0, actor_temperature=1.0, kl_coef=0.0, forward_kl_coef=0.0, actor_samples=1)
     c.env.num_items = 0
