@@ -179,6 +179,8 @@ def build_actor(config: ml_collections.ConfigDict, tokenizer: Any, mesh: jax.sha
         loaded = load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
         return loaded.module, loaded.params
     positions = config.tokens.obs_len + config.tokens.action_len
+    if config.critic.kind == "actor":  # the critic of the actor's architecture also reads the hidden text
+        positions += config.critic.privileged_len
     if c.kind == "gpt2":
         cfg = gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_embd=c.n_embd, n_layer=c.n_layer,
                               n_head=c.n_head, dtype=dtype)
