@@ -22,6 +22,7 @@ writes a final checkpoint and exits.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import logging
@@ -73,6 +74,15 @@ def abstract_tree(tree: Any) -> Any:
         return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
 
     return jax.tree.map(one, tree)
+
+
+def _stored_columns(buffer: Any) -> Any:
+    """The buffer as it is written: a dataclass buffer (``replay.ReplayBuffer``) as the
+    dict of the fields it keeps, without the optional columns it does not (None), so
+    a checkpoint written before a column existed restores into a buffer without it."""
+    if not dataclasses.is_dataclass(buffer):
+        return buffer
+    return {f.name: getattr(buffer, f.name) for f in dataclasses.fields(buffer) if getattr(buffer, f.name) is not None}
 
 
 def _key_name(entry: Any) -> str:
@@ -185,7 +195,7 @@ class Checkpointer:
             return False
         items = {"state": ocp.args.PyTreeSave(state), "progress": ocp.args.JsonSave(progress)}
         if buffer is not None:
-            items["buffer"] = ocp.args.PyTreeSave(buffer)
+            items["buffer"] = ocp.args.PyTreeSave(_stored_columns(buffer))
         return bool(self._manager.save(step, args=ocp.args.Composite(**items)))
 
     def wait(self) -> None:
@@ -236,7 +246,7 @@ class Checkpointer:
         abstract_buffer = None if abstract_buffer is None else abstract_tree(abstract_buffer)
         wanted = {"state": abstract_state}
         if abstract_buffer is not None:
-            wanted["buffer"] = abstract_buffer
+            wanted["buffer"] = _stored_columns(abstract_buffer)
         unreadable: list[tuple[int, Exception]] = []
         for step in steps:
             try:
@@ -256,7 +266,11 @@ class Checkpointer:
                 continue
             if unreadable:
                 self._set_aside(unreadable, step)
-            buffer = restored["buffer"] if abstract_buffer is not None else None
+            buffer = None
+            if abstract_buffer is not None:
+                buffer = restored["buffer"]
+                if dataclasses.is_dataclass(abstract_buffer):
+                    buffer = dataclasses.replace(abstract_buffer, **buffer)
             return step, restored["state"], buffer, dict(restored["progress"] or {})
         listed = "\n".join(f"  {self.directory / str(step)}: {type(e).__name__}: {str(e)[:300]}"
                            for step, e in unreadable)

@@ -10,11 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
 import pytest
 from flax import struct
 from jax.sharding import NamedSharding, PartitionSpec
 
-from archer_jax import checkpointing, sharding
+from archer_jax import checkpointing, replay, sharding
 
 
 @struct.dataclass
@@ -84,6 +85,52 @@ def test_sharded_round_trip(tmp_path, mesh):
     _assert_same(got_state, keep_state)
     _assert_same(got_buffer, keep_buffer)
     assert got_state.params["w"].sharding.spec == PartitionSpec(("data", "fsdp"), "tensor")
+
+
+@struct.dataclass
+class BufferBeforeHiddenColumns:
+    """The replay buffer's fields before the optional hidden-text columns existed."""
+
+    obs: jax.Array
+    obs_mask: jax.Array
+    action: jax.Array
+    action_mask: jax.Array
+    next_obs: jax.Array
+    next_obs_mask: jax.Array
+    reward: jax.Array
+    done: jax.Array
+    mc_return: jax.Array
+    episode_return: jax.Array
+    turn: jax.Array
+    ptr: jax.Array
+    size: jax.Array
+
+
+def test_a_buffer_without_its_optional_columns_round_trips_and_one_written_before_they_existed_restores(
+        tmp_path, mesh):
+    """Optional columns (None) are not written; a checkpoint written by the code before
+    they existed (the dataclass as it then was, saved as is) restores into today's buffer."""
+    buffer, _ = replay.create_sharded(16, 6, 4, mesh)
+    buffer = buffer.replace(reward=buffer.reward + 1.5, size=jnp.int32(9))
+    privileged, _ = replay.create_sharded(16, 6, 4, mesh, hidden_len=3)
+    privileged = privileged.replace(hidden=privileged.hidden + 7)
+    state = _state(mesh)
+    for folder, saved in (("now", buffer), ("hidden", privileged)):
+        with checkpointing.Checkpointer(tmp_path / folder, async_save=False) as ckpt:
+            ckpt.save(1, state=state, buffer=saved, progress={})
+        with checkpointing.Checkpointer(tmp_path / folder) as ckpt:
+            _, _, got, _ = ckpt.restore_latest(checkpointing.abstract_tree(state), checkpointing.abstract_tree(saved))
+        assert isinstance(got, replay.ReplayBuffer) and got.hidden_len == saved.hidden_len
+        _assert_same(got, saved)
+    old = BufferBeforeHiddenColumns(**{f: getattr(buffer, f) for f in BufferBeforeHiddenColumns.__dataclass_fields__})
+    with checkpointing.Checkpointer(tmp_path / "old", async_save=False) as ckpt:
+        ckpt._manager.save(1, args=ocp.args.Composite(state=ocp.args.PyTreeSave(state),  # the old code's save
+                                                      buffer=ocp.args.PyTreeSave(old),
+                                                      progress=ocp.args.JsonSave({})))
+    with checkpointing.Checkpointer(tmp_path / "old") as ckpt:
+        _, _, got, _ = ckpt.restore_latest(checkpointing.abstract_tree(state), checkpointing.abstract_tree(buffer))
+    assert got.hidden is None and int(got.size) == 9
+    _assert_same(got, buffer)
 
 
 def test_keeps_max_to_keep_and_skips_buffer(tmp_path, mesh):
