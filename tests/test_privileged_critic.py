@@ -179,3 +179,20 @@ def test_a_privileged_run_trains_and_its_critic_is_probed_with_each_states_item(
     finally:
         run.checkpointer.close()
     assert summary["states"] == 2 and len(details) == 2
+
+
+def test_the_subset_demos_critic_reads_every_hidden_object_whole():
+    """The Subset demo sets ``privileged_len``: with the tokenizer its run builds, each
+    of the ten objects and its newline fit the window (none cut, none unknown), and the
+    config passes the checks a run makes."""
+    config = twenty_questions_subset.get_config("demo")
+    assert config.critic.privileged_len > 0
+    config_checks.check_config(config)
+    task = tasks.get(config.task)
+    items = list(task.hidden_texts(config.env))
+    tok = tokenization.build_word_tokenizer(list(task.corpus(config.env)) + items)
+    ids, mask = replay.hidden_ids(tok, items, config.critic.privileged_len, PAD)
+    unk = tok.unk_token_id
+    for item, row, keep in zip(items, ids, mask):
+        whole = tok(f"{item}\n", add_special_tokens=False)["input_ids"]
+        assert unk not in whole and list(row[keep.astype(bool)]) == whole, item

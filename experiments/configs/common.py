@@ -38,7 +38,8 @@ class TaskPresets:
     game and length, sized so that tiny models trained from scratch fit the command's
     CPU budget (15 minutes; 30 for the full Twenty Questions): hidden items (0 = all),
     turn cap, observation tokens (a whole dialogue at the turn cap, so both networks
-    can tell how many turns are left) and ArCHer iterations.
+    can tell how many turns are left), ArCHer iterations, the critic's privileged tokens
+    (``critic.privileged_len``; 0 = the paper's critic) and actor steps per iteration.
     """
 
     paper: Mapping[str, float]
@@ -46,6 +47,8 @@ class TaskPresets:
     demo_turns: int
     demo_obs_len: int
     demo_iterations: int
+    demo_privileged_len: int = 0
+    demo_actor_epochs: int = 3
 
 
 def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collections.ConfigDict:
@@ -198,6 +201,7 @@ def _demo(c: ml_collections.ConfigDict, presets: TaskPresets) -> None:
     # (docs/research_log.md).
     # The dims serve --config.critic.kind=roberta (with --config.critic.pooling=mean).
     c.critic.update(_model("actor", "", num_layers=2, hidden_size=64, num_heads=4, mlp_dim=128))
+    c.critic.privileged_len = presets.demo_privileged_len
     c.critic.pooling = "pooled"
     c.critic.joint = True
     c.critic.lr = 3e-4
@@ -211,7 +215,7 @@ def _demo(c: ml_collections.ConfigDict, presets: TaskPresets) -> None:
     c.archer.rollout_batch = 32
     c.archer.capacity = 20_000
     c.archer.critic_epochs = 30
-    c.archer.actor_epochs = 3
+    c.archer.actor_epochs = presets.demo_actor_epochs
     c.archer.batch_size = 32
     c.archer.actor_batch_size = 16
     c.archer.warmup_iter = 15
@@ -246,7 +250,7 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
     # The tests' default path is the paper's: a RoBERTa critic of its own (the critic of
     # kind 'actor', the KL anchor and greedy rollouts have tests of their own).
     c.critic.update(_model("roberta", "", num_layers=1, hidden_size=32, num_heads=2, mlp_dim=64))
-    c.critic.update(pooling="mean", joint=True, lr=3e-4, max_grad_norm=1.0)
+    c.critic.update(pooling="mean", joint=True, lr=3e-4, max_grad_norm=1.0, privileged_len=0)
     c.archer.update(greedy_rollouts=0.0, temperature=1.0, actor_temperature=1.0, kl_coef=0.0, forward_kl_coef=0.0, actor_samples=1)
     c.env.num_items = 0
     c.tokens.obs_len = 48
