@@ -106,15 +106,18 @@ def _check_privileged(config: ml_collections.ConfigDict) -> None:
     if not isinstance(length, int) or isinstance(length, bool) or length < 0:
         raise ConfigError(f"config.critic.privileged_len = {length!r}: a number of tokens >= 0 (0 = a critic of the "
                           "conversation alone)")
-    if not length:
-        return
-    algorithm = algorithms.ALGORITHMS[config.algorithm]
-    if not algorithm.critic:
-        raise ConfigError(f"config.critic.privileged_len = {length}: config.algorithm = {config.algorithm!r} has no "
-                          "utterance-level critic to read the hidden state; set it to 0")
-    if config.algorithm == "chai":
-        raise ConfigError(f"config.critic.privileged_len = {length}: CHAI's critic picks what the agent says, which "
-                          "must not depend on what the environment hides; set it to 0")
+    if length and (why := privileged_unusable(config.algorithm)):
+        raise ConfigError(f"config.critic.privileged_len = {length}: {why}; set it to 0")
+
+
+def privileged_unusable(algorithm: str) -> str | None:
+    """Why ``algorithm`` cannot give its critic what the environment hides
+    (``config.critic.privileged_len``), or None when it can."""
+    if not algorithms.ALGORITHMS[algorithm].critic:
+        return f"config.algorithm = {algorithm!r} has no utterance-level critic to read the hidden state"
+    if algorithm == "chai":
+        return "CHAI's critic picks what the agent says, which must not depend on what the environment hides"
+    return None
 
 
 def _check_checkpoint(field: str, checkpoint: str) -> None:

@@ -81,6 +81,24 @@ def unknown_overrides(argv: list[str]) -> list[str]:
     return problems
 
 
+def drop_unusable_privileged(config, argv: list[str]) -> str | None:
+    """A config file may give the critic privileged tokens (the Subset demo does:
+    ``config.critic.privileged_len``); a run of an algorithm that cannot use them (CHAI,
+    whose critic acts, or one without an utterance critic) from that file gets 0, and the
+    note this returns. Set by a flag, the field is checked as any other, and refused."""
+    from archer_jax import algorithms, config_checks
+
+    if not config.critic.privileged_len or any(a.split("=", 1)[0] == "--config.critic.privileged_len" for a in argv):
+        return None
+    if config.algorithm not in algorithms.NAMES:
+        return None  # check_config names the valid algorithms
+    why = config_checks.privileged_unusable(config.algorithm)
+    if why is None:
+        return None
+    config.critic.privileged_len = 0
+    return f"note: config.critic.privileged_len set to 0 (the config file's value is for ArCHer's critic): {why}"
+
+
 def main(argv: list[str]) -> None:
     del argv
     if not flags.FLAGS["verbosity"].present:
@@ -96,6 +114,8 @@ def main(argv: list[str]) -> None:
     except trainer.USER_ERRORS as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
+    if note := drop_unusable_privileged(_CONFIG.value, _COMMAND_LINE or sys.argv):
+        print(note, file=sys.stderr)
     if jax.process_index() == 0:
         provenance.record_run(_WORKDIR.value, _CONFIG.value, _COMMAND_LINE or sys.argv)
     try:

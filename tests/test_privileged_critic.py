@@ -196,3 +196,26 @@ def test_the_subset_demos_critic_reads_every_hidden_object_whole():
     for item, row, keep in zip(items, ids, mask):
         whole = tok(f"{item}\n", add_special_tokens=False)["input_ids"]
         assert unk not in whole and list(row[keep.astype(bool)]) == whole, item
+
+
+@pytest.mark.parametrize("algorithm,kept", [("archer", 8), ("archer_baseline", 8), ("offline_archer", 8), ("chai", 0),
+                                            ("ppo", 0), ("filtered_bc", 0), ("bc", 0)])
+def test_the_subset_demo_gives_hidden_tokens_only_to_a_critic_that_only_trains(algorithm, kept):
+    """``run.py --config=twenty_questions_subset.py:demo --config.algorithm=A`` runs for
+    every A: the demo file's privileged tokens go to ArCHer's critics, and to no critic
+    that acts (CHAI) or is absent, with a note; set by a flag, the check refuses them."""
+    from experiments import run
+
+    config = twenty_questions_subset.get_config("demo")
+    config.algorithm = algorithm
+    note = run.drop_unusable_privileged(config, ["run.py", f"--config.algorithm={algorithm}"])
+    assert config.critic.privileged_len == kept
+    assert (note is None) == bool(kept)
+    config_checks.check_config(config)
+    config = twenty_questions_subset.get_config("demo")
+    config.algorithm = algorithm
+    assert run.drop_unusable_privileged(config, ["run.py", "--config.critic.privileged_len=8"]) is None
+    assert config.critic.privileged_len == 8
+    if not kept:
+        with pytest.raises(config_checks.ConfigError, match="config.critic.privileged_len = 8: .*set it to 0"):
+            config_checks.check_config(config)
