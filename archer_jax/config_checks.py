@@ -97,6 +97,24 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.{role}.dtype = {model.dtype!r}: choose one of {_DTYPES}")
         if model.checkpoint:
             _check_checkpoint(f"{role}.checkpoint", model.checkpoint)
+    _check_large_actor(config.actor)
+
+
+def _check_large_actor(actor: ml_collections.ConfigDict) -> None:
+    """config.actor's training options: stored dtype and LoRA (its targets are checked
+    against the model when it is built, ``registry.build_actor``)."""
+    if actor.get("param_dtype", "float32") not in _DTYPES:
+        raise ConfigError(f"config.actor.param_dtype = {actor.param_dtype!r}: choose one of {_DTYPES}")
+    rank = actor.get("lora_rank", 0)
+    if not isinstance(rank, int) or isinstance(rank, bool) or rank < 0:
+        raise ConfigError(f"config.actor.lora_rank = {rank!r}: a rank >= 0 (0 = no adapters, every weight trains)")
+    if rank:
+        alpha = actor.lora_alpha
+        if not isinstance(alpha, int | float) or isinstance(alpha, bool) or alpha <= 0:
+            raise ConfigError(f"config.actor.lora_alpha = {alpha!r}: must be a positive number")
+        if not actor.lora_targets or isinstance(actor.lora_targets, str):
+            raise ConfigError(f"config.actor.lora_targets = {actor.lora_targets!r}: a tuple of the actor's dense "
+                              "layer names, e.g. ('q_proj', 'v_proj')")
 
 
 def _check_privileged(config: ml_collections.ConfigDict) -> None:

@@ -94,6 +94,8 @@ def tree_shardings(abstract_tree: Any, mesh: Mesh, rules: Sequence[tuple[str, An
     def one(leaf: Any) -> NamedSharding:
         if isinstance(leaf, nn.Partitioned):
             value = leaf.value
+            if not hasattr(value, "shape"):  # a box around no array (an optimizer's MaskedNode of a frozen param)
+                return value
             return NamedSharding(mesh, logical_to_spec(leaf.names, value.shape, mesh, rules))
         return NamedSharding(mesh, PartitionSpec())
 

@@ -9,7 +9,7 @@ logical axes, ``sharding.tree_shardings`` maps them to the mesh, and one
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import flax
@@ -45,12 +45,49 @@ class ArcherState:
 
 
 def make_optimizer(learning_rate: float | optax.Schedule, max_grad_norm: float | None = 1.0,
-                   weight_decay: float = 0.0) -> optax.GradientTransformation:
-    """Adam (AdamW when ``weight_decay`` > 0) after global-norm clipping, as in ArCHer."""
+                   weight_decay: float = 0.0, *,
+                   trainable: Callable[[tuple[Any, ...]], bool] | None = None) -> optax.GradientTransformation:
+    """Adam (AdamW when ``weight_decay`` > 0) after global-norm clipping, as in ArCHer,
+    its moments in float32 whatever the params' dtype. ``trainable(path)``: only the
+    params whose ``jax.tree_util`` key path it accepts are updated (and clipped, and
+    have moments); the others get zero updates, so their gradients are dead code XLA
+    drops."""
     opt = optax.adamw(learning_rate, weight_decay=weight_decay) if weight_decay else optax.adam(learning_rate)
-    if max_grad_norm is None:
+    if max_grad_norm is not None:
+        opt = optax.chain(optax.clip_by_global_norm(max_grad_norm), opt)
+    opt = _float32_moments(opt)
+    if trainable is None:
         return opt
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), opt)
+
+    def labels(params: Any) -> Any:
+        return jax.tree_util.tree_map_with_path(lambda path, _: "train" if trainable(path) else "frozen", params)
+
+    return optax.multi_transform({"train": opt, "frozen": optax.set_to_zero()}, labels)
+
+
+def _float32_moments(inner: optax.GradientTransformation) -> optax.GradientTransformation:
+    """``inner`` on float32 copies of the gradients and params, so its state is float32
+    (bfloat16 params keep float32 moments); ``optax.apply_updates`` casts the updates
+    back to each param's dtype. A no-op for float32 params."""
+
+    def f32(tree: Any) -> Any:
+        return jax.tree.map(lambda x: x.astype(jnp.float32) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+    def init(params: Any) -> Any:
+        return inner.init(f32(params))
+
+    def update(updates: Any, state: Any, params: Any = None) -> tuple[Any, Any]:
+        return inner.update(f32(updates), state, None if params is None else f32(params))
+
+    return optax.GradientTransformation(init, update)
+
+
+def actor_optimizer(config: Any, learning_rate: float | None = None) -> optax.GradientTransformation:
+    """The optimizer of the actor's weights under ``config.actor`` (its lr unless
+    ``learning_rate``, its clipping): with ``lora_rank`` > 0 only the LoRA adapters train."""
+    actor = config.actor
+    return make_optimizer(actor.lr if learning_rate is None else learning_rate, actor.max_grad_norm,
+                          trainable=layers.is_adapter if actor.get("lora_rank", 0) else None)
 
 
 @jax.jit
@@ -96,6 +133,8 @@ def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *
     ids, mask = layers.token_init_inputs()
     if actor_params is None:
         actor_params = actor.init(k_actor, ids, mask)["params"]
+    elif _lacks_adapters(actor_params, actor):
+        actor_params = _overlay(actor.init(k_actor, ids, mask)["params"], actor_params)
     critic_params = critic.init(k_critic, ids, mask, ids, mask)["params"] if critic is not None else None
     if critic_encoder_params is not None:
         critic_params = {**critic_params, "encoder": critic_encoder_params}
@@ -114,6 +153,30 @@ def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *
         baseline_params=baseline_params,
         baseline_opt_state=baseline_tx.init(baseline_params) if baseline is not None else None,
     )
+
+
+def _paths(tree: Any) -> set[tuple[str, ...]]:
+    return {tuple(str(getattr(k, "key", k)) for k in path)
+            for path, _ in jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))[0]}
+
+
+def _lacks_adapters(params: Any, actor: nn.Module) -> bool:
+    lora = getattr(getattr(actor, "config", None), "lora", None)
+    return lora is not None and not any(layers.is_adapter(p) for p in _paths(params))
+
+
+def _overlay(fresh: Any, given: Any) -> Any:
+    """``fresh`` (a boxed random init) with every leaf ``given`` has replaced by it."""
+    flat = flax.traverse_util.flatten_dict(given)
+
+    def pick(path: tuple[Any, ...], leaf: Any) -> Any:
+        key = tuple(getattr(k, "key", k) for k in path)
+        if key not in flat:
+            return leaf
+        value = flat[key]
+        return leaf.replace_boxed(value) if isinstance(leaf, nn.Partitioned) else value
+
+    return jax.tree_util.tree_map_with_path(pick, fresh, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
 def create_state(
@@ -162,6 +225,11 @@ def create_state(
     for name, given, expected in (("actor_params", actor_params, abstract.actor_params),
                                   ("critic_encoder_params", critic_encoder_params,
                                    abstract.critic_params and abstract.critic_params["encoder"])):
+        if name == "actor_params" and given is not None and _lacks_adapters(given, actor):
+            # a base checkpoint under LoRA: the adapters start from their init
+            lacking = _paths(expected) - _paths(given)
+            if _paths(given) <= _paths(expected) and all(layers.is_adapter(p) for p in lacking):
+                continue
         if given is not None and jax.tree.structure(given) != jax.tree.structure(expected):
             raise ValueError(f"create_state: {name} do not match the model's param tree; "
                              f"expected {jax.tree.structure(expected)}, got {jax.tree.structure(given)}")

@@ -199,7 +199,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
         forward_kl_coef=config.archer.forward_kl_coef,
         stop_ids=tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id=pad_id)
 
-    actor_tx = train_state.make_optimizer(config.actor.lr, config.actor.max_grad_norm)
+    actor_tx = train_state.actor_optimizer(config)
     critic_tx = train_state.make_optimizer(config.critic.lr, config.critic.max_grad_norm)
     baseline = value_heads.TokenValue(lm=actor) if algorithm.token_value else None
     state, state_shardings = train_state.create_state(

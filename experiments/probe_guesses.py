@@ -196,7 +196,7 @@ def train_on_states(run: Any, prefixes: list[list[tuple[str, str]]], steps: int,
         raise probe_critic.ProbeError(f"--kl_coef={hp.kl_coef}: the run keeps no start policy to anchor to (it was "
                                       "trained with config.archer.kl_coef = 0); pass --kl_coef=0")
     c = run.config
-    tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
+    tx = train_state.actor_optimizer(c)
     step = jax.jit(functools.partial(archer._actor_step, actor=run.actor, critic=run.critic, hp=hp, bridge=run.bridge,
                                      tx=tx, mesh=None, rules=c.mesh.rules))
     buffer, state, out = run.buffer if on_buffer else states_buffer(run, prefixes), run.state, []

@@ -505,7 +505,7 @@ def stage(run: Any) -> Stage:
     c = run.config
 
     def start(done: int) -> Iterate:
-        actor_tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
+        actor_tx = train_state.actor_optimizer(c)
         critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
         baseline_tx = baseline_optimizer(c) if run.baseline is not None else None
         if done == 0:

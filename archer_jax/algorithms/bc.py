@@ -123,7 +123,7 @@ def stage(run: Any) -> Stage:
     (``config.bc``: iterations of ``steps`` updates, one jitted dispatch each)."""
     c = run.config
     hp = dataclasses.replace(run.hp, actor_batch_size=c.bc.batch_size)
-    tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
+    tx = train_state.actor_optimizer(c, c.bc.lr)
     return dataset_stage(run, "bc", lambda shardings: make_bc_phase(
         actor=run.actor, hp=hp, tx=tx, steps=c.bc.steps, state_shardings=run.state_shardings,
         buffer_shardings=shardings, mesh=run.mesh, rules=c.mesh.rules))

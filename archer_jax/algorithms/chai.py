@@ -51,7 +51,7 @@ def stage(run: Any) -> Stage:
         return runner, (run.state.actor_params, run.state.target_critic_params)
 
     def start(done: int) -> Iterate:
-        actor_tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)  # never steps
+        actor_tx = train_state.actor_optimizer(c)  # never steps
         critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
         if done == 0:
             archer.transform_state(run, functools.partial(archer.start_state, actor_tx=actor_tx, critic_tx=critic_tx,

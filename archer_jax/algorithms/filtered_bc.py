@@ -81,7 +81,7 @@ def stage(run: Any) -> Stage:
     c = run.config
 
     def start(done: int) -> Iterate:
-        tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
+        tx = train_state.actor_optimizer(c)
         if done == 0:  # BC's Adam moments (another learning rate) do not carry over
             archer.transform_state(run, lambda s: s.replace(actor_opt_state=tx.init(s.actor_params)))
         phase = make_filtered_bc_phase(
@@ -115,7 +115,7 @@ def offline_stage(run: Any) -> Stage:
     learning rate), on the dataset's episodes whose return reaches the
     (1 - ``config.filtered_bc.top_fraction``) quantile of the dataset's returns."""
     c = run.config
-    tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
+    tx = train_state.actor_optimizer(c, c.bc.lr)
     return bc.dataset_stage(run, "offline_filtered_bc", lambda shardings: make_filtered_bc_phase(
         actor=run.actor, batch_size=c.bc.batch_size, steps=c.bc.steps, top_fraction=c.filtered_bc.top_fraction,
         tx=tx, state_shardings=run.state_shardings, buffer_shardings=shardings, mesh=run.mesh, rules=c.mesh.rules))

@@ -100,7 +100,7 @@ def stage(run: Any) -> Stage:
     """Offline ArCHer on the episodes of ``config.data.source`` (``config.offline``;
     the budget of ``config.bc``)."""
     c = run.config
-    actor_tx = train_state.make_optimizer(c.bc.lr, c.actor.max_grad_norm)
+    actor_tx = train_state.actor_optimizer(c, c.bc.lr)
     critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
 
     def prepare() -> None:  # a critic of kind 'actor' reads with the actor's (initial) weights

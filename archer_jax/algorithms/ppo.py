@@ -220,7 +220,7 @@ def stage(run: Any) -> Stage:
                     reference=p.kl_coef > 0)
 
     def start(done: int) -> Iterate:
-        tx = train_state.make_optimizer(c.actor.lr, c.actor.max_grad_norm)
+        tx = train_state.actor_optimizer(c)
         value_tx = archer.baseline_optimizer(c)
         if done == 0:
             run.progress["ppo_kl_coef"] = float(p.kl_coef)

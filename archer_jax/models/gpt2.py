@@ -51,6 +51,11 @@ class GPT2Config:
     scale_attn_by_inverse_layer_idx: bool = False
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    # Training options, not architecture (never read from or written to config.json):
+    # low-rank adapters on the named dense layers, and rematerialised blocks (their
+    # activations recomputed in the backward pass instead of kept).
+    lora: layers.LoRA | None = None
+    remat: bool = False
 
     def __post_init__(self) -> None:
         if self.n_embd % self.n_head:
@@ -159,7 +164,7 @@ class GPT2Attention(nn.Module):
                  index: jax.Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
         cfg = self.config
         heads = (cfg.n_head, cfg.head_dim)
-        kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+        kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, lora=cfg.lora)
         q = layers.dense(heads, ("embed", "heads", "head_dim"), name="query", **kw)(x)
         k = layers.dense(heads, ("embed", "kv_heads", "head_dim"), name="key", **kw)(x)
         v = layers.dense(heads, ("embed", "kv_heads", "head_dim"), name="value", **kw)(x)
@@ -181,7 +186,7 @@ class GPT2MLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         cfg = self.config
-        kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype)
+        kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, lora=cfg.lora)
         h = layers.dense(cfg.mlp_dim, ("embed", "mlp"), name="fc", **kw)(x)
         h = _ACTIVATIONS[cfg.activation](h)
         return layers.dense(cfg.n_embd, ("mlp", "embed"), init_std=_residual_std(cfg), name="proj", **kw)(h)
@@ -239,9 +244,10 @@ class GPT2LMHeadModel(nn.Module):
             key_mask = layers.extend_mask(cache, attention_mask)
             bias = layers.attention_bias(key_mask, length, causal=True, query_offset=cache.index)
         new_k, new_v = [], []
+        block = nn.remat(GPT2Block) if cfg.remat else GPT2Block
         for i in range(cfg.n_layer):
             kv = None if cache is None else (cache.k[i], cache.v[i])
-            x, kv = GPT2Block(cfg, i, name=f"h_{i}")(x, bias, kv, None if cache is None else cache.index)
+            x, kv = block(cfg, i, name=f"h_{i}")(x, bias, kv, None if cache is None else cache.index)
             if kv is not None:
                 new_k.append(kv[0])
                 new_v.append(kv[1])

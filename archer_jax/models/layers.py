@@ -11,9 +11,12 @@ Conventions every family follows:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import flax
+import flax.traverse_util
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -23,6 +26,76 @@ Dtype = jnp.dtype
 
 def logical_init(init: nn.initializers.Initializer, names: Sequence[str | None]) -> nn.initializers.Initializer:
     return nn.with_logical_partitioning(init, tuple(names))
+
+
+@dataclasses.dataclass(frozen=True)
+class LoRA:
+    """Low-rank adapters (Hu et al. 2021) on the dense layers named in ``targets``
+    (the family's module names: 'q_proj', 'v_proj', ...): each adds
+    ``alpha / rank * (x A) B`` to its frozen layer, A [in..., rank] at a
+    Kaiming-uniform init, B [rank, out...] at zero, so a model starts as its base.
+    The adapters sit beside their layer (``q_proj_lora/lora_a``), so a base
+    checkpoint's param paths are unchanged, and are float32 whatever the base's
+    ``param_dtype``."""
+
+    rank: int
+    alpha: float
+    targets: tuple[str, ...]
+
+    def on(self, name: str | None) -> LoRA | None:
+        return self if self.rank > 0 and name in self.targets else None
+
+
+ADAPTERS = ("lora_a", "lora_b")
+
+
+def is_adapter(path: Sequence[Any]) -> bool:
+    """Whether a param path (``jax.tree_util`` keys or names) ends in a LoRA adapter."""
+    names = [getattr(k, "key", getattr(k, "name", k)) for k in path]
+    return any(n in ADAPTERS for n in names)
+
+
+class LoRAAdapter(nn.Module):
+    """The low-rank term of one DenseGeneral (``LoRA``), contracting the same input axes."""
+
+    lora: LoRA
+    features: tuple[int, ...]
+    axis: tuple[int, ...]
+    kernel_axes: tuple[str | None, ...]
+    dtype: Dtype
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        axis = tuple(a % x.ndim for a in self.axis)
+        n_in, rank = len(axis), self.lora.rank
+        in_shape = tuple(x.shape[a] for a in axis)
+        a_init = nn.initializers.variance_scaling(1 / 3, "fan_in", "uniform", in_axis=tuple(range(n_in)),
+                                                  out_axis=-1)  # torch's kaiming_uniform(a=sqrt(5)), as PEFT
+        a = self.param("lora_a", logical_init(a_init, (*self.kernel_axes[:n_in], None)), (*in_shape, rank),
+                       jnp.float32)
+        b = self.param("lora_b", logical_init(nn.initializers.zeros_init(), (None, *self.kernel_axes[n_in:])),
+                       (rank, *self.features), jnp.float32)
+        # x's free axes first, in order, then the features: DenseGeneral's layout.
+        h = jnp.tensordot(x.astype(self.dtype), a.astype(self.dtype), axes=(axis, tuple(range(n_in))))
+        return jnp.tensordot(h, b.astype(self.dtype), axes=1) * (self.lora.alpha / rank)
+
+
+def merge_lora(params: Any, lora: LoRA) -> Any:
+    """The params of a model with adapters (``LoRA``) as its base model's: each adapted
+    kernel becomes W + alpha / rank * A B (in float32, stored back in W's dtype) and the
+    adapters are dropped; what an export writes."""
+    flat = flax.traverse_util.flatten_dict(nn.meta.unbox(params))
+    merged = {}
+    for path, value in flat.items():
+        if path[-1] in ADAPTERS:
+            continue
+        adapter = (*path[:-2], f"{path[-2]}_lora") if len(path) > 1 and path[-1] == "kernel" else None
+        if adapter is not None and (*adapter, "lora_a") in flat:
+            delta = jnp.tensordot(jnp.asarray(flat[(*adapter, "lora_a")], jnp.float32),
+                                  jnp.asarray(flat[(*adapter, "lora_b")], jnp.float32), axes=1)
+            value = (jnp.asarray(value, jnp.float32) + delta * (lora.alpha / lora.rank)).astype(value.dtype)
+        merged[path] = value
+    return flax.traverse_util.unflatten_dict(merged)
 
 
 def dense(
@@ -35,13 +108,16 @@ def dense(
     param_dtype: Dtype = jnp.float32,
     init_std: float = 0.02,
     name: str | None = None,
-) -> nn.DenseGeneral:
+    lora: LoRA | None = None,
+) -> Callable[[jax.Array], jax.Array]:
     """A DenseGeneral whose kernel (and bias) carry logical axis names.
 
     ``kernel_axes`` names the kernel's dims (input dims first, then output dims).
+    ``lora``: when it targets ``name`` (``LoRA.on``), the layer's output also gets its
+    adapter's (a ``LoRAAdapter`` named ``<name>_lora``).
     """
     out_ndim = 1 if isinstance(features, int) else len(features)
-    return nn.DenseGeneral(
+    base = nn.DenseGeneral(
         features=features,
         axis=axis,
         use_bias=use_bias,
@@ -51,6 +127,12 @@ def dense(
         bias_init=logical_init(nn.initializers.zeros_init(), tuple(kernel_axes)[-out_ndim:]),
         name=name,
     )
+    if lora is None or lora.on(name) is None:
+        return base
+    adapter = LoRAAdapter(lora, (features,) if isinstance(features, int) else tuple(features),
+                          (axis,) if isinstance(axis, int) else tuple(axis), tuple(kernel_axes), dtype,
+                          name=f"{name}_lora")
+    return lambda x: base(x) + adapter(x).astype(dtype)
 
 
 def embed(num: int, features: int, axes: Sequence[str | None], *, param_dtype: Dtype, dtype: Dtype,

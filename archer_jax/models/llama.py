@@ -78,6 +78,11 @@ class LlamaConfig:
     mlp_bias: bool = False  # biases on gate/up/down projections
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    # Training options, not architecture (never read from or written to config.json):
+    # low-rank adapters on the named dense layers, and rematerialised blocks (their
+    # activations recomputed in the backward pass instead of kept).
+    lora: layers.LoRA | None = None
+    remat: bool = False
 
     def __post_init__(self) -> None:
         if self.head_dim is None:
@@ -258,7 +263,7 @@ class LlamaAttention(nn.Module):
                  kv: tuple[jax.Array, jax.Array] | None = None,
                  index: jax.Array | None = None) -> tuple[jax.Array, tuple[jax.Array, jax.Array] | None]:
         cfg = self.config
-        kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, use_bias=cfg.attention_bias)
+        kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, use_bias=cfg.attention_bias, lora=cfg.lora)
         q = layers.dense((cfg.num_heads, cfg.head_dim), ("embed", "heads", "head_dim"), name="q_proj", **kw)(x)
         k = layers.dense((cfg.num_kv_heads, cfg.head_dim), ("embed", "kv_heads", "head_dim"), name="k_proj", **kw)(x)
         v = layers.dense((cfg.num_kv_heads, cfg.head_dim), ("embed", "kv_heads", "head_dim"), name="v_proj", **kw)(x)
@@ -278,7 +283,7 @@ class LlamaMLP(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         cfg = self.config
-        kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, use_bias=cfg.mlp_bias)
+        kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, use_bias=cfg.mlp_bias, lora=cfg.lora)
         gate = layers.dense(cfg.intermediate_size, ("embed", "mlp"), name="gate_proj", **kw)(x)
         up = layers.dense(cfg.intermediate_size, ("embed", "mlp"), name="up_proj", **kw)(x)
         return layers.dense(cfg.hidden_size, ("mlp", "embed"), name="down_proj", **kw)(jax.nn.silu(gate) * up)
@@ -331,9 +336,10 @@ class LlamaForCausalLM(nn.Module):
             bias = layers.attention_bias(key_mask, length, causal=True, query_offset=cache.index,
                                          sliding_window=cfg.sliding_window)
         new_k, new_v = [], []
+        block = nn.remat(LlamaDecoderLayer) if cfg.remat else LlamaDecoderLayer
         for i in range(cfg.num_layers):
             kv = None if cache is None else (cache.k[i], cache.v[i])
-            x, kv = LlamaDecoderLayer(cfg, name=f"layers_{i}")(
+            x, kv = block(cfg, name=f"layers_{i}")(
                 x, cos, sin, bias, kv, None if cache is None else cache.index)
             if kv is not None:
                 new_k.append(kv[0])
@@ -345,7 +351,7 @@ class LlamaForCausalLM(nn.Module):
             logits = embed_tokens.attend(head_in)
         else:
             logits = layers.dense(cfg.vocab_size, ("embed", "vocab"), use_bias=False, dtype=cfg.dtype,
-                                  param_dtype=cfg.param_dtype, name="lm_head")(head_in)
+                                  param_dtype=cfg.param_dtype, name="lm_head", lora=cfg.lora)(head_in)
         new_cache = None
         if cache is not None:
             new_cache = KVCache(k=tuple(new_k), v=tuple(new_v), mask=key_mask, index=cache.index + length)

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 
 from archer_jax import config_checks
 from archer_jax import sharding as sharding_lib
-from archer_jax.models import hf_loading
+from archer_jax.models import hf_loading, layers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,6 +140,8 @@ def save_pretrained(module: nn.Module, params: Any, folder: str | os.PathLike,
     if family.config_to_hf is None:
         raise hf_loading.CheckpointError(f"model family {family.name!r} cannot be exported (no config_to_hf)")
     config = module.config
+    if getattr(config, "lora", None) is not None:  # the adapters folded into their kernels
+        params = layers.merge_lora(params, config.lora)
     flat = traverse_util.flatten_dict(params, sep="/", is_leaf=lambda _, x: isinstance(x, nn.Partitioned))
     tensors = hf_loading.export_params(family.weight_spec(config), flat)
     unprefixed = [re.compile(p) for p in family.unprefixed]
@@ -170,25 +172,50 @@ def load_tokenizer(path_or_name: str) -> Any:
 
 def build_actor(config: ml_collections.ConfigDict, tokenizer: Any, mesh: jax.sharding.Mesh) -> tuple[Any, Any]:
     """The actor of ``config.actor``: (module, params), params loaded from its checkpoint,
-    or None (initialise at random) when it has none."""
+    or None (initialise at random) when it has none. Its training options (``param_dtype``,
+    LoRA adapters, ``remat``) go into the family's config; loaded params then lack the
+    adapters, which ``train_state.create_state`` initialises."""
     from archer_jax.models import gpt2, llama  # lazily: each model file imports this module
 
     c = config.actor
-    dtype = jnp.dtype(c.dtype)
+    dtype, param_dtype = jnp.dtype(c.dtype), jnp.dtype(c.get("param_dtype", "float32"))
+    options = dict(remat=bool(c.get("remat", False)))
+    if c.get("lora_rank", 0):
+        options["lora"] = layers.LoRA(int(c.lora_rank), float(c.lora_alpha), tuple(c.lora_targets))
     if c.checkpoint:
-        loaded = load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
-        return loaded.module, loaded.params
-    positions = config.tokens.obs_len + config.tokens.action_len
-    if config.critic.kind == "actor":  # the critic of the actor's architecture also reads the hidden text
-        positions += config.critic.privileged_len
-    if c.kind == "gpt2":
-        cfg = gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_embd=c.n_embd, n_layer=c.n_layer,
-                              n_head=c.n_head, dtype=dtype)
-        return gpt2.GPT2LMHeadModel(cfg), None
-    cfg = llama.LlamaConfig(vocab_size=len(tokenizer), hidden_size=c.n_embd, intermediate_size=4 * c.n_embd,
-                            num_hidden_layers=c.n_layer, num_attention_heads=c.n_head, num_key_value_heads=c.n_head,
-                            max_position_embeddings=positions, tie_word_embeddings=True, dtype=dtype)
-    return llama.LlamaForCausalLM(cfg), None
+        loaded = load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype,
+                                 param_dtype=param_dtype)
+        module, params = loaded.family.build(dataclasses.replace(loaded.config, **options)), loaded.params
+    else:
+        positions = config.tokens.obs_len + config.tokens.action_len
+        if config.critic.kind == "actor":  # the critic of the actor's architecture also reads the hidden text
+            positions += config.critic.privileged_len
+        if c.kind == "gpt2":
+            cfg = gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=positions, n_embd=c.n_embd, n_layer=c.n_layer,
+                                  n_head=c.n_head, dtype=dtype, param_dtype=param_dtype, **options)
+            module, params = gpt2.GPT2LMHeadModel(cfg), None
+        else:
+            cfg = llama.LlamaConfig(vocab_size=len(tokenizer), hidden_size=c.n_embd, intermediate_size=4 * c.n_embd,
+                                    num_hidden_layers=c.n_layer, num_attention_heads=c.n_head,
+                                    num_key_value_heads=c.n_head, max_position_embeddings=positions,
+                                    tie_word_embeddings=True, dtype=dtype, param_dtype=param_dtype, **options)
+            module, params = llama.LlamaForCausalLM(cfg), None
+    if "lora" in options:
+        _check_lora_targets(module, options["lora"])
+    return module, params
+
+
+def _check_lora_targets(module: nn.Module, lora: Any) -> None:
+    """Every name in config.actor.lora_targets names a dense layer of ``module``."""
+    family = family_of(module)
+    paths = [tuple(str(getattr(k, "key", k)) for k in path)
+             for path, _ in jax.tree_util.tree_flatten_with_path(nn.meta.unbox(abstract_params(family, module.config)))[0]]
+    dense = {p[-2] for p in paths if len(p) > 1 and p[-1] == "kernel" and not p[-2].endswith("_lora")}
+    missing = [t for t in lora.targets if t not in dense]
+    if missing:
+        raise config_checks.ConfigError(
+            f"config.actor.lora_targets = {list(lora.targets)}: {missing} name no dense layer of this "
+            f"{family.name} actor; its dense layers: {sorted(dense)}")
 
 
 def build_critic(config: ml_collections.ConfigDict, actor: Any, actor_tokenizer: Any,

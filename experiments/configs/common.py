@@ -91,6 +91,18 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     c.actor = _model("gpt2", "gpt2", n_layer=2, n_embd=128, n_head=4)
     c.actor.lr = hp["actor_lr"]  # Adam learning rate of the policy
     c.actor.max_grad_norm = 1.0  # global-norm gradient clipping
+    # 'float32' | 'bfloat16': the stored dtype of the actor's weights (the optimizer's
+    # moments stay float32; bf16 weights round small updates away, so pair it with LoRA,
+    # whose adapters are always float32).
+    c.actor.param_dtype = "float32"
+    # > 0: LoRA adapters of this rank on the dense layers named in lora_targets ('q_proj',
+    # 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj', 'lm_head' for
+    # Llama/Mistral; 'query', 'key', 'value', 'out', 'fc', 'proj' for GPT-2); only they
+    # train (BC and RL alike), the base weights stay frozen. 0 = every weight trains.
+    c.actor.lora_rank = 0
+    c.actor.lora_alpha = 16.0  # the adapters' output is scaled by lora_alpha / lora_rank
+    c.actor.lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj")
+    c.actor.remat = False  # recompute each block's activations in the backward pass (memory for time)
     c.critic = _model("roberta", "roberta-base", num_layers=2, hidden_size=128, num_heads=4, mlp_dim=512)
     c.critic.pooling = "pooled"  # 'pooled' (RoBERTa's pooler, as the paper) | 'mean' (of real tokens)
     c.critic.joint = False  # Q encodes obs ++ action together (True) or apart (False, as the paper)
@@ -192,7 +204,7 @@ def _demo(c: ml_collections.ConfigDict, presets: TaskPresets) -> None:
     c.env.num_items, c.env.max_turns = presets.demo_items, presets.demo_turns
     c.tokens.obs_len, c.archer.iterations = presets.demo_obs_len, presets.demo_iterations
     c.tokens.action_len = 10
-    c.actor = _model("gpt2", "", n_layer=2, n_embd=64, n_head=4)
+    c.actor.update(_model("gpt2", "", n_layer=2, n_embd=64, n_head=4))
     c.actor.lr = 1e-4
     c.actor.max_grad_norm = 1.0
     # The critic reads the conversation and the utterance in one encoding, with the

@@ -1,0 +1,184 @@
+"""Large-actor options: LoRA adapters (``config.actor.lora_rank``), rematerialised
+blocks (``config.actor.remat``) and bfloat16 weights (``config.actor.param_dtype``)."""
+
+import dataclasses
+import json
+import shutil
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import traverse_util
+
+from archer_jax import config_checks, train_state, trainer
+from archer_jax.models import gpt2, layers, llama, registry
+from experiments import export
+from experiments.configs import guess_city
+
+LORA = layers.LoRA(4, 8.0, ("q_proj", "v_proj", "o_proj", "query", "out", "fc"))
+IDS = np.array([[3, 9, 4, 1, 7, 2], [0, 0, 5, 6, 8, 1]])
+MASK = IDS > 0
+
+
+def _model(family: str, **options) -> nn.Module:
+    if family == "llama":
+        return llama.LlamaForCausalLM(llama.LlamaConfig(
+            vocab_size=16, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4,
+            num_key_value_heads=2, max_position_embeddings=16, **options))
+    return gpt2.GPT2LMHeadModel(gpt2.GPT2Config(vocab_size=16, n_positions=16, n_embd=32, n_layer=2, n_head=4,
+                                                **options))
+
+
+def _init(module: nn.Module, seed: int = 0) -> dict:
+    return nn.meta.unbox(module.init(jax.random.key(seed), *layers.token_init_inputs())["params"])
+
+
+def _flat(params) -> dict:
+    return traverse_util.flatten_dict(nn.meta.unbox(params), sep="/")
+
+
+def _logits(module: nn.Module, params) -> np.ndarray:
+    return np.asarray(module.apply({"params": params}, IDS, MASK).logits)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_adapters_start_at_the_base_model_and_merge_into_it(family):
+    base, adapted = _model(family), _model(family, lora=LORA)
+    base_params = _init(base)
+    params = train_state._overlay(_init(adapted, seed=1), base_params)
+    flat = _flat(params)
+    adapters = sorted(k for k in flat if layers.is_adapter(k.split("/")))
+    assert adapters and all(k.rsplit("/", 2)[-2].removesuffix("_lora") in LORA.targets for k in adapters)
+    assert set(flat) - set(adapters) == set(_flat(base_params))  # the base's paths are unchanged
+    np.testing.assert_array_equal(_logits(adapted, params), _logits(base, base_params))  # B = 0
+    # Trained adapters (B != 0) change the output, and fold into the kernels exactly.
+    rng = np.random.default_rng(0)
+    moved = {k: (rng.normal(size=v.shape).astype(np.float32) * 0.3 if k.endswith("lora_b") else v)
+             for k, v in flat.items()}
+    moved = traverse_util.unflatten_dict(moved, sep="/")
+    ours = _logits(adapted, moved)
+    assert np.abs(ours - _logits(base, base_params)).max() > 1e-2
+    np.testing.assert_allclose(_logits(base, layers.merge_lora(moved, LORA)), ours, atol=2e-5)
+
+
+@pytest.mark.parametrize("family", ["llama", "gpt2"])
+def test_rematerialised_blocks_compute_the_same_values_and_gradients(family):
+    plain, remat = _model(family, lora=LORA), _model(family, lora=LORA, remat=True)
+    params = _init(plain)
+
+    def loss(module, p):
+        return jnp.mean(jax.nn.log_softmax(module.apply({"params": p}, IDS, MASK).logits)[..., 3])
+
+    np.testing.assert_array_equal(_logits(remat, params), _logits(plain, params))
+    ours, theirs = jax.grad(lambda p: loss(remat, p))(params), jax.grad(lambda p: loss(plain, p))(params)
+    for (path, a), b in zip(_flat(ours).items(), _flat(theirs).values()):
+        np.testing.assert_allclose(a, b, atol=1e-6, err_msg=path)
+
+
+def test_the_optimizer_updates_only_the_adapters_with_float32_moments():
+    module = _model("llama", lora=LORA, param_dtype=jnp.bfloat16)
+    params = _init(module)
+    flat = _flat(params)
+    assert {v.dtype for k, v in flat.items() if not layers.is_adapter(k.split("/"))} == {jnp.dtype(jnp.bfloat16)}
+    assert {v.dtype for k, v in flat.items() if layers.is_adapter(k.split("/"))} == {jnp.dtype(jnp.float32)}
+    tx = train_state.make_optimizer(1e-2, 1.0, trainable=layers.is_adapter)
+    state = tx.init(params)
+    moments = [x for x in jax.tree.leaves(state) if jnp.issubdtype(x.dtype, jnp.floating)]
+    # Adam's two moments of the adapters only, in float32
+    assert len(moments) == 2 * sum(layers.is_adapter(k.split("/")) for k in flat)
+    assert {x.dtype for x in moments} == {jnp.dtype(jnp.float32)}
+    new = params
+    for _ in range(3):
+        grads = jax.grad(lambda p: jnp.sum(module.apply({"params": p}, IDS, MASK).logits[..., 5]))(new)
+        updates, state = tx.update(grads, state, new)
+        new = optax.apply_updates(new, updates)
+    for path, value in _flat(new).items():
+        same = np.array_equal(np.asarray(value).view(np.uint8), np.asarray(flat[path]).view(np.uint8))
+        assert same != layers.is_adapter(path.split("/")), path  # the base bit for bit, every adapter moved
+    # Without adapters every weight trains, and bfloat16 weights still get float32 moments.
+    tx = train_state.make_optimizer(1e-2, 1.0)
+    assert {x.dtype for x in jax.tree.leaves(tx.init(_init(_model("gpt2", param_dtype=jnp.bfloat16))))
+            if jnp.issubdtype(x.dtype, jnp.floating)} == {jnp.dtype(jnp.float32)}
+
+
+def _smoke(**actor) -> object:
+    config = guess_city.get_config("smoke")
+    config.actor.update(kind="llama", **actor)
+    config.bc.iterations, config.archer.iterations, config.archer.warmup_iter = 1, 1, 0
+    return config
+
+
+def test_a_lora_run_trains_only_the_adapters_resumes_and_exports(tmp_path):
+    """A bfloat16 base (a from-scratch Llama actor, exported as a Hugging Face folder)
+    under LoRA: BC and ArCHer train the adapters only, the base weights stay the
+    checkpoint's bit for bit through a resume, and the export folds the adapters in."""
+    untrained = _smoke()
+    untrained.bc.iterations = untrained.archer.iterations = 0
+    base_run = trainer.train(untrained, tmp_path / "base")
+    export.export(base_run, tmp_path / "base_hf")
+    config = _smoke(checkpoint=str(tmp_path / "base_hf"), param_dtype="bfloat16", lora_rank=4, remat=True,
+                    lora_targets=("q_proj", "v_proj"))
+    config.archer.iterations = 2
+    run = trainer.train(config, tmp_path / "lora")
+    base = registry.load_pretrained(str(tmp_path / "base_hf"), param_dtype=jnp.bfloat16)
+
+    def check(run):
+        flat, loaded = _flat(jax.device_get(run.state.actor_params)), _flat(base.params)
+        adapters = {k for k in flat if layers.is_adapter(k.split("/"))}
+        assert set(flat) - adapters == set(loaded)
+        assert len(adapters) == 2 * 2  # (1 layer) x q, v x A, B
+        for path, value in loaded.items():
+            assert flat[path].dtype == jnp.bfloat16
+            np.testing.assert_array_equal(flat[path].view(np.uint16), np.asarray(value).view(np.uint16), path)
+        assert all(np.abs(flat[k]).max() > 0 for k in adapters if k.endswith("lora_b"))  # B left its zero init
+        return flat
+
+    final = check(run)
+    # Killed before its last checkpoint: the resumed run restores iteration 1 and redoes 2.
+    checkpoints = tmp_path / "lora" / "checkpoints"
+    shutil.rmtree(checkpoints / str(max(int(p.name) for p in checkpoints.iterdir() if p.name.isdigit())))
+    resumed = trainer.train(config, tmp_path / "lora")
+    again = check(resumed)
+    rows = [json.loads(line) for line in (tmp_path / "lora" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in rows if r["stage"] == "archer"] == [0, 1, 2]
+    for path, value in final.items():
+        np.testing.assert_array_equal(np.asarray(again[path]).view(np.uint8), np.asarray(value).view(np.uint8), path)
+    export.export(resumed, tmp_path / "lora_hf")
+    loaded = _flat(registry.load_pretrained(str(tmp_path / "lora_hf"), param_dtype=jnp.bfloat16).params)
+    merged = _flat(layers.merge_lora(jax.device_get(resumed.state.actor_params), config_lora(config)))
+    assert set(loaded) == set(merged)
+    for path, value in merged.items():
+        np.testing.assert_array_equal(np.asarray(loaded[path]).view(np.uint16), np.asarray(value).view(np.uint16))
+
+
+def config_lora(config) -> layers.LoRA:
+    return layers.LoRA(config.actor.lora_rank, config.actor.lora_alpha, tuple(config.actor.lora_targets))
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("lora_rank", -1, "config.actor.lora_rank = -1: a rank >= 0"),
+    ("param_dtype", "float16", "config.actor.param_dtype = 'float16': choose one of"),
+    ("lora_targets", ("q_proj", "attn"), r"config.actor.lora_targets = \['q_proj', 'attn'\]: \['attn'\] name no dense "
+                                         r"layer of this llama actor; its dense layers: \[.*'down_proj'"),
+])
+def test_bad_large_actor_fields_are_named(tmp_path, field, value, message):
+    config = _smoke(lora_rank=2)
+    config.actor[field] = value
+    with pytest.raises(config_checks.ConfigError, match=message):
+        trainer.setup(config, tmp_path)
+
+
+def test_from_scratch_actors_take_the_options():
+    from archer_jax import sharding
+    from archer_jax.data import tokenization
+
+    config = _smoke(lora_rank=2, remat=True, param_dtype="bfloat16")
+    words = tokenization.build_word_tokenizer(["Is it? Yes.\n"])
+    module, params = registry.build_actor(config, words, sharding.make_mesh(config.mesh.shape))
+    assert params is None
+    assert dataclasses.asdict(module.config)["lora"] == {"rank": 2, "alpha": 16.0,
+                                                       "targets": ("q_proj", "k_proj", "v_proj", "o_proj")}
+    assert module.config.remat and module.config.param_dtype == jnp.bfloat16
