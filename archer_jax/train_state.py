@@ -9,6 +9,7 @@ logical axes, ``sharding.tree_shardings`` maps them to the mesh, and one
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -179,6 +180,36 @@ def _overlay(fresh: Any, given: Any) -> Any:
     return jax.tree_util.tree_map_with_path(pick, fresh, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
+def abstract_state(
+    rng: jax.Array,
+    *,
+    actor: nn.Module,
+    critic: nn.Module | None,
+    actor_tx: optax.GradientTransformation,
+    critic_tx: optax.GradientTransformation | None,
+    mesh: Mesh,
+    rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
+    reference: bool = False,
+    baseline: nn.Module | None = None,
+    baseline_tx: optax.GradientTransformation | None = None,
+) -> tuple[ArcherState, ArcherState]:
+    """``create_state``'s (shapes, shardings) without allocating anything: the unboxed
+    ``jax.ShapeDtypeStruct`` of every leaf of a randomly initialised state and its
+    NamedSharding on ``mesh`` (what a memory plan sizes)."""
+    boxed = jax.eval_shape(_state_init(actor=actor, critic=critic, actor_tx=actor_tx, critic_tx=critic_tx,
+                                       reference=reference, baseline=baseline, baseline_tx=baseline_tx),
+                           _typed_key(rng), None, None)
+    return nn.meta.unbox(boxed), sharding_lib.tree_shardings(boxed, mesh, rules)
+
+
+def _state_init(**kwargs: Any) -> Callable[[jax.Array, Any, Any], ArcherState]:
+    return functools.partial(_init_state, **kwargs)
+
+
+def _typed_key(rng: jax.Array) -> jax.Array:
+    return rng if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key) else jax.random.wrap_key_data(rng)
+
+
 def create_state(
     rng: jax.Array,
     *,
@@ -207,19 +238,13 @@ def create_state(
     ``shardings`` is an ArcherState of NamedShardings for the steps' in/out shardings
     and for checkpoint restore.
     """
-    if not jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
-        rng = jax.random.wrap_key_data(rng)
-
-    def init(rng: jax.Array, actor_params: Any, critic_encoder_params: Any) -> ArcherState:
-        return _init_state(rng, actor_params, critic_encoder_params, actor=actor, critic=critic,
-                           actor_tx=actor_tx, critic_tx=critic_tx, reference=reference, baseline=baseline,
-                           baseline_tx=baseline_tx)
-
+    rng = _typed_key(rng)
+    models = dict(actor=actor, critic=critic, actor_tx=actor_tx, critic_tx=critic_tx, reference=reference,
+                  baseline=baseline, baseline_tx=baseline_tx)
     # The abstract state comes from a fully random init: only that one is boxed
     # everywhere, and pretrained trees must (and are checked to) match its structure.
-    abstract = jax.eval_shape(init, rng, None, None)
-    shardings = sharding_lib.tree_shardings(abstract, mesh, rules)
-    abstract = nn.meta.unbox(abstract)
+    abstract, shardings = abstract_state(rng, mesh=mesh, rules=rules, **models)
+    init = _state_init(**models)
     if critic is None and critic_encoder_params is not None:
         raise ValueError("create_state: critic_encoder_params given without a critic")
     for name, given, expected in (("actor_params", actor_params, abstract.actor_params),

@@ -190,14 +190,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     config_checks.check_context_lengths(config, actor.config.max_positions, critic_positions,
                                         bridge_extra=int(add_bos))
     pad_id = _pad_id(tokenizer)
-    hp = archer.ArcherHParams(
-        gamma=config.archer.gamma, tau=config.archer.tau, critic_batch_size=config.archer.batch_size,
-        actor_batch_size=config.archer.actor_batch_size, critic_epochs=config.archer.critic_epochs,
-        actor_epochs=max(config.archer.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
-        temperature=config.archer.temperature, actor_temperature=config.archer.actor_temperature,
-        actor_samples=config.archer.actor_samples, kl_coef=config.archer.kl_coef,
-        forward_kl_coef=config.archer.forward_kl_coef,
-        stop_ids=tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id=pad_id)
+    hp = archer.hparams(config, tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id)
 
     actor_tx = train_state.actor_optimizer(config)
     critic_tx = train_state.make_optimizer(config.critic.lr, config.critic.max_grad_norm)

@@ -17,7 +17,8 @@ from pathlib import Path
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-CONFIGS = Path(__file__).parent / "configs"
+from experiments.configs import CONFIGS, resolve_config_path  # noqa: F401 (tools call run.resolve_config_path)
+
 
 # The command line as typed, before resolve_config_path rewrites bare config names
 # (filled in by __main__; empty when main is called some other way).
@@ -26,19 +27,6 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "task config file[:var
 _WORKDIR = flags.DEFINE_string("workdir", None, "output folder: checkpoints, metrics, transcripts")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host pods)")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def resolve_config_path(argv: list[str]) -> list[str]:
-    """Rewrites ``--config=name.py[:arg]`` to experiments/configs/name.py when the bare
-    name is not a file of its own."""
-    out = []
-    for a in argv:
-        if a.startswith("--config="):
-            path, sep, variant = a[len("--config="):].partition(":")
-            if not Path(path).exists() and (CONFIGS / path).exists():
-                a = f"--config={CONFIGS / path}{sep}{variant}"
-        out.append(a)
-    return out
 
 
 def unknown_overrides(argv: list[str]) -> list[str]:

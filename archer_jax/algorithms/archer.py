@@ -98,6 +98,16 @@ class ArcherHParams:
                 raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 0")
 
 
+def hparams(config: Any, stop_ids: Sequence[int], pad_id: int) -> ArcherHParams:
+    """The phases' hyper-parameters of a run config (``config.archer``, ``config.tokens``)."""
+    a = config.archer
+    return ArcherHParams(
+        gamma=a.gamma, tau=a.tau, critic_batch_size=a.batch_size, actor_batch_size=a.actor_batch_size,
+        critic_epochs=a.critic_epochs, actor_epochs=max(a.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
+        temperature=a.temperature, actor_temperature=a.actor_temperature, actor_samples=a.actor_samples,
+        kl_coef=a.kl_coef, forward_kl_coef=a.forward_kl_coef, stop_ids=tuple(stop_ids), pad_id=pad_id)
+
+
 def sample_batch(buffer: replay.ReplayBuffer, rng: jax.Array, batch_size: int, mesh: Mesh | None,
                  rules: Sequence[tuple[str, Any]]) -> replay.Transitions:
     """A uniform minibatch of filled rows, split over the data axes when ``mesh`` is given."""

@@ -179,9 +179,7 @@ def build_actor(config: ml_collections.ConfigDict, tokenizer: Any, mesh: jax.sha
 
     c = config.actor
     dtype, param_dtype = jnp.dtype(c.dtype), jnp.dtype(c.get("param_dtype", "float32"))
-    options = dict(remat=bool(c.get("remat", False)))
-    if c.get("lora_rank", 0):
-        options["lora"] = layers.LoRA(int(c.lora_rank), float(c.lora_alpha), tuple(c.lora_targets))
+    options = actor_options(config)
     if c.checkpoint:
         loaded = load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype,
                                  param_dtype=param_dtype)
@@ -203,6 +201,25 @@ def build_actor(config: ml_collections.ConfigDict, tokenizer: Any, mesh: jax.sha
     if "lora" in options:
         _check_lora_targets(module, options["lora"])
     return module, params
+
+
+def actor_options(config: ml_collections.ConfigDict) -> dict[str, Any]:
+    """The training options of ``config.actor`` as the family config's fields (``remat``,
+    ``lora``)."""
+    c = config.actor
+    options: dict[str, Any] = dict(remat=bool(c.get("remat", False)))
+    if c.get("lora_rank", 0):
+        options["lora"] = layers.LoRA(int(c.lora_rank), float(c.lora_alpha), tuple(c.lora_targets))
+    return options
+
+
+def module_from_hf_config(hf_config: Mapping[str, Any], dtype: Any = jnp.float32, param_dtype: Any = jnp.float32,
+                          **options: Any) -> nn.Module:
+    """The module a ``config.json`` dict describes (no weights), with ``options`` set on
+    its family's config (``actor_options``)."""
+    family = family_for(hf_config.get("model_type"))
+    config = family.config_from_hf(hf_config, jnp.dtype(dtype), jnp.dtype(param_dtype))
+    return family.build(dataclasses.replace(config, **options) if options else config)
 
 
 def _check_lora_targets(module: nn.Module, lora: Any) -> None:

@@ -12,6 +12,14 @@ Variants (the part after ':'):
          objects, not the ten (59% wins, return -13.9), so an agent that learns which
          ten occur has much room (results and times: README, Results and
          docs/results.md).
+  mistral the reference's large-model recipe (its archer_llm_20q.yaml): a
+         Mistral-7B-Instruct-v0.2 actor with LoRA (rank 16, alpha 32, on q, k, v, o),
+         bfloat16 weights and rematerialised blocks, the RoBERTa-base critic, actor lr
+         2e-6, critic lr 1e-5, 32 rollouts, 20 critic steps and 1 actor step per
+         iteration, 64-token utterances; FSDP over every device. For a TPU slice:
+         `python -m experiments.memory_plan --config=twenty_questions_subset.py:mistral`
+         says what one needs. The reference prompts the instruct model with a template;
+         here, as in the other variants, BC on the scripted data starts the actor.
   smoke  seconds; for tests.
 """
 
@@ -32,4 +40,20 @@ PRESETS = dataclasses.replace(twenty_questions.PRESETS, demo_items=0, demo_itera
 
 
 def get_config(arg: str | None = None):
+    if arg == "mistral":
+        c = common.get_config("twenty_questions_subset", "paper", PRESETS)
+        _mistral(c)
+        return c
     return common.get_config("twenty_questions_subset", arg, PRESETS)
+
+
+def _mistral(c) -> None:
+    c.variant = "mistral"
+    c.mesh.shape = (1, -1, 1)  # FSDP: 7B bfloat16 weights (14.5 GB) do not fit one chip beside the rest
+    c.actor.update(kind="llama", checkpoint="mistralai/Mistral-7B-Instruct-v0.2", dtype="bfloat16",
+                   param_dtype="bfloat16", lora_rank=16, lora_alpha=32.0,
+                   lora_targets=("q_proj", "k_proj", "v_proj", "o_proj"), remat=True, lr=2e-6)
+    c.critic.lr = 1e-5
+    c.tokens.action_len = 64
+    c.archer.update(rollout_size=32, rollout_batch=32, eval_size=32, critic_epochs=20, actor_epochs=1,
+                    warmup_iter=20, batch_size=256, actor_batch_size=128)
