@@ -296,20 +296,26 @@ class Checkpointer:
                 multihost_utils.sync_global_devices("checkpointing.set_aside")
             self._manager.reload()
 
+    def stored_shapes(self, step: int, item: str = "state") -> dict[str, tuple[int, ...]] | None:
+        """{'state/actor_params/...': shape} of the arrays step ``step`` holds in ``item``
+        ('state' or 'buffer'), from its metadata; None when it has no such item."""
+        metadata = self._manager.item_metadata(step)
+        stored = metadata.get(item) if hasattr(metadata, "get") else None
+        if stored is None:
+            return None
+        return {_path(item, p): tuple(leaf.shape)
+                for p, leaf in jax.tree_util.tree_flatten_with_path(getattr(stored, "tree", stored))[0]
+                if getattr(leaf, "shape", None) is not None}
+
     def _structure_problems(self, step: int, wanted: Mapping[str, Any]) -> list[tuple[str, str]]:
         """[(description, likely cause)] for leaves whose path or shape differ."""
-        metadata = self._manager.item_metadata(step)
         problems: list[tuple[str, str]] = []
         for name, tree in wanted.items():
-            stored = metadata.get(name) if hasattr(metadata, "get") else None
+            on_disk = self.stored_shapes(step, name)
             hint = functools.partial(_hint, config_hints=self.config_hints)
-            if stored is None:
+            if on_disk is None:
                 problems.append((f"{name}: not in the checkpoint", hint(name, None, None)))
                 continue
-            stored_tree = getattr(stored, "tree", stored)
-            on_disk = {_path(name, p): tuple(leaf.shape)
-                       for p, leaf in jax.tree_util.tree_flatten_with_path(stored_tree)[0]
-                       if getattr(leaf, "shape", None) is not None}
             here = {_path(name, p): leaf for p, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
             for path in sorted(set(on_disk) | set(here)):
                 if path not in here:

@@ -19,6 +19,7 @@ import functools
 import itertools
 import time
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -42,7 +43,7 @@ from archer_jax import (
 from archer_jax.algorithms import archer
 from archer_jax.data import simulated_episodes, tokenization
 from archer_jax.envs import lm_oracle
-from archer_jax.models import hf_loading, registry, value_heads
+from archer_jax.models import hf_loading, layers, registry, value_heads
 
 # Checkpoint steps are (the stage's index in its algorithm) * STAGE_STRIDE + iteration:
 # monotonic across stages.
@@ -216,10 +217,13 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     })
     progress = {"stage": algorithm.stage_names[0], "iteration": 0, "env_steps": 0,
                 "finished": []}
-    restored = checkpointer.restore_latest(checkpointing.abstract_tree(state),
+    frozen = _frozen_base(config, actor)
+    restored = checkpointer.restore_latest(checkpointing.abstract_tree(_stored_state(state, frozen)),
                                            checkpointing.abstract_tree(buffer))
     if restored is not None:
-        _, state, buffer, progress = restored
+        step, stored, buffer, progress = restored
+        _check_frozen_base(state, frozen, progress, checkpointer.directory / str(step))
+        state = _with_frozen(stored, state, frozen)
 
     policy = jax.jit(functools.partial(sampling.generate, actor, max_new_tokens=hp.max_new_tokens,
                                        stop_ids=hp.stop_ids, pad_id=pad_id))
@@ -251,7 +255,58 @@ def _save(run: Run, stage: str, iteration: int, *, finished: bool = False) -> No
         run.progress["finished"].append(stage)
     run.progress.update(stage=stage, iteration=iteration)
     step = run.stage_names.index(stage) * STAGE_STRIDE + iteration
-    run.checkpointer.save(step, state=run.state, buffer=run.buffer, progress=run.progress)
+    frozen = _frozen_base(run.config, run.actor)
+    if frozen is not None and "frozen_base" not in run.progress:
+        run.progress["frozen_base"] = _frozen_fingerprint(run.state, frozen)
+    run.checkpointer.save(step, state=_stored_state(run.state, frozen), buffer=run.buffer, progress=run.progress)
+
+
+# A LoRA actor's base weights never change: checkpoints leave them out (a 7B base is
+# 14 GB per save) and a resumed run takes them from config.actor.checkpoint again,
+# checked against the fingerprint its first save recorded.
+_FROZEN_FIELDS = ("actor_params", "ref_actor_params")
+
+
+def _frozen_base(config: ml_collections.ConfigDict, actor: Any) -> Callable[[tuple[Any, ...]], bool] | None:
+    """Which leaves of the state checkpoints leave out (None: none): under LoRA, the
+    actor's (and its KL anchor's) weights other than the adapters."""
+    if getattr(actor.config, "lora", None) is None:
+        return None
+
+    def frozen(path: tuple[Any, ...]) -> bool:
+        return getattr(path[0], "name", None) in _FROZEN_FIELDS and not layers.is_adapter(path)
+
+    return frozen
+
+
+def _stored_state(state: Any, frozen: Callable[[tuple[Any, ...]], bool] | None) -> Any:
+    if frozen is None:
+        return state
+    return jax.tree_util.tree_map_with_path(lambda path, x: None if frozen(path) else x, state)
+
+
+def _with_frozen(stored: Any, state: Any, frozen: Callable[[tuple[Any, ...]], bool] | None) -> Any:
+    """The restored ``stored`` state with the frozen leaves of ``state`` put back."""
+    if frozen is None:
+        return stored
+    kept = iter(jax.tree.leaves(stored))
+    return jax.tree_util.tree_map_with_path(lambda path, x: x if frozen(path) else next(kept), state)
+
+
+def _frozen_fingerprint(state: Any, frozen: Callable[[tuple[Any, ...]], bool]) -> int:
+    leaves = [x for path, x in jax.tree_util.tree_flatten_with_path(state)[0] if frozen(path)]
+    return int(train_state.fingerprint(leaves))
+
+
+def _check_frozen_base(state: Any, frozen: Callable[[tuple[Any, ...]], bool] | None, progress: dict,
+                       where: Path) -> None:
+    if frozen is None or "frozen_base" not in progress:
+        return
+    if _frozen_fingerprint(state, frozen) != progress["frozen_base"]:
+        raise checkpointing.CheckpointMismatchError(
+            f"{where}: this run trained LoRA adapters on other base weights than config.actor.checkpoint holds now "
+            "(its checkpoints keep the adapters only); point config.actor.checkpoint at the weights the run "
+            "started from, or start afresh with a new --workdir")
 
 
 def evaluate(run: Run, stage: str, iteration: int, act: Any = None) -> dict[str, float]:

@@ -232,9 +232,13 @@ def print_plan(result: dict[str, Any], device_gib: float) -> None:
         print(f"| {name}: temp (activations, workspace) | {_size(p['temp'])} |")
         print(f"| {name}: peak | {_size(p['peak'])} |")
     if device_gib > 0:
-        worst = max([p["peak"] for p in result.get("programs", {}).values()] + [result["resident"]["total"]])
-        verdict = "fits" if worst <= device_gib * 2**30 else "does NOT fit"
-        print(f"largest: {_gib(worst)} of {device_gib:g} GiB per device: {verdict}")
+        def verdict(n: int) -> str:
+            return f"{_size(n)} of {device_gib:g} GiB per device: {'fits' if n <= device_gib * 2**30 else 'does NOT fit'}"
+
+        print(f"state and buffer (exact): {verdict(result['resident']['total'])}")
+        if result.get("programs"):
+            worst = max(p["peak"] for p in result["programs"].values())
+            print(f"largest program peak (as compiled for the CPU backend, an estimate): {verdict(worst)}")
 
 
 def main(argv: list[str]) -> None:

@@ -146,6 +146,20 @@ def test_a_lora_run_trains_only_the_adapters_resumes_and_exports(tmp_path):
     assert [r["iteration"] for r in rows if r["stage"] == "archer"] == [0, 1, 2]
     for path, value in final.items():
         np.testing.assert_array_equal(np.asarray(again[path]).view(np.uint8), np.asarray(value).view(np.uint8), path)
+    # The checkpoints keep the actor's adapters, not its base weights.
+    stored = resumed.checkpointer.stored_shapes(resumed.checkpointer.latest_step())
+    actor = {p for p in stored if p.startswith("state/actor_params/")}
+    assert actor and all(layers.is_adapter(p.split("/")) for p in actor)
+    assert any(p.startswith("state/critic_params/") for p in stored)
+    # ... and refuse to resume on other base weights than the run started from.
+    other = tmp_path / "other_hf"
+    shutil.copytree(tmp_path / "base_hf", other)
+    changed = registry.load_pretrained(str(other))
+    registry.save_pretrained(changed.module, jax.tree.map(lambda x: x * 1.5, changed.params), other)
+    config.actor.checkpoint = str(other)
+    with pytest.raises(trainer.USER_ERRORS, match="other base weights than config.actor.checkpoint holds now"):
+        trainer.setup(config, tmp_path / "lora", read_only=True)
+    config.actor.checkpoint = str(tmp_path / "base_hf")
     export.export(resumed, tmp_path / "lora_hf")
     loaded = _flat(registry.load_pretrained(str(tmp_path / "lora_hf"), param_dtype=jnp.bfloat16).params)
     merged = _flat(layers.merge_lora(jax.device_get(resumed.state.actor_params), config_lora(config)))
