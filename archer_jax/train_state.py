@@ -180,25 +180,14 @@ def _overlay(fresh: Any, given: Any) -> Any:
     return jax.tree_util.tree_map_with_path(pick, fresh, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
-def abstract_state(
-    rng: jax.Array,
-    *,
-    actor: nn.Module,
-    critic: nn.Module | None,
-    actor_tx: optax.GradientTransformation,
-    critic_tx: optax.GradientTransformation | None,
-    mesh: Mesh,
-    rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
-    reference: bool = False,
-    baseline: nn.Module | None = None,
-    baseline_tx: optax.GradientTransformation | None = None,
-) -> tuple[ArcherState, ArcherState]:
+def abstract_state(rng: jax.Array, *, mesh: Mesh, rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
+                   **models: Any) -> tuple[ArcherState, ArcherState]:
     """``create_state``'s (shapes, shardings) without allocating anything: the unboxed
     ``jax.ShapeDtypeStruct`` of every leaf of a randomly initialised state and its
-    NamedSharding on ``mesh`` (what a memory plan sizes)."""
-    boxed = jax.eval_shape(_state_init(actor=actor, critic=critic, actor_tx=actor_tx, critic_tx=critic_tx,
-                                       reference=reference, baseline=baseline, baseline_tx=baseline_tx),
-                           _typed_key(rng), None, None)
+    NamedSharding on ``mesh`` (what a memory plan sizes). ``models``: create_state's
+    ``actor``, ``critic``, ``actor_tx``, ``critic_tx`` and optionally ``reference``,
+    ``baseline``, ``baseline_tx``."""
+    boxed = jax.eval_shape(_state_init(**models), _typed_key(rng), None, None)
     return nn.meta.unbox(boxed), sharding_lib.tree_shardings(boxed, mesh, rules)
 
 

@@ -109,7 +109,7 @@ def build_models(config: Any, mesh: Any) -> dict[str, Any]:
         actor = registry.module_from_hf_config(architecture(c.checkpoint, "actor.checkpoint"), c.dtype,
                                                c.get("param_dtype", "float32"), **registry.actor_options(config))
         if "lora" in registry.actor_options(config):
-            registry._check_lora_targets(actor, registry.actor_options(config)["lora"])
+            registry.check_lora_targets(actor, registry.actor_options(config)["lora"])
     else:  # the demo's word tokenizer, as trainer._actor_tokenizer builds it
         task = tasks.get(config.task)
         texts = list(task.corpus(config.env))

@@ -199,7 +199,7 @@ def build_actor(config: ml_collections.ConfigDict, tokenizer: Any, mesh: jax.sha
                                     tie_word_embeddings=True, dtype=dtype, param_dtype=param_dtype, **options)
             module, params = llama.LlamaForCausalLM(cfg), None
     if "lora" in options:
-        _check_lora_targets(module, options["lora"])
+        check_lora_targets(module, options["lora"])
     return module, params
 
 
@@ -222,7 +222,7 @@ def module_from_hf_config(hf_config: Mapping[str, Any], dtype: Any = jnp.float32
     return family.build(dataclasses.replace(config, **options) if options else config)
 
 
-def _check_lora_targets(module: nn.Module, lora: Any) -> None:
+def check_lora_targets(module: nn.Module, lora: Any) -> None:
     """Every name in config.actor.lora_targets names a dense layer of ``module``."""
     family = family_of(module)
     paths = [tuple(str(getattr(k, "key", k)) for k in path)
