@@ -37,13 +37,21 @@ from typing import Any
 from absl import app, flags
 from ml_collections import config_flags
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "run config file[:variant]", lock_config=False)
-_DEVICES = flags.DEFINE_integer("devices", 8, "accelerator chips to plan for (fake CPU devices)")
-_DEVICE_GIB = flags.DEFINE_float("device_gib", 0.0, "memory of one chip in GiB; > 0 adds a fits / does not fit line")
-_COMPILE = flags.DEFINE_bool("compile", True, "also compile the programs for their working memory (slower)")
-_NATIVE = flags.DEFINE_bool("native", False, "plan on this machine's own devices (e.g. on the TPU VM of the slice: "
-                            "the programs compiled for the real backend, nothing allocated); --devices is ignored")
-flags.mark_flags_as_required(["config"])
+
+
+def _define_flags() -> tuple[Any, ...]:
+    """The command's flags, defined only when it runs (importing ``plan`` defines none)."""
+    config = config_flags.DEFINE_config_file("config", None, "run config file[:variant]", lock_config=False)
+    devices = flags.DEFINE_integer("devices", 8, "accelerator chips to plan for (fake CPU devices)")
+    device_gib = flags.DEFINE_float("device_gib", 0.0, "memory of one chip in GiB; > 0 adds fits / does not fit lines")
+    compile_programs = flags.DEFINE_bool("compile", True, "also compile the programs for their working memory "
+                                         "(slower)")
+    native = flags.DEFINE_bool("native", False, "plan on this machine's own devices (e.g. on the TPU VM of the "
+                               "slice: the programs compiled for the real backend, nothing allocated); --devices is "
+                               "ignored")
+    flags.mark_flags_as_required(["config"])
+    return config, devices, device_gib, compile_programs, native
+
 
 # The architecture fields of the public config.json files the configs name (Hugging Face).
 KNOWN_ARCHITECTURES: dict[str, dict[str, Any]] = {
@@ -275,6 +283,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    _CONFIG, _DEVICES, _DEVICE_GIB, _COMPILE, _NATIVE = _define_flags()
     from experiments.configs import resolve_config_path  # the same bare config names as experiments.run
 
     sys.argv = resolve_config_path(sys.argv)
