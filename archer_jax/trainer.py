@@ -118,12 +118,18 @@ def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: Path, task: Any
     folder = workdir / "tokenizer"
     if (folder / "tokenizer.json").exists():
         return transformers.AutoTokenizer.from_pretrained(str(folder))
-    corpus = task.corpus(config.env)
-    if config.critic.privileged_len and hasattr(task, "hidden_texts"):  # the privileged critic's words too
-        corpus = itertools.chain(corpus, task.hidden_texts(config.env))
-    tokenizer = tokenization.build_word_tokenizer(corpus)
+    tokenizer = word_tokenizer(config, task)
     tokenizer.save_pretrained(str(folder))
     return tokenizer
+
+
+def word_tokenizer(config: ml_collections.ConfigDict, task: Any) -> Any:
+    """A from-scratch actor's word tokenizer: the task's own text, and what its
+    environment hides when the critic reads that (``config.critic.privileged_len``)."""
+    corpus = task.corpus(config.env)
+    if config.critic.privileged_len and hasattr(task, "hidden_texts"):
+        corpus = itertools.chain(corpus, task.hidden_texts(config.env))
+    return tokenization.build_word_tokenizer(corpus)
 
 
 def _pad_id(tokenizer: Any) -> int:

@@ -97,14 +97,12 @@ def architecture(checkpoint: str, field: str) -> dict[str, Any]:
 
 
 def build_models(config: Any, mesh: Any) -> dict[str, Any]:
-    """The run's actor, critic, bridge, token-level value model and phase settings, as
-    ``trainer.setup`` builds them, without weights."""
-    import jax.numpy as jnp
+    """The run's actor, critic, bridge, token-level value model, phase settings and
+    algorithm, as ``trainer.setup`` builds them, without weights."""
     import numpy as np
 
-    from archer_jax import algorithms, tasks, token_bridge
+    from archer_jax import algorithms, tasks, token_bridge, trainer
     from archer_jax.algorithms import archer
-    from archer_jax.data import tokenization
     from archer_jax.models import registry, value_heads
 
     algorithm = algorithms.get(config.algorithm)
@@ -118,12 +116,8 @@ def build_models(config: Any, mesh: Any) -> dict[str, Any]:
                                                c.get("param_dtype", "float32"), **registry.actor_options(config))
         if "lora" in registry.actor_options(config):
             registry.check_lora_targets(actor, registry.actor_options(config)["lora"])
-    else:  # the demo's word tokenizer, as trainer._actor_tokenizer builds it
-        task = tasks.get(config.task)
-        texts = list(task.corpus(config.env))
-        if config.critic.privileged_len and hasattr(task, "hidden_texts"):
-            texts += list(task.hidden_texts(config.env))
-        tokenizer = tokenization.build_word_tokenizer(texts)
+    else:
+        tokenizer = trainer.word_tokenizer(config, tasks.get(config.task))
         actor, _ = registry.build_actor(config, tokenizer, mesh)
     vocab = actor.config.vocab_size
     bridge = token_bridge.TokenBridge(kind="identity", critic_length=None, bos_id=None, pad_id=0, unk_id=0)
@@ -140,8 +134,7 @@ def build_models(config: Any, mesh: Any) -> dict[str, Any]:
         critic, _, _ = registry.build_critic(config, actor, tokenizer or _Vocabulary(vocab, 0), mesh)
     hp = archer.hparams(config, stop_ids=(1,), pad_id=0)
     baseline = value_heads.TokenValue(lm=actor) if algorithm.token_value else None
-    return dict(actor=actor, critic=critic, bridge=bridge, hp=hp, baseline=baseline, algorithm=algorithm,
-                dtype=jnp.dtype(c.dtype))
+    return dict(actor=actor, critic=critic, bridge=bridge, hp=hp, baseline=baseline, algorithm=algorithm)
 
 
 def per_device_bytes(abstract: Any, shardings: Any) -> int:
