@@ -157,7 +157,7 @@ def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *
 
 
 def _paths(tree: Any) -> set[tuple[str, ...]]:
-    return {tuple(str(getattr(k, "key", k)) for k in path)
+    return {layers.path_names(path)
             for path, _ in jax.tree_util.tree_flatten_with_path(tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))[0]}
 
 
@@ -171,7 +171,7 @@ def _overlay(fresh: Any, given: Any) -> Any:
     flat = flax.traverse_util.flatten_dict(given)
 
     def pick(path: tuple[Any, ...], leaf: Any) -> Any:
-        key = tuple(getattr(k, "key", k) for k in path)
+        key = layers.path_names(path)
         if key not in flat:
             return leaf
         value = flat[key]

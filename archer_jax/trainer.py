@@ -280,7 +280,7 @@ def _frozen_base(config: ml_collections.ConfigDict, actor: Any) -> Callable[[tup
         return None
 
     def frozen(path: tuple[Any, ...]) -> bool:
-        return getattr(path[0], "name", None) in _FROZEN_FIELDS and not layers.is_adapter(path)
+        return layers.path_names(path[:1])[0] in _FROZEN_FIELDS and not layers.is_adapter(path)
 
     return frozen
 

@@ -112,10 +112,11 @@ def build_models(config: Any, mesh: Any) -> dict[str, Any]:
     c = config.actor
     tokenizer = None
     if c.checkpoint:
+        options = registry.actor_options(config)
         actor = registry.module_from_hf_config(architecture(c.checkpoint, "actor.checkpoint"), c.dtype,
-                                               c.get("param_dtype", "float32"), **registry.actor_options(config))
-        if "lora" in registry.actor_options(config):
-            registry.check_lora_targets(actor, registry.actor_options(config)["lora"])
+                                               c.get("param_dtype", "float32"), **options)
+        if "lora" in options:
+            registry.check_lora_targets(actor, options["lora"])
     else:
         tokenizer = trainer.word_tokenizer(config, tasks.get(config.task))
         actor, _ = registry.build_actor(config, tokenizer, mesh)

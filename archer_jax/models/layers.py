@@ -49,10 +49,15 @@ class LoRA:
 ADAPTERS = ("lora_a", "lora_b")
 
 
+def path_names(path: Sequence[Any]) -> tuple[str, ...]:
+    """A ``jax.tree_util`` key path (dict keys, attribute names) or a sequence of names,
+    as names."""
+    return tuple(str(getattr(k, "key", getattr(k, "name", k))) for k in path)
+
+
 def is_adapter(path: Sequence[Any]) -> bool:
     """Whether a param path (``jax.tree_util`` keys or names) ends in a LoRA adapter."""
-    names = [getattr(k, "key", getattr(k, "name", k)) for k in path]
-    return any(n in ADAPTERS for n in names)
+    return any(n in ADAPTERS for n in path_names(path))
 
 
 class LoRAAdapter(nn.Module):

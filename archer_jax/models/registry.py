@@ -225,7 +225,7 @@ def module_from_hf_config(hf_config: Mapping[str, Any], dtype: Any = jnp.float32
 def check_lora_targets(module: nn.Module, lora: Any) -> None:
     """Every name in config.actor.lora_targets names a dense layer of ``module``."""
     family = family_of(module)
-    paths = [tuple(str(getattr(k, "key", k)) for k in path)
+    paths = [layers.path_names(path)
              for path, _ in jax.tree_util.tree_flatten_with_path(nn.meta.unbox(abstract_params(family, module.config)))[0]]
     dense = {p[-2] for p in paths if len(p) > 1 and p[-1] == "kernel" and not p[-2].endswith("_lora")}
     missing = [t for t in lora.targets if t not in dense]
