@@ -9,6 +9,7 @@ phases, so a whole phase needs no host round trip.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 
+from archer_jax import multihost
 from archer_jax import sharding as sharding_lib
 from archer_jax.data import tokenization
 
@@ -174,27 +176,21 @@ def insert(buffer: ReplayBuffer, batch: Transitions, valid: jax.Array | None = N
     )
 
 
-def _global(x: Any, sharding: NamedSharding) -> jax.Array:
-    """A host array as one global array: this process's rows on its own devices."""
-    if jax.process_count() == 1:
-        return jax.device_put(x, sharding)
-    return jax.make_array_from_process_local_data(sharding, np.asarray(x))
-
-
 def make_insert(shardings: ReplayBuffer, mesh: Mesh, rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
                 ) -> Callable[..., ReplayBuffer]:
     """``insert_fn(buffer, batch, valid=None) -> buffer``: ``insert`` jitted once per
     batch shape, the buffer donated and kept in its sharding.
 
-    The batch and its mask (host numpy or device arrays) are first placed with their
-    rows split over the data axes ('batch' in ``rules``), so each device receives only
-    rows of its own; on a pod each process passes its own rows and they form one
-    global batch (``jax.make_array_from_process_local_data``).
+    The batch and its mask are first placed with their rows split over the data axes
+    ('batch' in ``rules``), so each device receives only rows of its own: host numpy
+    that every process holds whole (a gathered rollout, ``multihost``), or global
+    device arrays.
     """
     jitted = jax.jit(insert, in_shardings=(shardings, None, None), out_shardings=shardings, donate_argnums=0)
 
     def place(x: Any) -> jax.Array:
-        return _global(x, _leading_axis_sharding(x, "batch", mesh, rules))
+        sharding = _leading_axis_sharding(x, "batch", mesh, rules)
+        return jax.device_put(x, sharding) if isinstance(x, jax.Array) else multihost.global_array(x, sharding)
 
     def insert_fn(buffer: ReplayBuffer, batch: Transitions, valid: Any = None) -> ReplayBuffer:
         valid = np.ones((batch.num_rows,), bool) if valid is None else valid
@@ -218,24 +214,48 @@ def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_l
     ``hidden_len`` > 0) tokenized once into a sharded device buffer of exactly their rows
     (rounded up to the data-parallel devices), as ``insert`` stores rollouts:
     observations left-padded and left-truncated, actions right-padded with
-    ``terminator_ids[:1]`` appended, hidden texts as ``hidden_ids`` encodes them."""
-    obs, obs_mask = tokenization.encode_left(tokenizer, transitions["observation"], obs_len, pad_id=pad_id)
-    nxt, nxt_mask = tokenization.encode_left(tokenizer, transitions["next_observation"], obs_len, pad_id=pad_id)
-    act, act_mask = tokenization.encode_right(tokenizer, transitions["action"], action_len, pad_id=pad_id,
-                                              append_ids=list(terminator_ids)[:1])
-    rows = Transitions(obs=obs, obs_mask=obs_mask, action=act, action_mask=act_mask, next_obs=nxt,
-                       next_obs_mask=nxt_mask, reward=np.asarray(transitions["reward"], np.float32),
-                       done=np.asarray(transitions["done"], bool),
-                       mc_return=np.asarray(transitions["mc_return"], np.float32),
-                       episode_return=np.asarray(transitions["episode_return"], np.float32),
-                       turn=np.asarray(transitions["turn"], np.int32))
-    if hidden_len:
-        hidden, hidden_mask = hidden_ids(tokenizer, transitions["hidden"], hidden_len, pad_id)
-        rows = rows.replace(hidden=hidden, hidden_mask=hidden_mask)
+    ``terminator_ids[:1]`` appended, hidden texts as ``hidden_ids`` encodes them.
+
+    Each process tokenizes only the rows its own devices hold."""
+    n = len(transitions["reward"])
     devices = mesh.shape["data"] * mesh.shape["fsdp"]
-    capacity = -(-len(obs) // devices) * devices
+    capacity = -(-n // devices) * devices
+
+    @functools.lru_cache(maxsize=None)
+    def encode(start: int, stop: int) -> tuple[Transitions, np.ndarray]:
+        """Rows [start, stop) of the batch (zeros past the dataset's end) and their validity."""
+        real = slice(min(start, n), min(stop, n))
+        column = lambda name: list(transitions[name][real])  # noqa: E731
+        obs, obs_mask = tokenization.encode_left(tokenizer, column("observation"), obs_len, pad_id=pad_id)
+        nxt, nxt_mask = tokenization.encode_left(tokenizer, column("next_observation"), obs_len, pad_id=pad_id)
+        act, act_mask = tokenization.encode_right(tokenizer, column("action"), action_len, pad_id=pad_id,
+                                                  append_ids=list(terminator_ids)[:1])
+        rows = Transitions(obs=obs, obs_mask=obs_mask, action=act, action_mask=act_mask, next_obs=nxt,
+                           next_obs_mask=nxt_mask, reward=np.asarray(column("reward"), np.float32),
+                           done=np.asarray(column("done"), bool),
+                           mc_return=np.asarray(column("mc_return"), np.float32),
+                           episode_return=np.asarray(column("episode_return"), np.float32),
+                           turn=np.asarray(column("turn"), np.int32))
+        if hidden_len:
+            hidden, hidden_mask = hidden_ids(tokenizer, column("hidden"), hidden_len, pad_id)
+            rows = rows.replace(hidden=hidden, hidden_mask=hidden_mask)
+        pad = (stop - start) - (real.stop - real.start)
+        rows = jax.tree.map(lambda x: np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]), rows)
+        return rows, np.arange(start, stop) < n
+
+    def place(get: Callable[[tuple[Transitions, np.ndarray]], np.ndarray], like: jax.ShapeDtypeStruct) -> jax.Array:
+        def rows(index: tuple[slice, ...]) -> np.ndarray:
+            block = range(capacity)[index[0]]
+            return get(encode(block.start, block.stop))[(slice(None), *index[1:])]
+
+        return jax.make_array_from_callback(like.shape, _leading_axis_sharding(like, "batch", mesh, rules), rows)
+
     buffer, shardings = create_sharded(capacity, obs_len, action_len, mesh, rules, hidden_len)
-    return make_insert(shardings, mesh, rules)(buffer, rows)
+    batch = jax.tree.map(lambda like, name: place(lambda e: getattr(e[0], name), like),
+                         buffer.rows, Transitions(**{f: f for f in TRANSITION_FIELDS
+                                                     if getattr(buffer, f) is not None}))
+    valid = place(lambda e: e[1], jax.ShapeDtypeStruct((capacity,), np.bool_))
+    return make_insert(shardings, mesh, rules)(buffer, batch, valid)
 
 
 def sample_indices(rng: jax.Array, size: jax.Array, batch_size: int) -> jax.Array:

@@ -6,6 +6,12 @@ host decodes them, cuts at the terminator and steps every environment at once (o
 oracle call per batch). Transitions keep the exact token ids the policy emitted, in
 fixed [max_turns * batch] arrays with a ``valid`` mask, so inserting them into the
 device buffer never recompiles.
+
+On several processes (``multihost``) each one steps its own share of the batch's
+environments (a contiguous slice of the seeds, ``multihost.process_slice``); per turn
+the observations are gathered so ``generate`` sees the global batch, and a finished
+batch is gathered whole: every process returns the same ``Rollout``, in the order one
+process would have played it.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from archer_jax import replay
+from archer_jax import multihost, replay
 from archer_jax.data import tokenization
 from archer_jax.envs.base import BatchedEnv
 from archer_jax.sampling import Generation
@@ -71,6 +77,16 @@ class RolloutRunner:
         # for a privileged critic; the policy never reads it.
         self.hidden_len = hidden_len
 
+    @property
+    def batch_size(self) -> int:
+        """Conversations per ``run``: this process's environments times the processes."""
+        return self.env.batch_size * multihost.count()
+
+    @property
+    def oracle_failures(self) -> int:
+        """The environments' oracle failures so far (every process's, summed)."""
+        return int(multihost.total(getattr(self.env, "oracle_failures", 0)))
+
     def with_policy(self, policy: PolicyFn) -> RolloutRunner:
         """The same runner (environments, tokenizer, lengths) acting with ``policy``."""
         other = copy.copy(self)
@@ -81,11 +97,16 @@ class RolloutRunner:
         return tokenization.encode_left(self.tokenizer, list(texts), self.obs_len, pad_id=self.pad_id)
 
     def run(self, params: Any, seeds: Sequence[int], rng: jax.Array, temperature: float | np.ndarray) -> Rollout:
-        """Plays one conversation per seed; ``temperature``: one for all, or one per
-        conversation (0 = greedy). Always passed on as [B], so both share one compile."""
-        b, t_max = len(seeds), self.max_turns
-        temperature = np.broadcast_to(np.asarray(temperature, np.float32), (b,))
-        observations = self.env.reset(list(seeds))
+        """Plays one conversation per seed (``batch_size`` of them); ``temperature``:
+        one for all, or one per conversation (0 = greedy). Always passed on as [B], so
+        both share one compile."""
+        if len(seeds) != self.batch_size:
+            raise ValueError(f"run: {len(seeds)} seeds for a batch of {self.batch_size} conversations")
+        t_max = self.max_turns
+        temperature = np.broadcast_to(np.asarray(temperature, np.float32), (len(seeds),))
+        mine = multihost.process_slice(len(seeds))
+        b = mine.stop - mine.start
+        observations = self.env.reset(list(seeds)[mine])
         obs_ids, obs_mask = self._encode(observations)
         done = np.zeros(b, bool)
         fields: dict[str, list[np.ndarray]] = {k: [] for k in
@@ -94,10 +115,12 @@ class RolloutRunner:
         valid, returns, lengths = [], np.zeros(b, np.float32), np.zeros(b, np.int32)
         for turn in range(t_max):
             active = ~done
-            if not active.any():
+            if not multihost.any_process(active.any()):
                 break
             rng, key = jax.random.split(rng)
-            gen = jax.device_get(self.policy(params, obs_ids, obs_mask, key, temperature))
+            prompt_ids, prompt_mask = multihost.gather_rows((obs_ids, obs_mask))
+            gen = multihost.to_host(self.policy(params, prompt_ids, prompt_mask, key, temperature))
+            gen = jax.tree.map(lambda x: x[mine] if np.ndim(x) else x, gen)
             actions = tokenization.decode_utterances(self.tokenizer, gen.tokens, gen.mask, self.terminator)
             observations, rewards, dones = self.env.step(actions)
             rewards = np.where(active, np.asarray(rewards, np.float32), 0.0)
@@ -124,19 +147,23 @@ class RolloutRunner:
 
     def _package(self, fields: dict[str, list[np.ndarray]], valid: np.ndarray, returns: np.ndarray,
                  successes: np.ndarray, lengths: np.ndarray, final_obs: Sequence[str]) -> Rollout:
+        stacked = {k: np.stack(v) for k, v in fields.items()}  # [t_real, B here, ...]
+        stacked.update(self._hidden_rows(valid.shape[0]))
+        # Every process's conversations, in seed order (the turns run in lockstep).
+        stacked, valid = multihost.gather_rows((stacked, valid), axis=1)
+        returns, successes, lengths = multihost.gather_rows((returns, successes, lengths))
+        final_obs, hidden = multihost.gather_texts(final_obs), multihost.gather_texts(self.env.hidden)
         t_real, b = valid.shape
         pad_turns = self.max_turns - t_real
-        stacked = {k: np.stack(v) for k, v in fields.items()}  # [t_real, B, ...]
         stacked["mc_return"] = discounted_returns(stacked["reward"], valid, self.gamma)
         stacked["episode_return"] = np.broadcast_to(returns, (t_real, b)).astype(np.float32)
         stacked["turn"] = np.broadcast_to(np.arange(t_real, dtype=np.int32)[:, None], (t_real, b))
-        stacked.update(self._hidden_rows(t_real))
         valid = np.concatenate([valid, np.zeros((pad_turns, b), bool)])
         out = {}
         for k, v in stacked.items():
             v = np.concatenate([v, np.zeros((pad_turns, *v.shape[1:]), v.dtype)])
             out[k] = v.reshape(self.max_turns * b, *v.shape[2:])
-        return Rollout(out, valid.reshape(-1), returns, successes, lengths, list(final_obs), list(self.env.hidden))
+        return Rollout(out, valid.reshape(-1), returns, successes, lengths, final_obs, hidden)
 
 
 EVAL_SEED_BASE = 10_000_000  # evaluation episodes never share seeds with rollouts
@@ -169,8 +196,8 @@ def play_evaluation(runner: RolloutRunner, params: Any, *, size: int, seed_offse
     offset 0: comparable across iterations and algorithms, episode by episode), in
     batches of the runner's batch size (a last partial batch is played whole and cut to
     ``size``). Deterministic: the same runner and params play the same games."""
-    b = runner.env.batch_size
-    failures = getattr(runner.env, "oracle_failures", 0)
+    b = runner.batch_size
+    failures = runner.oracle_failures
     returns, successes, lengths, dialogues, hidden, seeds = [], [], [], [], [], []
     rng = jax.random.key(0)
     for start in range(0, size, b):
@@ -184,7 +211,7 @@ def play_evaluation(runner: RolloutRunner, params: Any, *, size: int, seed_offse
         dialogues.extend(f"[{h}]\n{d}" for h, d in zip(result.hidden, result.dialogues))
     return Evaluation(seeds[:size], np.concatenate(returns)[:size], np.concatenate(successes)[:size],
                       np.concatenate(lengths)[:size], hidden[:size], dialogues[:size],
-                      int(getattr(runner.env, "oracle_failures", 0) - failures))
+                      runner.oracle_failures - failures)
 
 
 def log_evaluation(evaluation: Evaluation, *, logger: Any, stage: str, iteration: int,

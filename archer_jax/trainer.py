@@ -32,6 +32,7 @@ from archer_jax import (
     checkpointing,
     config_checks,
     metrics,
+    multihost,
     replay,
     rollout,
     sampling,
@@ -116,11 +117,15 @@ def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: Path, task: Any
     if config.actor.checkpoint:
         return registry.load_tokenizer(config.actor.checkpoint)
     folder = workdir / "tokenizer"
-    if (folder / "tokenizer.json").exists():
-        return transformers.AutoTokenizer.from_pretrained(str(folder))
-    tokenizer = word_tokenizer(config, task)
-    tokenizer.save_pretrained(str(folder))
-    return tokenizer
+
+    def load_or_build() -> Any:
+        if (folder / "tokenizer.json").exists():
+            return transformers.AutoTokenizer.from_pretrained(str(folder))
+        tokenizer = word_tokenizer(config, task)
+        tokenizer.save_pretrained(str(folder))
+        return tokenizer
+
+    return multihost.main_first("trainer.tokenizer", load_or_build)
 
 
 def word_tokenizer(config: ml_collections.ConfigDict, task: Any) -> Any:
@@ -160,6 +165,10 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
     save in progress looks like an unfinished one), and the run cannot save.
     """
     config_checks.check_config(config)
+    if config.archer.rollout_batch % multihost.count():
+        raise config_checks.ConfigError(
+            f"config.archer.rollout_batch = {config.archer.rollout_batch}: each of the {multihost.count()} "
+            "processes steps an equal share of a batch's environments; make it a multiple of the process count")
     CompileCounter.register()
     workdir = check_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -233,13 +242,14 @@ def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: 
 
     policy = jax.jit(functools.partial(sampling.generate, actor, max_new_tokens=hp.max_new_tokens,
                                        stop_ids=hp.stop_ids, pad_id=pad_id))
-    env = task.make_env(config.env, config.archer.rollout_batch, oracle=oracle)
+    # This process's share of each batch's environments (rollout.RolloutRunner).
+    env = task.make_env(config.env, config.archer.rollout_batch // multihost.count(), oracle=oracle)
     runner = rollout.RolloutRunner(env, policy, tokenizer,
                                    obs_len=config.tokens.obs_len, terminator=config.tokens.terminator,
                                    pad_id=pad_id, gamma=config.archer.gamma, max_turns=config.env.max_turns,
                                    hidden_len=config.critic.privileged_len)
     logger = metrics.MetricsLogger(workdir, total_iterations=config.archer.iterations,
-                                   enabled=jax.process_index() == 0)
+                                   enabled=multihost.is_main())
     return Run(config, workdir, mesh, task, tokenizer, actor, critic, baseline, hp, state, state_shardings, buffer,
                buffer_shardings, checkpointer, logger, runner, bridge, progress)
 

@@ -26,6 +26,11 @@ _COMMAND_LINE: list[str] = []
 _CONFIG = config_flags.DEFINE_config_file("config", None, "task config file[:variant]", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "output folder: checkpoints, metrics, transcripts")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "call jax.distributed.initialize() (multi-host pods)")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "with --distributed where the cluster is not detected (CPU or GPU hosts): "
+    "process 0's host:port")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "with --coordinator_address: how many processes")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "with --coordinator_address: this process's index")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -94,7 +99,10 @@ def main(argv: list[str]) -> None:
     import jax
 
     if _DISTRIBUTED.value:
-        jax.distributed.initialize()
+        # CPU processes reach each other through gloo (the default has no cross-process
+        # collectives); TPU and GPU backends ignore the setting.
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     from archer_jax import provenance, trainer
 
     try:  # before anything is written into it

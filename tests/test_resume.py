@@ -23,7 +23,6 @@ each resume skips most compiling; cached executables are the same programs.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -31,11 +30,11 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-import numpy as np
 import pytest
 
-from archer_jax import checkpointing, trainer
+from archer_jax import trainer
+import runs
+from runs import Pipe, final, logged, steps, without_timing
 
 pytestmark = pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="kill points read /proc/<pid>/fd (Linux)")
 
@@ -86,110 +85,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, env: dict[str, str])
     return workdir
 
 
-# ----------------------------------------------------------------------------- reading a workdir
-
-
-def _rows(workdir: Path) -> list[dict]:
-    path = workdir / "metrics.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-
-
-def _without_timing(row: dict) -> dict:
-    return {k: v for k, v in row.items() if k != "time" and not k.startswith("time/")}
-
-
-def _logged(workdir: Path, stage: str) -> list[int]:
-    return [r["iteration"] for r in _rows(workdir) if r["stage"] == stage]
-
-
-def _steps(workdir: Path) -> list[int]:
-    folder = workdir / "checkpoints"
-    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
-
-
-def _final(workdir: Path) -> tuple[int, dict, dict, dict]:
-    """(step, state, buffer, progress) of the newest checkpoint, restored with the run's own
-    Checkpointer into the tree the checkpoint's metadata describes (on one device)."""
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    with checkpointing.Checkpointer(workdir) as checkpointer:
-        step = checkpointer.latest_step()
-        metadata = checkpointer._manager.item_metadata(step)
-        assert metadata.get("buffer") is not None, f"step {step} holds no replay buffer"
-
-        def abstract(item: str) -> dict:
-            tree = getattr(metadata[item], "tree", metadata[item])
-            return jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device), tree,
-                                is_leaf=lambda m: hasattr(m, "shape") and hasattr(m, "dtype"))
-
-        restored = checkpointer.restore_latest(abstract("state"), abstract("buffer"))
-    assert restored is not None and restored[0] == step
-    return restored
-
-
-def _assert_trees_equal(got: dict, want: dict, name: str) -> None:
-    got_leaves = dict(jax.tree_util.tree_flatten_with_path(got)[0])
-    want_leaves = dict(jax.tree_util.tree_flatten_with_path(want)[0])
-    assert got_leaves.keys() == want_leaves.keys(), name
-    differ = [jax.tree_util.keystr(path) for path in want_leaves
-              if not np.array_equal(np.asarray(got_leaves[path]), np.asarray(want_leaves[path]))]
-    assert not differ, f"{name}: {len(differ)} of {len(want_leaves)} leaves differ: {differ[:10]}"
-
-
 # ----------------------------------------------------------------------------- kill points
-
-
-class Pipe:
-    """A full named pipe where the run will write ``transcripts/<stage>_<iteration>.txt``: the
-    run opens it and blocks writing until ``release()``, which reads the text the run wrote and
-    puts it back as a plain file (so transcripts can be compared)."""
-
-    def __init__(self, workdir: Path, stage: str, iteration: int) -> None:
-        self.path = workdir / "transcripts" / f"{stage}_{iteration:06d}.txt"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self.path.exists():
-            self.path.unlink()
-        os.mkfifo(self.path)
-        # Read-write: the run's open() finds a reader and returns at once; its write() then
-        # blocks, because the pipe is filled to the last byte first.
-        self._fd = os.open(self.path, os.O_RDWR | os.O_NONBLOCK)
-        self._filler = 0
-        for chunk in (4096, 1):
-            try:
-                while True:
-                    self._filler += os.write(self._fd, b"\0" * chunk)
-            except BlockingIOError:
-                pass
-
-    def reached(self, proc: subprocess.Popen) -> bool:
-        """Whether the run holds the pipe open: it is inside this iteration's evaluation and
-        cannot leave it (nor reach the iteration's checkpoint or stop check) until released."""
-        folder = Path(f"/proc/{proc.pid}/fd")
-        for fd in folder.iterdir() if folder.exists() else ():
-            try:
-                if os.readlink(fd) == str(self.path):
-                    return True
-            except OSError:  # closed meanwhile
-                pass
-        return False
-
-    def release(self) -> None:
-        """Lets the run write (and go on); waits for its text and restores it as a plain file."""
-        reader = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK)
-        os.close(self._fd)  # now the run is the only writer: its close ends the text
-        os.set_blocking(reader, True)
-        chunks = []
-        while chunk := os.read(reader, 1 << 16):
-            chunks.append(chunk)
-        os.close(reader)
-        text = b"".join(chunks)[self._filler:]
-        assert text, f"{self.path}: the run wrote nothing"
-        self.path.unlink()
-        self.path.write_bytes(text)
-
-    def remove(self) -> None:
-        """After a SIGKILL: the transcript was never written; the resumed run writes it."""
-        os.close(self._fd)
-        self.path.unlink()
 
 
 def _wait(proc: subprocess.Popen, condition, what: str) -> None:
@@ -209,7 +105,7 @@ def _sigkill_at(workdir: Path, env: dict[str, str], stage: str, iteration: int, 
     update done, not logged), once checkpoint step ``checkpoint`` is complete on disk."""
     pipe = Pipe(workdir, stage, iteration)
     proc = _launch(workdir, env, overrides)
-    _wait(proc, lambda: pipe.reached(proc) and checkpoint in _steps(workdir),
+    _wait(proc, lambda: pipe.reached(proc) and checkpoint in steps(workdir),
           f"{stage} iteration {iteration} with checkpoint {checkpoint} on disk")
     proc.kill()
     proc.wait(timeout=TIMEOUT)
@@ -231,35 +127,35 @@ def _sigterm_at(workdir: Path, env: dict[str, str], stage: str, iteration: int) 
 def test_killed_and_preempted_runs_resume_to_the_uninterrupted_result(uninterrupted, env, tmp_path):
     # SIGKILL mid-BC: blocked at BC iteration 6 (its update done); checkpoint 5 is the latest.
     _sigkill_at(tmp_path, env, "bc", 6, checkpoint=5)
-    assert _steps(tmp_path)[-1] == 5 and _logged(tmp_path, "bc") == [1, 2, 3, 4, 5]
-    assert not _logged(tmp_path, "archer")
+    assert steps(tmp_path)[-1] == 5 and logged(tmp_path, "bc") == [1, 2, 3, 4, 5]
+    assert not logged(tmp_path, "archer")
 
     # SIGKILL mid-ArCHer: resumes from 5 (iteration 6 of BC again), BC finishes; blocked at ArCHer iteration 6 (its update done), after
     # rows 0-5; the latest checkpoint (S + 5) holds iterations 1-5, so iteration 6 is redone.
     _sigkill_at(tmp_path, env, "archer", 6, checkpoint=S + 5)
-    assert _steps(tmp_path)[-1] == S + 5 and _logged(tmp_path, "archer") == list(range(6))
-    assert _logged(tmp_path, "bc") == list(range(1, BC_ITERATIONS + 1))
+    assert steps(tmp_path)[-1] == S + 5 and logged(tmp_path, "archer") == list(range(6))
+    assert logged(tmp_path, "bc") == list(range(1, BC_ITERATIONS + 1))
 
     # SIGTERM mid-ArCHer: resumes at 6, stops after iteration 8 with a final checkpoint.
     _sigterm_at(tmp_path, env, "archer", 8)
-    assert _steps(tmp_path)[-1] == S + 8 and _logged(tmp_path, "archer") == list(range(9))
+    assert steps(tmp_path)[-1] == S + 8 and logged(tmp_path, "archer") == list(range(9))
 
     # The same command once more finishes the run.
     _finish(_launch(tmp_path, env))
 
-    assert _final(tmp_path)[0] == S + ARCHER_ITERATIONS
+    assert final(tmp_path)[0] == S + ARCHER_ITERATIONS
     _assert_same_run(tmp_path, uninterrupted)
 
 
 def _assert_same_run(got_dir: Path, want_dir: Path, *, uses_buffer: bool = True) -> None:
     """The same final checkpoint (state, buffer, progress), metrics rows and transcripts."""
-    want, got = _final(want_dir), _final(got_dir)
+    want, got = final(want_dir), final(got_dir)
     assert got[0] == want[0]
-    _assert_trees_equal(got[1], want[1], "train state")
-    _assert_trees_equal(got[2], want[2], "replay buffer")
+    runs.assert_trees_equal(got[1], want[1], "train state")
+    runs.assert_trees_equal(got[2], want[2], "replay buffer")
     assert (int(got[2]["size"]) > 0) == uses_buffer  # PPO learns on-policy: its replay buffer stays empty
     assert got[3] == want[3]  # progress: stage, iteration, env steps, finished (PPO: its KL coefficient)
-    assert [_without_timing(r) for r in _rows(got_dir)] == [_without_timing(r) for r in _rows(want_dir)]
+    assert [without_timing(r) for r in runs.rows(got_dir)] == [without_timing(r) for r in runs.rows(want_dir)]
     transcripts = sorted(p.name for p in (want_dir / "transcripts").iterdir())
     assert sorted(p.name for p in (got_dir / "transcripts").iterdir()) == transcripts
     for name in transcripts:
@@ -269,9 +165,9 @@ def _assert_same_run(got_dir: Path, want_dir: Path, *, uses_buffer: bool = True)
 def test_the_uninterrupted_run_compiles_only_in_its_first_iterations(uninterrupted):
     """time/compiles counts (the first evaluation and ArCHer's first iteration compile) and is
     0 in every other row, evaluating (even) or not (odd)."""
-    rows = _rows(uninterrupted)
-    bc = [r for r in rows if r["stage"] == "bc"]
-    archer = [r for r in rows if r["stage"] == "archer"]
+    metrics = runs.rows(uninterrupted)
+    bc = [r for r in metrics if r["stage"] == "bc"]
+    archer = [r for r in metrics if r["stage"] == "archer"]
     assert [r["iteration"] for r in bc] == list(range(1, BC_ITERATIONS + 1))
     assert [r["iteration"] for r in archer] == list(range(ARCHER_ITERATIONS + 1))
     assert ["eval/return_mean" in r for r in archer] == [i % EVAL_EVERY == 0 for i in range(ARCHER_ITERATIONS + 1)]
@@ -294,10 +190,10 @@ def test_other_online_algorithms_killed_resume_to_the_uninterrupted_result(algor
     uninterrupted, interrupted = tmp_path / "uninterrupted", tmp_path / "interrupted"
     _finish(_launch(uninterrupted, env, overrides))
     _sigkill_at(interrupted, env, algorithm, 4, checkpoint=S + 3, overrides=overrides)
-    assert _steps(interrupted)[-1] == S + 3 and _logged(interrupted, algorithm) == [0, 1, 2, 3]
+    assert steps(interrupted)[-1] == S + 3 and logged(interrupted, algorithm) == [0, 1, 2, 3]
     _finish(_launch(interrupted, env, overrides))
-    assert _final(interrupted)[0] == S + 6
+    assert final(interrupted)[0] == S + 6
     _assert_same_run(interrupted, uninterrupted, uses_buffer=algorithm != "ppo")
     if algorithm == "ppo":
-        kl_coefs = [r["ppo/kl_coef"] for r in _rows(uninterrupted) if r["stage"] == "ppo" and r["iteration"] > 0]
+        kl_coefs = [r["ppo/kl_coef"] for r in runs.rows(uninterrupted) if r["stage"] == "ppo" and r["iteration"] > 0]
         assert len(set(kl_coefs)) == len(kl_coefs)  # it adapted every iteration

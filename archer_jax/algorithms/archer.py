@@ -25,7 +25,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from archer_jax import critic_probe, losses, replay, rollout, sampling, train_state
+from archer_jax import critic_probe, losses, multihost, replay, rollout, sampling, train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage
 from archer_jax.train_state import ArcherState, step_key
@@ -453,7 +453,7 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
     else:
         greedy, temperatures = np.zeros(batch, bool), np.full(batch, temperature)
     returns, successes, turns, probe, results = [], [], 0, [], []
-    failures = getattr(runner.env, "oracle_failures", 0)
+    failures = runner.oracle_failures
     rng = jax.random.fold_in(jax.random.key(c.seed + 1), iteration)
     for start in range(0, c.archer.rollout_size, batch):
         seeds = [c.seed * SEED_STRIDE + iteration * c.archer.rollout_size + start + i for i in range(batch)]
@@ -472,7 +472,7 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
     returns, successes = np.stack(returns), np.stack(successes)  # [batches, B]
     # Oracle calls that failed and were retried (the episodes played on regardless).
     row = {"rollout/turns": float(turns),
-           "rollout/oracle_failures": float(getattr(runner.env, "oracle_failures", 0) - failures)}
+           "rollout/oracle_failures": float(runner.oracle_failures - failures)}
     groups = {"": np.ones_like(greedy)}
     if greedy.any():  # the greedy rows are a cheap greedy evaluation on fresh seeds
         groups.update(sampled_=~greedy, greedy_=greedy)
@@ -482,7 +482,7 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
         row[f"rollout/{name}return_mean"] = float(returns[:, rows].mean())
         row[f"rollout/{name}success_rate"] = float(successes[:, rows].mean())
     if probe:
-        q, v, mc_return, valid = (np.concatenate(x) for x in zip(*jax.device_get(probe)))
+        q, v, mc_return, valid = (np.concatenate(x) for x in zip(*multihost.to_host(probe)))
         row.update(probe_metrics(q[valid], v[valid], mc_return[valid]))
     return row, results
 

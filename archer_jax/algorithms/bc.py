@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from archer_jax import losses, replay, train_state
+from archer_jax import losses, multihost, replay, train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage
 from archer_jax.algorithms.archer import ArcherHParams, Metrics, action_logits, jit_phase, sample_batch, scan_steps
@@ -83,10 +83,11 @@ def dataset_buffer(run: Any) -> replay.ReplayBuffer:
     """The offline episodes of ``config.data.source``, every turn in one sharded device
     buffer of exactly their rows (``replay.from_dataset``)."""
     c = run.config
-    transitions = sources.load_transitions_from(
+    # Process 0 builds the dataset files; the others read them once built.
+    transitions = multihost.main_first("bc.dataset", lambda: sources.load_transitions_from(
         c.data.source, task=c.task, data_dir=c.data.dir or str(run.workdir / "data"),
         manual_dir=c.data.manual_dir, num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma,
-        max_turns=c.env.max_turns, num_items=c.env.num_items, env=task_env_fields(c))
+        max_turns=c.env.max_turns, num_items=c.env.num_items, env=task_env_fields(c)))
     return replay.from_dataset(transitions, run.tokenizer, obs_len=c.tokens.obs_len, action_len=c.tokens.action_len,
                                pad_id=run.hp.pad_id, terminator_ids=run.hp.stop_ids, mesh=run.mesh,
                                rules=c.mesh.rules, hidden_len=c.critic.privileged_len)
