@@ -150,10 +150,28 @@ def _init_state(rng: jax.Array, actor_params: Any, critic_encoder_params: Any, *
         # A real copy: the target must not alias the online critic's buffers, or
         # donating the state would hand XLA one buffer twice.
         target_critic_params=jax.tree.map(jnp.copy, critic_params),
-        ref_actor_params=jax.tree.map(jnp.copy, actor_params) if reference else None,
+        ref_actor_params=reference_of(actor_params) if reference else None,
         baseline_params=baseline_params,
         baseline_opt_state=baseline_tx.init(baseline_params) if baseline is not None else None,
     )
+
+
+def reference_of(actor_params: Any) -> Any:
+    """The frozen KL anchor a state keeps (``ref_actor_params``): a real copy of the
+    actor's params (not aliasing them: a donated state would hand XLA one buffer
+    twice); under LoRA a copy of the adapters alone, since the base weights never
+    change (a 7B base is 14 GB): ``reference_params`` puts the base back."""
+    flat = flax.traverse_util.flatten_dict(actor_params)
+    adapters = {k: v for k, v in flat.items() if layers.is_adapter(k)}
+    return jax.tree.map(jnp.copy, flax.traverse_util.unflatten_dict(adapters) if adapters else actor_params)
+
+
+def reference_params(state: ArcherState) -> Any:
+    """The KL anchor's full params: ``ref_actor_params``, over the actor's frozen base
+    where it keeps the adapters only (``reference_of``)."""
+    flat = flax.traverse_util.flatten_dict(state.ref_actor_params)
+    return jax.tree_util.tree_map_with_path(lambda path, x: flat.get(layers.path_names(path), x),
+                                            state.actor_params)
 
 
 def _paths(tree: Any) -> set[tuple[str, ...]]:

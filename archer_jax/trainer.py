@@ -279,18 +279,18 @@ def _save(run: Run, stage: str, iteration: int, *, finished: bool = False) -> No
 
 # A LoRA actor's base weights never change: checkpoints leave them out (a 7B base is
 # 14 GB per save) and a resumed run takes them from config.actor.checkpoint again,
-# checked against the fingerprint its first save recorded.
-_FROZEN_FIELDS = ("actor_params", "ref_actor_params")
+# checked against the fingerprint its first save recorded. (The KL anchor keeps its
+# adapters only: train_state.reference_of.)
 
 
 def _frozen_base(config: ml_collections.ConfigDict, actor: Any) -> Callable[[tuple[Any, ...]], bool] | None:
     """Which leaves of the state checkpoints leave out (None: none): under LoRA, the
-    actor's (and its KL anchor's) weights other than the adapters."""
+    actor's weights other than the adapters."""
     if getattr(actor.config, "lora", None) is None:
         return None
 
     def frozen(path: tuple[Any, ...]) -> bool:
-        return layers.path_names(path[:1])[0] in _FROZEN_FIELDS and not layers.is_adapter(path)
+        return layers.path_names(path[:1])[0] == "actor_params" and not layers.is_adapter(path)
 
     return frozen
 

@@ -113,15 +113,16 @@ def _smoke(**actor) -> object:
 
 def test_a_lora_run_trains_only_the_adapters_resumes_and_exports(tmp_path):
     """A bfloat16 base (a from-scratch Llama actor, exported as a Hugging Face folder)
-    under LoRA: BC and ArCHer train the adapters only, the base weights stay the
-    checkpoint's bit for bit through a resume, and the export folds the adapters in."""
+    under LoRA: BC and ArCHer (with a KL anchor) train the adapters only, the base
+    weights stay the checkpoint's bit for bit through a resume, the anchor keeps a copy
+    of the adapters alone, and the export folds the adapters in."""
     untrained = _smoke()
     untrained.bc.iterations = untrained.archer.iterations = 0
     base_run = trainer.train(untrained, tmp_path / "base")
     export.export(base_run, tmp_path / "base_hf")
     config = _smoke(checkpoint=str(tmp_path / "base_hf"), param_dtype="bfloat16", lora_rank=4, remat=True,
                     lora_targets=("q_proj", "v_proj"))
-    config.archer.iterations = 2
+    config.archer.iterations, config.archer.kl_coef = 2, 0.1
     run = trainer.train(config, tmp_path / "lora")
     base = registry.load_pretrained(str(tmp_path / "base_hf"), param_dtype=jnp.bfloat16)
 
@@ -134,6 +135,11 @@ def test_a_lora_run_trains_only_the_adapters_resumes_and_exports(tmp_path):
             assert flat[path].dtype == jnp.bfloat16
             np.testing.assert_array_equal(flat[path].view(np.uint16), np.asarray(value).view(np.uint16), path)
         assert all(np.abs(flat[k]).max() > 0 for k in adapters if k.endswith("lora_b"))  # B left its zero init
+        # The KL anchor: BC's adapters (ArCHer has moved the actor's since), over the shared base.
+        anchor = _flat(jax.device_get(run.state.ref_actor_params))
+        assert set(anchor) == adapters and any(not np.array_equal(anchor[k], flat[k]) for k in adapters)
+        full = _flat(jax.device_get(train_state.reference_params(run.state)))
+        assert all(np.array_equal(full[k], anchor[k] if k in adapters else flat[k]) for k in flat)
         return flat
 
     final = check(run)
@@ -148,8 +154,9 @@ def test_a_lora_run_trains_only_the_adapters_resumes_and_exports(tmp_path):
         np.testing.assert_array_equal(np.asarray(again[path]).view(np.uint8), np.asarray(value).view(np.uint8), path)
     # The checkpoints keep the actor's adapters, not its base weights.
     stored = resumed.checkpointer.stored_shapes(resumed.checkpointer.latest_step())
-    actor = {p for p in stored if p.startswith("state/actor_params/")}
-    assert actor and all(layers.is_adapter(p.split("/")) for p in actor)
+    for field in ("actor_params", "ref_actor_params"):
+        kept = {p for p in stored if p.startswith(f"state/{field}/")}
+        assert kept and all(layers.is_adapter(p.split("/")) for p in kept), field
     assert any(p.startswith("state/critic_params/") for p in stored)
     # ... and refuse to resume on other base weights than the run started from.
     other = tmp_path / "other_hf"

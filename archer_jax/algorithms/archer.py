@@ -253,13 +253,14 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
     if (hp.kl_coef or hp.forward_kl_coef) and state.ref_actor_params is None:
         raise ValueError("ArcherHParams.kl_coef / forward_kl_coef > 0 need the reference actor: "
                          "create_state(..., reference=True)")
-    ref_logp = (action_logprobs(actor, state.ref_actor_params, obs, obs_mask, pi.tokens, pi.mask,
+    ref_params = train_state.reference_params(state) if state.ref_actor_params is not None else None
+    ref_logp = (action_logprobs(actor, ref_params, obs, obs_mask, pi.tokens, pi.mask,
                                 hp.actor_temperature) if hp.kl_coef else None)
     # One utterance of the reference policy per state, and its log pi_ref,T (the
     # mass-covering anchor's samples; their log-probs only feed its metric).
-    ref = (_sample_actions(actor, state.ref_actor_params, batch, jax.random.fold_in(k_action, 1), hp,
+    ref = (_sample_actions(actor, ref_params, batch, jax.random.fold_in(k_action, 1), hp,
                            hp.actor_temperature) if hp.forward_kl_coef else None)
-    ref_self_logp = (action_logprobs(actor, state.ref_actor_params, batch.obs, batch.obs_mask, ref.tokens, ref.mask,
+    ref_self_logp = (action_logprobs(actor, ref_params, batch.obs, batch.obs_mask, ref.tokens, ref.mask,
                                      hp.actor_temperature) if ref is not None else None)
 
     def weights(logp: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -414,7 +415,7 @@ def start_state(state: ArcherState, *, actor_tx: optax.GradientTransformation,
     (its head as initialised), with fresh ``baseline_tx`` moments."""
     state = state.replace(actor_opt_state=actor_tx.init(state.actor_params))
     if state.ref_actor_params is not None:
-        state = state.replace(ref_actor_params=jax.tree.map(jnp.copy, state.actor_params))
+        state = state.replace(ref_actor_params=train_state.reference_of(state.actor_params))
     if critic_from_actor:
         critic_params = {**state.critic_params, "encoder": {"lm": state.actor_params}}
         state = state.replace(critic_params=critic_params, target_critic_params=critic_params,

@@ -119,7 +119,7 @@ def ppo_phase(state: ArcherState, data: dict[str, jax.Array], kl_coef: jax.Array
 
     def measure(x: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array, jax.Array]:
         old = logp(state.actor_params, *x)
-        ref = logp(state.ref_actor_params, *x) if hp.reference else old
+        ref = logp(train_state.reference_params(state), *x) if hp.reference else old
         return old, ref, value.apply({"params": state.baseline_params}, *x)
 
     old_logp, ref_logp, old_values = chunked(measure, inputs, mb)
