@@ -148,7 +148,7 @@ class Checkpointer:
 
     def __init__(self, workdir: str | os.PathLike, *, max_to_keep: int = 2, async_save: bool = True,
                  config_hints: Mapping[str, str] | None = None, read_only: bool = False) -> None:
-        workdir = str(workdir)
+        workdir = os.fspath(workdir)
         self.directory = epath.Path(workdir if "://" in workdir else os.path.abspath(workdir)) / CHECKPOINT_DIR
         self.config_hints = dict(config_hints or {})
         self.read_only = read_only

@@ -22,26 +22,40 @@ Resuming: the first ``start_stage`` (or ``log``) of a stage drops that stage's l
 with iteration >= the resumed iteration, so a rerun from a checkpoint does not
 duplicate them; TensorBoard hides them too (``purge_step``). Earlier lines stay.
 On multi-host runs pass ``enabled=jax.process_index() == 0``.
+
+The workdir may be a ``gs://`` bucket folder (``etils.epath``): objects there cannot
+be appended to, so metrics.jsonl is rewritten whole at each row (its rows are kept
+in memory), and TensorBoard writes to a local folder whose event files are copied
+to the bucket every ``_TENSORBOARD_SYNC_S`` seconds and at ``flush`` / ``close``.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pathlib
 import re
+import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import jax
 import numpy as np
+from etils import epath
 
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 TRANSCRIPTS_DIR = "transcripts"
 EVALUATIONS_DIR = "evaluations"
 _POSTFIX_ITEMS = 4
+_TENSORBOARD_SYNC_S = 30.0
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether a workdir is a URL (a ``gs://`` bucket folder) rather than a local folder."""
+    return "://" in os.fspath(path)
 
 
 def _safe_name(name: str) -> str:
@@ -83,9 +97,9 @@ class MetricsLogger:
     losses first); console: show the bar.
     """
 
-    def __init__(self, workdir: str | Path, *, total_iterations: int, enabled: bool = True,
+    def __init__(self, workdir: str | os.PathLike, *, total_iterations: int, enabled: bool = True,
                  postfix_keys: Sequence[str] | None = None, console: bool = True) -> None:
-        self.workdir = Path(workdir)
+        self.workdir = epath.Path(workdir)
         self.total_iterations = int(total_iterations)
         self.enabled = enabled
         self.postfix_keys = None if postfix_keys is None else tuple(postfix_keys)
@@ -95,11 +109,16 @@ class MetricsLogger:
         self._writers: dict[str, Any] = {}
         self._bar: Any = None
         self._file: Any = None
+        # A bucket's objects cannot be appended to: its metrics.jsonl is rewritten from these.
+        self._lines: list[str] | None = [] if is_remote(workdir) else None
+        # ... and its TensorBoard events are written here first (_sync_tensorboard).
+        self._tensorboard_local = tempfile.mkdtemp(prefix="tensorboard") if self._lines is not None else None
+        self._synced = time.monotonic()
         if enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
 
     @property
-    def metrics_path(self) -> Path:
+    def metrics_path(self) -> epath.Path:
         return self.workdir / METRICS_FILE
 
     # -- stages ---------------------------------------------------------------------
@@ -117,8 +136,9 @@ class MetricsLogger:
             self._writers.pop(stage).close()
         from tensorboardX import SummaryWriter
 
+        root = self._tensorboard_local or str(self.workdir / TENSORBOARD_DIR)
         self._writers[stage] = SummaryWriter(
-            str(self.workdir / TENSORBOARD_DIR / _safe_name(stage)),
+            os.path.join(root, _safe_name(stage)),
             purge_step=start_iteration if start_iteration > 0 else None, flush_secs=30)
         if self._bar is not None:
             self._bar.close()
@@ -135,8 +155,8 @@ class MetricsLogger:
             self._file.close()
             self._file = None
         path = self.metrics_path
+        kept: list[str] = []
         if path.exists():
-            kept = []
             with path.open("r", encoding="utf-8") as f:
                 for line in f:
                     try:
@@ -148,11 +168,17 @@ class MetricsLogger:
                     if record.get("stage") == stage and record.get("iteration", -1) >= start_iteration:
                         continue
                     kept.append(line if line.endswith("\n") else line + "\n")
-            tmp = path.with_name(path.name + ".tmp")
-            with tmp.open("w", encoding="utf-8") as f:
-                f.writelines(kept)
-            os.replace(tmp, path)
-        self._file = path.open("a", encoding="utf-8")
+            if self._lines is not None:
+                path.write_text("".join(kept))  # one object write: all or nothing
+            else:
+                tmp = path.with_name(path.name + ".tmp")
+                with tmp.open("w", encoding="utf-8") as f:
+                    f.writelines(kept)
+                os.replace(tmp, path)
+        if self._lines is not None:
+            self._lines = kept
+        else:
+            self._file = path.open("a", encoding="utf-8")
 
     # -- logging ----------------------------------------------------------------------
 
@@ -172,8 +198,7 @@ class MetricsLogger:
         values = {k: _to_python(v) for k, v in _flatten(jax.device_get(dict(metrics))).items()}
         iteration = int(iteration)
         record = {"stage": stage, "iteration": iteration, "time": time.time(), **values}
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        self._write(json.dumps(record) + "\n")
         writer = self._writers[stage]
         for name, value in values.items():
             if isinstance(value, (int, float)):  # bool included
@@ -184,10 +209,20 @@ class MetricsLogger:
                 except (TypeError, ValueError):
                     continue
                 writer.add_histogram(name, array, iteration)
+        if self._tensorboard_local is not None and time.monotonic() - self._synced > _TENSORBOARD_SYNC_S:
+            self._sync_tensorboard()
         if self._bar is not None and not self._bar.disable:
             self._bar.set_postfix({k: _format(values[k]) for k in self._postfix(values)}, refresh=False)
             self._bar.update(max(0, min(iteration + 1, self._bar.total or iteration + 1) - self._bar.n))
         return values
+
+    def _write(self, line: str) -> None:
+        if self._lines is None:
+            self._file.write(line)
+            self._file.flush()
+        else:
+            self._lines.append(line)
+            self.metrics_path.write_text("".join(self._lines))
 
     def _postfix(self, values: Mapping[str, Any]) -> list[str]:
         scalars = [k for k, v in values.items() if isinstance(v, (int, float))]
@@ -208,7 +243,7 @@ class MetricsLogger:
         elif self.console:
             print(message, flush=True)
 
-    def write_transcripts(self, stage: str, iteration: int, dialogues: Sequence[str]) -> Path | None:
+    def write_transcripts(self, stage: str, iteration: int, dialogues: Sequence[str]) -> epath.Path | None:
         """Writes sample dialogues to transcripts/<stage>_<iteration:06d>.txt (replacing
         one from an earlier life of the run); returns the path."""
         if not self.enabled:
@@ -224,7 +259,7 @@ class MetricsLogger:
         return path
 
     def write_evaluation(self, stage: str, iteration: int, *, seeds: Sequence[int], returns: Sequence[float],
-                         successes: Sequence[bool], hidden: Sequence[str]) -> Path | None:
+                         successes: Sequence[bool], hidden: Sequence[str]) -> epath.Path | None:
         """Writes one evaluation's episodes to evaluations/<stage>_<iteration:05d>.json
         (atomically, replacing one from an earlier life of the run); returns the path."""
         if not self.enabled:
@@ -235,16 +270,33 @@ class MetricsLogger:
         record = {"stage": stage, "iteration": int(iteration), "seeds": [int(s) for s in seeds],
                   "returns": [float(r) for r in returns], "successes": [bool(s) for s in successes],
                   "hidden": [str(h) for h in hidden]}
+        if self._lines is not None:
+            path.write_text(json.dumps(record))  # one object write: all or nothing
+            return path
         tmp = path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(record), encoding="utf-8")
         os.replace(tmp, path)
         return path
+
+    def _sync_tensorboard(self) -> None:
+        """Copies the local event files of a bucket workdir's TensorBoard to the bucket."""
+        for writer in self._writers.values():
+            writer.flush()
+        local = pathlib.Path(self._tensorboard_local)
+        for file in local.rglob("*"):
+            if file.is_file():
+                target = self.workdir / TENSORBOARD_DIR / file.relative_to(local).as_posix()
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(file.read_bytes())
+        self._synced = time.monotonic()
 
     def flush(self) -> None:
         if self._file is not None:
             self._file.flush()
         for writer in self._writers.values():
             writer.flush()
+        if self._tensorboard_local is not None:
+            self._sync_tensorboard()
 
     def close(self) -> None:
         if self._file is not None:
@@ -252,6 +304,9 @@ class MetricsLogger:
             self._file = None
         for writer in self._writers.values():
             writer.close()
+        if self._tensorboard_local is not None and self._writers:
+            self._sync_tensorboard()
+            shutil.rmtree(self._tensorboard_local, ignore_errors=True)  # copied: a later stage writes anew
         self._writers.clear()
         if self._bar is not None:
             self._bar.close()

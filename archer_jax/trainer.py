@@ -16,9 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib.util
 import itertools
+import logging
+import os
+import tempfile
 import time
-from pathlib import Path
 from collections.abc import Callable
 from typing import Any
 
@@ -26,6 +29,7 @@ import jax
 import ml_collections
 import numpy as np
 import transformers
+from etils import epath
 
 from archer_jax import (
     algorithms,
@@ -81,7 +85,7 @@ class Run:
     """Everything built once per run; the stages read and update ``state``/``buffer``."""
 
     config: ml_collections.ConfigDict
-    workdir: Path
+    workdir: epath.Path  # a local folder or a gs:// bucket folder (check_workdir)
     mesh: jax.sharding.Mesh
     task: Any
     tokenizer: Any
@@ -110,7 +114,7 @@ class Run:
 # ----------------------------------------------------------------------------- setup
 
 
-def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: Path, task: Any) -> Any:
+def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: epath.Path, task: Any) -> Any:
     """The checkpoint's tokenizer, or (from scratch) a word tokenizer built from the
     task's own text once (with what the environment hides, for a privileged critic)
     and kept in the workdir so a resumed run keeps its ids."""
@@ -119,11 +123,18 @@ def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: Path, task: Any
     folder = workdir / "tokenizer"
 
     def load_or_build() -> Any:
-        if (folder / "tokenizer.json").exists():
-            return transformers.AutoTokenizer.from_pretrained(str(folder))
-        tokenizer = word_tokenizer(config, task)
-        tokenizer.save_pretrained(str(folder))
-        return tokenizer
+        # Through a local folder: Hugging Face reads and writes local paths only.
+        with tempfile.TemporaryDirectory() as local:
+            if (folder / "tokenizer.json").exists():
+                for file in folder.iterdir():
+                    (epath.Path(local) / file.name).write_bytes(file.read_bytes())
+                return transformers.AutoTokenizer.from_pretrained(local)
+            tokenizer = word_tokenizer(config, task)
+            tokenizer.save_pretrained(local)
+            folder.mkdir(parents=True, exist_ok=True)
+            for file in sorted(epath.Path(local).iterdir(), key=lambda f: f.name == "tokenizer.json"):
+                (folder / file.name).write_bytes(file.read_bytes())  # tokenizer.json last: it marks the folder done
+            return tokenizer
 
     return multihost.main_first("trainer.tokenizer", load_or_build)
 
@@ -142,22 +153,42 @@ def _pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
-def check_workdir(workdir: str | Path) -> Path:
-    """The workdir as a local path, or a ConfigError naming it: a URL (``gs://...``)
-    would become a local folder named ``gs:`` whose files vanish with the VM, and an
-    existing file is not a folder."""
-    if "://" in str(workdir):
-        raise config_checks.ConfigError(
-            f"--workdir={workdir} is a URL; this version reads and writes local paths only (a gs:// workdir would "
-            "land in a local folder named 'gs:'): pass a local folder, or a bucket mounted with gcsfuse")
-    workdir = Path(workdir)
-    if workdir.exists() and not workdir.is_dir():
-        raise config_checks.ConfigError(f"--workdir={workdir} is an existing file; pass a folder (a new one, or "
+def check_workdir(workdir: str | os.PathLike) -> epath.Path:
+    """The workdir as a path every file of the run goes through: a local folder
+    (made absolute) or a ``gs://`` bucket folder; or a ConfigError naming it (another
+    URL scheme, gs:// without its storage client, an existing file)."""
+    text = os.fspath(workdir)
+    if metrics.is_remote(text):
+        scheme = text.split("://", 1)[0]
+        if scheme != "gs":
+            raise config_checks.ConfigError(f"--workdir={text}: a workdir is a local folder or a gs:// bucket "
+                                            f"folder; {scheme}:// is not supported")
+        if importlib.util.find_spec("gcsfs") is None:
+            raise config_checks.ConfigError(f"--workdir={text} needs the Cloud Storage client: "
+                                            "pip install 'archer_jax[gcs]' (or pass a local folder)")
+        path = epath.Path(text)
+        quiet = logging.getLogger("gcsfs")  # it logs each failed retry with a traceback; one message below says it
+        level = quiet.level
+        quiet.setLevel(logging.CRITICAL)
+        try:
+            is_file = path.exists() and not path.is_dir()
+        except Exception as error:  # noqa: BLE001 (gcsfs raises aiohttp's and google-auth's errors as they are)
+            raise config_checks.ConfigError(
+                f"--workdir={text}: Cloud Storage cannot be reached ({type(error).__name__}: {str(error)[:200]}); "
+                "check the bucket name, the credentials (gcloud auth application-default login) and the "
+                "network") from error
+        finally:
+            quiet.setLevel(level)
+    else:
+        path = epath.Path(os.path.abspath(text))
+        is_file = path.exists() and not path.is_dir()
+    if is_file:
+        raise config_checks.ConfigError(f"--workdir={text} is an existing file; pass a folder (a new one, or "
                                         "the workdir of a run to resume)")
-    return workdir
+    return path
 
 
-def setup(config: ml_collections.ConfigDict, workdir: str | Path, *, read_only: bool = False) -> Run:
+def setup(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, read_only: bool = False) -> Run:
     """Validates the config, then builds (or restores) every part of the run.
 
     ``read_only``: for tools that read a run (probes), possibly while it trains: the
@@ -315,7 +346,7 @@ def _frozen_fingerprint(state: Any, frozen: Callable[[tuple[Any, ...]], bool]) -
 
 
 def _check_frozen_base(state: Any, frozen: Callable[[tuple[Any, ...]], bool] | None, progress: dict,
-                       where: Path) -> None:
+                       where: epath.Path) -> None:
     if frozen is None or "frozen_base" not in progress:
         return
     if _frozen_fingerprint(state, frozen) != progress["frozen_base"]:
@@ -412,7 +443,7 @@ def run_stage(run: Run, stage: algorithms.Stage) -> bool:
     return True
 
 
-def train(config: ml_collections.ConfigDict, workdir: str | Path) -> Run:
+def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Run:
     """Runs the unfinished stages of ``config.algorithm``; returns the run (its state,
     buffer, progress)."""
     run = setup(config, workdir)

@@ -12,13 +12,13 @@
 # timestamp. A worker where a run is still alive refuses to start another.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-# The trainer reads and writes local paths only (it refuses a gs:// URL with a message): on a
-# multi-host TPU give a folder every worker shares, e.g. a bucket mounted with gcsfuse.
-: "${WORKDIR:?set WORKDIR: a folder every worker shares (a local path only works on a one-host TPU)}"
+# On a multi-host TPU every worker needs the same workdir: a gs:// bucket folder (the trainer
+# writes it through gcsfs and Orbax, installed by setup.sh) or a shared mount.
+: "${WORKDIR:?set WORKDIR: a folder every worker shares, gs://bucket/run (a local path only works on a one-host TPU)}"
 : "${FOLLOW:=0}"
 if [[ -z $RUN_NAME ]]; then RUN_NAME=run-$(date -u +%Y%m%d-%H%M%S); fi
 if [[ $WORKDIR != gs://* && $WORKDIR != /mnt/* ]]; then
-  say "warning: WORKDIR=$WORKDIR: on a multi-host TPU every worker needs the same shared folder (a gcsfuse mount)"
+  say "warning: WORKDIR=$WORKDIR: on a multi-host TPU every worker needs the same workdir (gs://bucket/run or a shared mount)"
 fi
 ARGS=""
 if (($#)); then printf -v ARGS '%q ' "$@"; fi   # the trainer's flags, quoted for the job script

@@ -273,14 +273,6 @@ def test_a_workdir_that_is_a_file_is_refused(tmp_path):
     assert path.read_text() == "mine"
 
 
-def test_a_url_workdir_is_refused_before_anything_is_written(tmp_path):
-    with pytest.raises(config_checks.ConfigError, match="is a URL; this version reads and writes local paths"):
-        trainer.setup(guess_city.get_config("smoke"), "gs://bucket/run")
-    out = _run("gs://bucket/run")
-    assert out.returncode == 2 and out.stderr.startswith("error: --workdir=gs://") and "Traceback" not in out.stderr
-    assert not (ROOT / "gs:").exists()
-
-
 def test_prompt_longer_than_the_actor_context_is_refused(tmp_path, hf_fixtures):
     config = guess_city.get_config("smoke")
     config.actor.checkpoint = str(hf_fixtures / "gpt2")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -15,9 +16,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
+from etils import epath
 from jax.sharding import Mesh
 
-from archer_jax import losses, multihost, replay, train_state
+from archer_jax import losses, metrics, multihost, replay, train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage
 from archer_jax.algorithms.archer import ArcherHParams, Metrics, action_logits, jit_phase, sample_batch, scan_steps
@@ -79,13 +81,25 @@ def task_env_fields(config: Any) -> dict[str, Any]:
     return {k: v for k, v in config.env.items() if k not in _SHARED_ENV_FIELDS}
 
 
+def data_dir(config: Any, workdir: epath.Path) -> str:
+    """Where the offline episodes are built and read: ``config.data.dir``, else the
+    workdir's ``data/``; for a bucket workdir a local cache (TFDS writes its record
+    files with local I/O only; the data is rebuilt from the config wherever it is
+    missing, so nothing is lost with the VM)."""
+    if config.data.dir:
+        return config.data.dir
+    if metrics.is_remote(workdir):
+        return os.path.join(os.path.expanduser("~"), ".cache", "archer_jax", "data")
+    return os.fspath(workdir / "data")
+
+
 def dataset_buffer(run: Any) -> replay.ReplayBuffer:
     """The offline episodes of ``config.data.source``, every turn in one sharded device
     buffer of exactly their rows (``replay.from_dataset``)."""
     c = run.config
     # Process 0 builds the dataset files; the others read them once built.
     transitions = multihost.main_first("bc.dataset", lambda: sources.load_transitions_from(
-        c.data.source, task=c.task, data_dir=c.data.dir or str(run.workdir / "data"),
+        c.data.source, task=c.task, data_dir=data_dir(c, run.workdir),
         manual_dir=c.data.manual_dir, num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma,
         max_turns=c.env.max_turns, num_items=c.env.num_items, env=task_env_fields(c)))
     return replay.from_dataset(transitions, run.tokenizer, obs_len=c.tokens.obs_len, action_len=c.tokens.action_len,

@@ -1,0 +1,127 @@
+"""A ``gs://`` workdir, against a real Cloud Storage emulator served by the test
+(gcp-storage-emulator, in memory): every file of the run lands in the bucket
+(checkpoints through Orbax/TensorStore, metrics.jsonl, TensorBoard events,
+transcripts, evaluations, the tokenizer), none in a local folder named ``gs:``; a run
+that lost its last checkpoint resumes from the bucket and ends with the metrics of
+the same run in a local folder."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import socket
+import subprocess
+import sys
+from http import HTTPStatus
+from pathlib import Path
+
+import pytest
+
+emulator = pytest.importorskip("gcp_storage_emulator.server")
+pytest.importorskip("gcsfs")
+
+from etils import epath  # noqa: E402
+
+from archer_jax import trainer  # noqa: E402
+from experiments.configs import guess_city  # noqa: E402
+
+BUCKET = "archer-test"
+ROOT = Path(__file__).parent.parent
+
+
+def _with_generation(read):
+    """An emulator handler that reads an object, plus the ``x-goog-generation`` header
+    Cloud Storage sends with an object's data and TensorStore reads (the emulator
+    leaves it out)."""
+
+    def handler(request, response, storage, *args, **kwargs):
+        read(request, response, storage, *args, **kwargs)
+        if response.status in (HTTPStatus.OK, HTTPStatus.PARTIAL_CONTENT) and "object_id" in request.params:
+            obj = storage.get_file_obj(request.params["bucket_name"], request.params["object_id"])
+            response["x-goog-generation"] = str(obj["generation"])
+            response["x-goog-metageneration"] = str(obj["metageneration"])
+
+    return handler
+
+
+@pytest.fixture(scope="module")
+def bucket():
+    from gcp_storage_emulator.handlers import objects
+
+    for _, handlers in emulator.HANDLERS:
+        if handlers.get(emulator.GET) in (objects.download, objects.get):
+            handlers[emulator.GET] = _with_generation(handlers[emulator.GET])
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    server = emulator.create_server("localhost", port, in_memory=True, default_bucket=BUCKET)
+    server.start()
+    url = f"http://localhost:{port}"
+    env = {"STORAGE_EMULATOR_HOST": url, "TENSORSTORE_GCS_HTTP_URL": url, "GOOGLE_AUTH_TOKEN_FOR_TESTING": "test"}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield f"gs://{BUCKET}"
+    # tensorboardX's gs:// writers upload once more when collected: while the server is up.
+    gc.collect()
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+    server.stop()
+
+
+def _config():
+    config = guess_city.get_config("smoke")
+    config.bc.iterations, config.archer.iterations, config.checkpoint_every = 1, 2, 1
+    return config
+
+
+def _rows(path: epath.Path) -> list[dict]:
+    return [{k: v for k, v in json.loads(line).items() if k != "time" and not k.startswith("time/")}
+            for line in path.read_text().splitlines()]
+
+
+def test_a_bucket_workdir_holds_the_whole_run_and_resumes(bucket, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the local data cache of a bucket workdir
+    local = trainer.train(_config(), tmp_path / "local")
+    workdir = f"{bucket}/runs/gc"
+    run = trainer.train(_config(), workdir)
+    root = epath.Path(workdir)
+    assert isinstance(run.workdir, epath.Path) and str(run.workdir) == workdir
+    assert not (tmp_path / "gs:").exists()
+    for name in ("metrics.jsonl", "tokenizer/tokenizer.json", "transcripts/archer_000002.txt",
+                 "evaluations/archer_00002.json"):
+        assert (root / name).exists(), name
+    assert list((root / "tensorboard" / "archer").iterdir())
+    assert (tmp_path / "home" / ".cache" / "archer_jax" / "data").is_dir()
+    steps = sorted(int(p.name) for p in (root / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] == trainer.STAGE_STRIDE + 2
+    want = _rows(epath.Path(local.workdir) / "metrics.jsonl")
+    assert _rows(root / "metrics.jsonl") == want
+
+    # Lost its last checkpoint (killed while saving it): resumes from the bucket at iteration 1.
+    (root / "checkpoints" / str(steps[-1])).rmtree()
+    resumed = trainer.train(_config(), workdir)
+    assert resumed.progress["iteration"] == 2
+    assert _rows(root / "metrics.jsonl") == want
+
+
+def test_unreachable_storage_and_other_urls_are_one_message(tmp_path):
+    """Storage that does not answer (the emulator's address with nothing listening) and
+    a URL scheme other than gs:// end in one ``error:`` line, before anything is written."""
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        closed = s.getsockname()[1]
+    env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://localhost:{closed}"}
+    for workdir, message in (("gs://archer-test/run", "Cloud Storage cannot be reached"),
+                             ("s3://b/run", "s3:// is not supported")):
+        out = subprocess.run([sys.executable, "-m", "experiments.run", "--config=guess_city.py:smoke",
+                              f"--workdir={workdir}"], cwd=tmp_path, env={**env, "PYTHONPATH": str(ROOT)},
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 2, out.stderr[-2000:]
+        error = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+        assert len(error) == 1 and error[0].startswith(f"error: --workdir={workdir}") and message in error[0]
+        assert "Traceback" not in out.stderr and not list(tmp_path.iterdir())
