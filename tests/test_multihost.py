@@ -1,8 +1,8 @@
-"""Two processes on localhost (``jax.distributed`` over gloo, 4 CPU devices each) train the
-smoke config as one run of 8 devices: each steps its half of every batch's environments
+"""Two processes on localhost (``jax.distributed`` over gloo, 2 CPU devices each) train the
+smoke config as one run of 4 devices: each steps its half of every batch's environments
 and tokenizes its half of the BC data, process 0 alone writes metrics and transcripts,
 both write and restore the checkpoints. Killed together (kill -9) and resumed with the
-same commands, they end where one process with 8 devices ends, the same global batch:
+same commands, they end where one process with 4 devices ends, the same global batch:
 the same episodes, evaluation returns, transcripts and replay buffer, and metrics and
 weights equal to float32 rounding (the cross-process sums run in another order).
 """
@@ -60,7 +60,7 @@ def _launch(workdir: Path, env: dict[str, str], devices: int, process: tuple[int
 
 def _two(workdir: Path, env: dict[str, str]) -> list[subprocess.Popen]:
     port = _free_port()
-    return [_launch(workdir, env, 4, (i, 2, port)) for i in range(2)]
+    return [_launch(workdir, env, 2, (i, 2, port)) for i in range(2)]
 
 
 def _finish(procs: list[subprocess.Popen]) -> None:
@@ -79,7 +79,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 def test_two_processes_killed_and_resumed_match_one_process(env, tmp_path):
     single, two = tmp_path / "single", tmp_path / "two"
-    _finish([_launch(single, env, 8)])
+    _finish([_launch(single, env, 4)])
 
     # kill -9 both while process 0 is held in ArCHer iteration 4's evaluation (process 1
     # waits for it at the next collective), once the checkpoint of iteration 2 is on disk.
