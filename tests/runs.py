@@ -1,10 +1,12 @@
-"""What the tests that kill and resume runs share: reading a workdir (metrics rows,
-checkpoint steps, the final checkpoint) and deterministic kill points (``Pipe``)."""
+"""What the tests that run, kill and resume runs share: reading a workdir (metrics rows,
+checkpoint steps, the final checkpoint), deterministic kill points (``Pipe``) and a
+free local port for the servers and coordinators they start."""
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -12,6 +14,13 @@ import jax
 import numpy as np
 
 from archer_jax import checkpointing
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def rows(workdir: Path) -> list[dict]:

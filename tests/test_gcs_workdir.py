@@ -8,9 +8,7 @@ had."""
 from __future__ import annotations
 
 import gc
-import json
 import os
-import socket
 import subprocess
 import sys
 from http import HTTPStatus
@@ -23,6 +21,7 @@ pytest.importorskip("gcsfs")
 
 from etils import epath  # noqa: E402
 
+import runs  # noqa: E402
 from archer_jax import trainer  # noqa: E402
 from experiments.configs import guess_city  # noqa: E402
 
@@ -52,9 +51,7 @@ def bucket():
     for _, handlers in emulator.HANDLERS:
         if handlers.get(emulator.GET) in (objects.download, objects.get):
             handlers[emulator.GET] = _with_generation(handlers[emulator.GET])
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        port = s.getsockname()[1]
+    port = runs.free_port()
     server = emulator.create_server("localhost", port, in_memory=True, default_bucket=BUCKET)
     server.start()
     url = f"http://localhost:{port}"
@@ -78,11 +75,6 @@ def _config():
     return config
 
 
-def _rows(path: epath.Path) -> list[dict]:
-    return [{k: v for k, v in json.loads(line).items() if k != "time" and not k.startswith("time/")}
-            for line in path.read_text().splitlines()]
-
-
 def test_a_bucket_workdir_holds_the_whole_run_and_resumes(bucket, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the local data cache of a bucket workdir
@@ -98,22 +90,20 @@ def test_a_bucket_workdir_holds_the_whole_run_and_resumes(bucket, tmp_path, monk
     assert (tmp_path / "home" / ".cache" / "archer_jax" / "data").is_dir()
     steps = sorted(int(p.name) for p in (root / "checkpoints").iterdir() if p.name.isdigit())
     assert steps[-1] == trainer.STAGE_STRIDE + 2
-    want = _rows(root / "metrics.jsonl")
+    want = [runs.without_timing(r) for r in runs.rows(root)]
     assert [(r["stage"], r["iteration"]) for r in want] == [("bc", 1), ("archer", 0), ("archer", 1), ("archer", 2)]
 
     # Lost its last checkpoint (killed while saving it): resumes from the bucket at iteration 1.
     (root / "checkpoints" / str(steps[-1])).rmtree()
     resumed = trainer.train(_config(), workdir)
     assert resumed.progress["iteration"] == 2
-    assert _rows(root / "metrics.jsonl") == want
+    assert [runs.without_timing(r) for r in runs.rows(root)] == want
 
 
 def test_unreachable_storage_and_other_urls_are_one_message(tmp_path):
     """Storage that does not answer (the emulator's address with nothing listening) and
     a URL scheme other than gs:// end in one ``error:`` line, before anything is written."""
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        closed = s.getsockname()[1]
+    closed = runs.free_port()
     env = {**os.environ, "STORAGE_EMULATOR_HOST": f"http://localhost:{closed}"}
     for workdir, message in (("gs://archer-test/run", "Cloud Storage cannot be reached"),
                              ("s3://b/run", "s3:// is not supported")):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,12 +30,6 @@ S = trainer.STAGE_STRIDE
 OVERRIDES = ("--config.bc.iterations=1", "--config.archer.iterations=4", "--config.archer.eval_every=2",
              "--config.checkpoint_every=2")
 TIMEOUT = 600.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("localhost", 0))
-        return s.getsockname()[1]
 
 
 def _launch(workdir: Path, env: dict[str, str], devices: int, process: tuple[int, int, int] | None = None
@@ -59,7 +52,7 @@ def _launch(workdir: Path, env: dict[str, str], devices: int, process: tuple[int
 
 
 def _two(workdir: Path, env: dict[str, str]) -> list[subprocess.Popen]:
-    port = _free_port()
+    port = runs.free_port()
     return [_launch(workdir, env, 2, (i, 2, port)) for i in range(2)]
 
 

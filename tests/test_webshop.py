@@ -5,7 +5,6 @@ and a smoke training run. Every server here is a real one on a free local port."
 import ast
 import dataclasses
 import json
-import socket
 import subprocess
 import sys
 import threading
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import runs
 from archer_jax.envs import webshop as ws
 from archer_jax.envs import webshop_catalogue as wc
 from archer_jax.envs import webshop_players as wp
@@ -49,12 +49,6 @@ def get(url, data=None):
 def env_on(shop, batch_size=1, **kwargs):
     kwargs = {"goals_start": 0, "num_goals": 50, **kwargs}
     return ws.BatchedWebShop(shop.url, batch_size, **kwargs)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # --- the shop: routes and pages ----------------------------------------------------------
@@ -122,7 +116,7 @@ def test_routes_and_pages(shop, catalogue):
 
 
 def test_the_shop_runs_as_its_own_process():
-    port = free_port()
+    port = runs.free_port()
     process = subprocess.Popen([sys.executable, "-m", "archer_jax.envs.webshop_server", "--port", str(port),
                                 "--num_products", str(SMALL)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
@@ -353,7 +347,7 @@ def test_an_unreachable_server_is_one_clear_error():
     from archer_jax import tasks
 
     task = tasks.get("webshop")
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    url = f"http://127.0.0.1:{runs.free_port()}"  # nothing listens there
     env = task.make_env({"url": url, "retries": 2, "backoff": 0.001, "timeout": 2, "goals_start": 7}, 1)
     started = time.monotonic()
     with pytest.raises(ws.WebShopServerError, match=rf"config.env.url = '{url}': GET {url}/fixed_7 failed 3 times; "
