@@ -23,6 +23,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def with_devices(env: dict[str, str], devices: int) -> dict[str, str]:
+    """``env`` for a subprocess on ``devices`` fake CPU devices, keeping the suite's other
+    XLA flags (conftest.py: the backend's cheap compile settings)."""
+    flags = [f for f in env.get("XLA_FLAGS", "").split() if not f.startswith("--xla_force_host_platform_device_count")]
+    return {**env, "XLA_FLAGS": " ".join([f"--xla_force_host_platform_device_count={devices}", *flags])}
+
+
 def rows(workdir: Path) -> list[dict]:
     path = workdir / "metrics.jsonl"
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import pytest
 
+import runs
 from experiments import benchmark_archer, side_by_side
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def _run(module: str, *args: str) -> dict:
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=2"}
-    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=env, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=ROOT, env=runs.with_devices(dict(os.environ), 2), capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])  # the last line is the JSON result

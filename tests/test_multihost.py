@@ -44,8 +44,7 @@ def _launch(workdir: Path, env: dict[str, str], devices: int, process: tuple[int
                     f"--process_id={index}"]
         name = f"process{index}"
     log = (workdir.parent / f"{workdir.name}.{name}.stderr").open("a")
-    env = {**env, "XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"}
-    proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=log)
+    proc = subprocess.Popen(command, cwd=ROOT, env=runs.with_devices(env, devices), stdout=subprocess.DEVNULL, stderr=log)
     proc.log = Path(log.name)
     log.close()
     return proc
@@ -64,10 +63,10 @@ def _finish(procs: list[subprocess.Popen]) -> None:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    cache = tmp_path_factory.mktemp("xla_cache")
-    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0"}
+def env() -> dict[str, str]:
+    """The session's environment: its persistent XLA compilation cache (conftest.py) is
+    shared with every other smoke run of the suite."""
+    return dict(os.environ)
 
 
 def test_two_processes_killed_and_resumed_match_one_process(env, tmp_path):
