@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from archer_jax import algorithms, provenance
 
@@ -42,8 +43,8 @@ class CompareError(ValueError):
 
 def read_curve(workdir: str | Path) -> dict[str, Any]:
     """One run: its algorithm, seed, and the evaluations of its last stage as
-    (env_steps, updates = iteration, return)."""
-    workdir = Path(workdir)
+    (env_steps, updates = iteration, return). A local or gs:// folder."""
+    workdir = epath.Path(workdir)
     try:
         info = provenance.read_run_info(workdir)
     except ValueError as e:

@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from etils import epath
 
 from archer_jax import provenance, tasks
 from archer_jax.envs import base
@@ -92,11 +93,11 @@ def _se(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else math.nan
 
 
-def evaluation_path(workdir: Path, stage: str, iteration: int) -> Path:
+def evaluation_path(workdir: epath.Path, stage: str, iteration: int) -> epath.Path:
     return workdir / EVALUATIONS_DIR / f"{stage}_{iteration:05d}.json"
 
 
-def read_evaluation(path: Path) -> Evaluation:
+def read_evaluation(path: epath.Path) -> Evaluation:
     """Reads and checks one evaluation file; a wrong field raises ReportError naming it."""
     try:
         record = json.loads(path.read_text())
@@ -138,7 +139,7 @@ def paired_gain(start: Evaluation, final: Evaluation) -> tuple[float, float, int
 class RunResult:
     """One run folder's start, final evaluation and gain."""
 
-    workdir: Path
+    workdir: epath.Path
     # run_info.jsonl entries of the invocations that wrote metrics, oldest first ([] for
     # runs made before run_info.jsonl existed)
     info: list[dict[str, Any]]
@@ -197,7 +198,7 @@ class RunResult:
         return any((e.get("git") or {}).get("dirty") for e in self.info)
 
 
-def _metric_rows(workdir: Path) -> list[dict[str, Any]]:
+def _metric_rows(workdir: epath.Path) -> list[dict[str, Any]]:
     path = workdir / "metrics.jsonl"
     if not path.exists():
         raise ReportError(f"{path}: no such file; pass the --workdir of a finished run")
@@ -239,8 +240,8 @@ def _invocation_seconds(info: Sequence[Mapping[str, Any]], rows: Sequence[Mappin
 
 
 def read_run(workdir: str | Path) -> RunResult:
-    """The start, the final evaluation and the gain of one run folder."""
-    workdir = Path(workdir)
+    """The start, the final evaluation and the gain of one run folder (local or gs://)."""
+    workdir = epath.Path(workdir)
     rows = _metric_rows(workdir)
     evals = {row["iteration"]: row for row in rows if row.get("stage") == STAGE and RETURN in row}
     if 0 not in evals or len(evals) < 2:

@@ -3,7 +3,7 @@
 (checkpoints through Orbax/TensorStore, metrics.jsonl, TensorBoard events,
 transcripts, evaluations, the tokenizer), none in a local folder named ``gs:``; a run
 that lost its last checkpoint resumes from the bucket and ends with the metrics it
-had."""
+had; the tools that read runs (report, compare) read it there."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ pytest.importorskip("gcsfs")
 from etils import epath  # noqa: E402
 
 import runs  # noqa: E402
-from archer_jax import trainer  # noqa: E402
+from archer_jax import provenance, trainer  # noqa: E402
+from experiments import compare, report  # noqa: E402
 from experiments.configs import guess_city  # noqa: E402
 
 BUCKET = "archer-test"
@@ -79,11 +80,12 @@ def test_a_bucket_workdir_holds_the_whole_run_and_resumes(bucket, tmp_path, monk
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # the local data cache of a bucket workdir
     workdir = f"{bucket}/runs/gc"
+    provenance.record_run(workdir, _config(), ["experiments/run.py", f"--workdir={workdir}"])  # as experiments.run does
     run = trainer.train(_config(), workdir)
     root = epath.Path(workdir)
     assert isinstance(run.workdir, epath.Path) and str(run.workdir) == workdir
     assert not (tmp_path / "gs:").exists()
-    for name in ("metrics.jsonl", "tokenizer/tokenizer.json", "transcripts/archer_000002.txt",
+    for name in ("run_info.jsonl", "metrics.jsonl", "tokenizer/tokenizer.json", "transcripts/archer_000002.txt",
                  "evaluations/archer_00002.json"):
         assert (root / name).exists(), name
     assert list((root / "tensorboard" / "archer").iterdir())
@@ -98,6 +100,12 @@ def test_a_bucket_workdir_holds_the_whole_run_and_resumes(bucket, tmp_path, monk
     resumed = trainer.train(_config(), workdir)
     assert resumed.progress["iteration"] == 2
     assert [runs.without_timing(r) for r in runs.rows(root)] == want
+
+    # The tools that read finished runs read the bucket too.
+    result, curve = report.read_run(workdir), compare.read_curve(workdir)
+    assert result.final_iteration == 2 and result.final_eval is not None and result.paired_n == 8
+    assert result.final[report.RETURN] == curve["returns"][-1] == want[-1]["eval/return_mean"]
+    assert curve["iterations"] == [0, 1, 2] and curve["algorithm"] == "archer"
 
 
 def test_unreachable_storage_and_other_urls_are_one_message(tmp_path):
