@@ -34,11 +34,13 @@ setup(
     extras_require={
         # pytest-xdist: the README's test command runs two workers; nbclient and
         # ipykernel execute the Colab notebook; a gs:// workdir is tested against a
-        # Cloud Storage emulator.
+        # Cloud Storage emulator; W&B logging is tested offline.
         "test": ["pytest>=8", "pytest-xdist>=3.5", "matplotlib>=3.8", "nbclient>=0.10", "nbformat>=5.10",
-                 "ipykernel>=6.29", "gcsfs>=2024.2", "gcp-storage-emulator>=2024.8"],
+                 "ipykernel>=6.29", "gcsfs>=2024.2", "gcp-storage-emulator>=2024.8", "wandb>=0.19"],
         # gs:// workdirs (checkpoints go through Orbax/TensorStore, every other file through gcsfs).
         "gcs": ["gcsfs>=2024.2"],
+        # Weights & Biases logging beside TensorBoard (config.logging.wandb_project).
+        "wandb": ["wandb>=0.19"],
         # experiments.compare's plot.
         "compare": ["matplotlib>=3.8"],
         "tpu": ["jax[tpu]>=0.6"],

@@ -3,6 +3,8 @@ with the field to fix."""
 
 from __future__ import annotations
 
+import importlib.util
+
 from typing import Any
 
 import ml_collections
@@ -78,6 +80,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.data.source = 'lmrl_gym' has no data for config.task = {config.task!r}: "
                               f"use it with one of {tuple(lmrl_gym.TASKS)}, or 'simulated'")
     _check_privileged(config)
+    _check_logging(config.logging)
     if config.critic.pooling not in ("pooled", "mean"):
         raise ConfigError(f"config.critic.pooling = {config.critic.pooling!r}: choose 'pooled' or 'mean'")
     if config.env.oracle not in ("kb", "lm"):
@@ -98,6 +101,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         if model.checkpoint:
             _check_checkpoint(f"{role}.checkpoint", model.checkpoint)
     _check_large_actor(config.actor)
+
+
+def _check_logging(logging: ml_collections.ConfigDict) -> None:
+    """config.logging: W&B is optional, so a project without the package is refused here."""
+    for field in ("wandb_project", "wandb_entity"):
+        if not isinstance(logging[field], str):
+            raise ConfigError(f"config.logging.{field} = {logging[field]!r}: a name ('' = off / your default)")
+    if logging.wandb_project and importlib.util.find_spec("wandb") is None:
+        raise ConfigError(f"config.logging.wandb_project = {logging.wandb_project!r} needs Weights & Biases: "
+                          "pip install 'archer_jax[wandb]' (or leave the field '')")
 
 
 def _check_large_actor(actor: ml_collections.ConfigDict) -> None:

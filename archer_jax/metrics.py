@@ -27,6 +27,13 @@ The workdir may be a ``gs://`` bucket folder (``etils.epath``): objects there ca
 be appended to, so metrics.jsonl is rewritten whole at each row (its rows are kept
 in memory), and TensorBoard writes to a local folder whose event files are copied
 to the bucket every ``_TENSORBOARD_SYNC_S`` seconds and at ``flush`` / ``close``.
+
+Weights & Biases (optional, ``wandb_project``): the same scalars go to one W&B run per
+workdir, named ``<stage>/<metric>`` against ``<stage>/iteration``. Its id is kept in
+``wandb_id`` so a resumed run continues the same W&B run (W&B's history is append-only:
+iterations a resume repeats appear twice there, once in metrics.jsonl). ``WANDB_MODE``
+(online / offline / disabled) and W&B's other environment variables apply as usual; its
+local files go to ``<workdir>/wandb`` (a bucket workdir: W&B's default folder).
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import json
 import os
 import pathlib
 import re
+import secrets
 import shutil
 import tempfile
 import time
@@ -48,6 +56,7 @@ from etils import epath
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
 TRANSCRIPTS_DIR = "transcripts"
+WANDB_ID_FILE = "wandb_id"
 EVALUATIONS_DIR = "evaluations"
 _POSTFIX_ITEMS = 4
 _TENSORBOARD_SYNC_S = 30.0
@@ -94,11 +103,14 @@ class MetricsLogger:
     total_iterations: the progress bar's length (per stage unless ``start_stage``
     says otherwise); enabled: False makes every method a no-op (non-primary hosts);
     postfix_keys: metrics shown after the bar (default: up to four, returns and
-    losses first); console: show the bar.
+    losses first); console: show the bar; wandb_project (and wandb_entity, '' = the
+    account's default): also log to Weights & Biases, with ``wandb_config`` as the W&B
+    run's config.
     """
 
     def __init__(self, workdir: str | os.PathLike, *, total_iterations: int, enabled: bool = True,
-                 postfix_keys: Sequence[str] | None = None, console: bool = True) -> None:
+                 postfix_keys: Sequence[str] | None = None, console: bool = True, wandb_project: str = "",
+                 wandb_entity: str = "", wandb_config: Mapping[str, Any] | None = None) -> None:
         self.workdir = epath.Path(workdir)
         self.total_iterations = int(total_iterations)
         self.enabled = enabled
@@ -114,6 +126,8 @@ class MetricsLogger:
         # ... and its TensorBoard events are written here first (_sync_tensorboard).
         self._tensorboard_local = tempfile.mkdtemp(prefix="tensorboard") if self._lines is not None else None
         self._synced = time.monotonic()
+        self._wandb_settings = (wandb_project, wandb_entity, dict(wandb_config or {}))
+        self._wandb: Any = None  # the W&B run, started with the first stage
         if enabled:
             self.workdir.mkdir(parents=True, exist_ok=True)
 
@@ -140,6 +154,8 @@ class MetricsLogger:
         self._writers[stage] = SummaryWriter(
             os.path.join(root, _safe_name(stage)),
             purge_step=start_iteration if start_iteration > 0 else None, flush_secs=30)
+        if self._wandb_settings[0]:
+            self._start_wandb(stage)
         if self._bar is not None:
             self._bar.close()
         from tqdm.auto import tqdm
@@ -147,6 +163,23 @@ class MetricsLogger:
         total = self.total_iterations if total_iterations is None else int(total_iterations)
         self._bar = tqdm(total=total, initial=min(start_iteration, total), desc=stage, dynamic_ncols=True,
                          disable=not self.console, leave=True)
+
+    def _start_wandb(self, stage: str) -> None:
+        """Starts (or, with the workdir's ``wandb_id``, resumes) the W&B run, and plots the
+        stage's metrics against its own iteration."""
+        if self._wandb is None:
+            import wandb
+
+            project, entity, config = self._wandb_settings
+            id_file = self.workdir / WANDB_ID_FILE
+            run_id = id_file.read_text().strip() if id_file.exists() else secrets.token_hex(4)
+            folder = None if is_remote(self.workdir) else str(self.workdir)  # W&B writes <folder>/wandb/
+            self._wandb = wandb.init(project=project, entity=entity or None, id=run_id, resume="allow",
+                                     name=self.workdir.name, config=config, dir=folder)
+            if not id_file.exists():
+                id_file.write_text(run_id + "\n")
+        self._wandb.define_metric(f"{stage}/iteration")
+        self._wandb.define_metric(f"{stage}/*", step_metric=f"{stage}/iteration")
 
     def _truncate(self, stage: str, start_iteration: int) -> None:
         """Rewrites metrics.jsonl without the stage's lines at or after start_iteration
@@ -209,6 +242,9 @@ class MetricsLogger:
                 except (TypeError, ValueError):
                     continue
                 writer.add_histogram(name, array, iteration)
+        if self._wandb is not None:
+            scalars = {f"{stage}/{k}": v for k, v in values.items() if isinstance(v, (int, float))}
+            self._wandb.log({f"{stage}/iteration": iteration, **scalars})
         if self._tensorboard_local is not None and time.monotonic() - self._synced > _TENSORBOARD_SYNC_S:
             self._sync_tensorboard()
         if self._bar is not None and not self._bar.disable:
@@ -308,6 +344,9 @@ class MetricsLogger:
             self._sync_tensorboard()
             shutil.rmtree(self._tensorboard_local, ignore_errors=True)  # copied: a later stage writes anew
         self._writers.clear()
+        if self._wandb is not None:
+            self._wandb.finish()
+            self._wandb = None
         if self._bar is not None:
             self._bar.close()
             self._bar = None

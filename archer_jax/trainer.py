@@ -280,8 +280,9 @@ def setup(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, read
                                    obs_len=config.tokens.obs_len, terminator=config.tokens.terminator,
                                    pad_id=pad_id, gamma=config.archer.gamma, max_turns=config.env.max_turns,
                                    hidden_len=config.critic.privileged_len)
-    logger = metrics.MetricsLogger(workdir, total_iterations=config.archer.iterations,
-                                   enabled=multihost.is_main())
+    logger = metrics.MetricsLogger(workdir, total_iterations=config.archer.iterations, enabled=multihost.is_main(),
+                                   wandb_project=config.logging.wandb_project,
+                                   wandb_entity=config.logging.wandb_entity, wandb_config=config.to_dict())
     return Run(config, workdir, mesh, task, tokenizer, actor, critic, baseline, hp, state, state_shardings, buffer,
                buffer_shardings, checkpointer, logger, runner, bridge, progress)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import struct
 import subprocess
 from pathlib import Path
 
@@ -132,3 +133,34 @@ class Pipe:
         """After a SIGKILL: the transcript was never written; the resumed run writes it."""
         os.close(self._fd)
         self.path.unlink()
+
+
+def wandb_history(path: Path) -> list[dict]:
+    """The rows an offline W&B run logged (``wandb.log``), read from its ``run-<id>.wandb``
+    file: W&B's ':W&B' header, then LevelDB log blocks of 32 KiB whose records (full, or
+    first/middle/last pieces) are ``wandb_internal_pb2.Record`` messages."""
+    from wandb.proto import wandb_internal_pb2
+
+    data, block = path.read_bytes(), 32768
+    assert data[:4] == b":W&B", f"{path}: not a W&B run file"
+    rows, position, pieces = [], 7, b""
+    while position + 7 <= len(data):
+        left = block - position % block
+        if left < 7:  # a block's tail too short for a header is padding
+            position += left
+            continue
+        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        if kind == 0:  # zero padding to the end of the block
+            position += left
+            continue
+        pieces += data[position + 7:position + 7 + length]
+        position += 7 + length
+        if kind in (1, 4):  # a full record, or the last piece of one
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(pieces)
+            pieces = b""
+            if record.WhichOneof("record_type") == "history":
+                rows.append({"/".join(item.nested_key) or item.key: json.loads(item.value_json)
+                             for item in record.history.item if not (item.key or item.nested_key[0]).startswith("_")})
+    return rows
+

@@ -1,10 +1,12 @@
-"""metrics.jsonl lines, resume truncation, transcripts and TensorBoard files."""
+"""metrics.jsonl lines, resume truncation, transcripts, TensorBoard files and W&B."""
 
 import json
 
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
+import runs
 from archer_jax import metrics
 
 
@@ -74,3 +76,26 @@ def test_progress_bar_postfix(tmp_path, capsys):
     with metrics.MetricsLogger(tmp_path, total_iterations=4, postfix_keys=["rollout/return_mean"]) as logger:
         logger.log("archer", 1, {"rollout/return_mean": -2.5, "critic/q1_loss": 0.1})
         assert logger._bar.n == 2 and logger._bar.postfix == "rollout/return_mean=-2.5"
+
+
+def test_weights_and_biases_gets_every_scalar_and_a_resume_continues_its_run(tmp_path, monkeypatch):
+    """Offline W&B (the real client, its run file read back): each logged row, as
+    ``<stage>/<metric>`` against ``<stage>/iteration``; a second life of the logger on the
+    workdir (a resume) continues the W&B run of the first, by the id kept in the workdir."""
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    settings = dict(total_iterations=3, console=False, wandb_project="archer-test", wandb_config={"seed": 7})
+    with metrics.MetricsLogger(tmp_path, **settings) as log:
+        log.log("bc", 1, {"bc/loss": np.float32(0.5), "eval/return_mean": -3.0})
+        log.log("archer", 0, {"eval/return_mean": -2.5, "rollout/returns": [1.0, 2.0]})
+    with metrics.MetricsLogger(tmp_path, **settings) as log:
+        log.start_stage("archer", start_iteration=1)
+        log.log("archer", 1, {"critic/q1_loss": jnp.float32(0.25), "eval/return_mean": -2.0})
+    run_id = (tmp_path / "wandb_id").read_text().strip()
+    files = sorted((tmp_path / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    assert files, sorted(p.name for p in (tmp_path / "wandb").iterdir())
+    history = [row for file in files for row in runs.wandb_history(file)]
+    assert history == [{"bc/iteration": 1, "bc/bc/loss": 0.5, "bc/eval/return_mean": -3.0},
+                       {"archer/iteration": 0, "archer/eval/return_mean": -2.5},
+                       {"archer/iteration": 1, "archer/critic/q1_loss": 0.25, "archer/eval/return_mean": -2.0}]

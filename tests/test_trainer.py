@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 
+import runs
 from archer_jax import algorithms, checkpointing, config_checks, token_bridge, trainer
 from archer_jax.algorithms import archer
 from archer_jax.data import simulated_episodes
@@ -49,8 +50,9 @@ def _archer_rows(workdir: Path) -> dict[int, dict]:
     return {r["iteration"]: r for r in rows}
 
 
-def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path):
-    out = _run(tmp_path)
+def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")  # W&B's real client, writing its run file here
+    out = _run(tmp_path, "--config.logging.wandb_project=archer-test")
     assert out.returncode == 0, out.stderr[-3000:]
     rows = _rows(tmp_path)
     assert [r["stage"] for r in rows] == ["bc", "archer", "archer", "archer"]
@@ -91,6 +93,12 @@ def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path):
     assert "Questions:" in (tmp_path / "transcripts" / "archer_000000.txt").read_text()
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
     assert _checkpoint_steps(tmp_path)[-1] == trainer.STAGE_STRIDE + 2  # after ArCHer's 2 iterations
+    # Weights & Biases got every row's scalars, against each stage's iteration.
+    run_id = (tmp_path / "wandb_id").read_text().strip()
+    (run_file,) = (tmp_path / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb")
+    assert runs.wandb_history(run_file) == [
+        {f"{r['stage']}/iteration": r["iteration"],
+         **{f"{r['stage']}/{k}": v for k, v in r.items() if k not in ("stage", "iteration", "time")}} for r in rows]
 
     again = _run(tmp_path)  # every stage finished: nothing to do, nothing duplicated
     assert again.returncode == 0, again.stderr[-3000:]

@@ -73,6 +73,12 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     # (IQL critic + AWR actor, config.offline).
     c.algorithm = "archer"
 
+    c.logging = ml_collections.ConfigDict()
+    # Also log every scalar to this Weights & Biases project ('' = off; needs
+    # pip install 'archer_jax[wandb]'; WANDB_MODE=offline keeps it on this machine).
+    c.logging.wandb_project = ""
+    c.logging.wandb_entity = ""  # the W&B team or user ('' = your default)
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.shape = (-1, 1, 1)  # devices along ('data', 'fsdp', 'tensor'); -1 = the rest
     c.mesh.rules = sharding.DEFAULT_RULES  # logical axis -> mesh axes
