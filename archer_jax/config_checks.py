@@ -4,7 +4,6 @@ with the field to fix."""
 from __future__ import annotations
 
 import importlib.util
-
 from typing import Any
 
 import ml_collections
