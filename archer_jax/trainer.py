@@ -116,8 +116,7 @@ class Run:
 
 def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: epath.Path, task: Any) -> Any:
     """The checkpoint's tokenizer, or (from scratch) a word tokenizer built from the
-    task's own text once (with what the environment hides, for a privileged critic)
-    and kept in the workdir so a resumed run keeps its ids."""
+    task's own text once (``word_tokenizer``) and kept in the workdir so a resumed run keeps its ids."""
     if config.actor.checkpoint:
         return registry.load_tokenizer(config.actor.checkpoint)
     folder = workdir / "tokenizer"
@@ -140,10 +139,12 @@ def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: epath.Path, tas
 
 
 def word_tokenizer(config: ml_collections.ConfigDict, task: Any) -> Any:
-    """A from-scratch actor's word tokenizer: the task's own text, and what its
-    environment hides when the critic reads that (``config.critic.privileged_len``)."""
+    """A from-scratch actor's word tokenizer: the task's own text and what its
+    environment hides (which a privileged critic reads). It depends on the task and its
+    environment fields only, so every algorithm and critic on one config starts from the
+    same ids, hence the same BC actor."""
     corpus = task.corpus(config.env)
-    if config.critic.privileged_len and hasattr(task, "hidden_texts"):
+    if hasattr(task, "hidden_texts"):
         corpus = itertools.chain(corpus, task.hidden_texts(config.env))
     return tokenization.build_word_tokenizer(corpus)
 

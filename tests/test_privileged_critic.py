@@ -190,7 +190,7 @@ def test_the_subset_demos_critic_reads_every_hidden_object_whole():
     config_checks.check_config(config)
     task = tasks.get(config.task)
     items = list(task.hidden_texts(config.env))
-    tok = tokenization.build_word_tokenizer(list(task.corpus(config.env)) + items)
+    tok = trainer.word_tokenizer(config, task)
     ids, mask = replay.hidden_ids(tok, items, config.critic.privileged_len, PAD)
     unk = tok.unk_token_id
     for item, row, keep in zip(items, ids, mask):
@@ -219,3 +219,14 @@ def test_the_subset_demo_gives_hidden_tokens_only_to_a_critic_that_only_trains(a
     if not kept:
         with pytest.raises(config_checks.ConfigError, match="config.critic.privileged_len = 8: .*set it to 0"):
             config_checks.check_config(config)
+
+
+def test_every_algorithm_on_one_config_gets_the_same_word_tokenizer():
+    """The tokenizer (hence the BC actor a comparison starts every algorithm from) depends
+    on the task only: a baseline that cannot read the hidden object (privileged_len 0)
+    numbers the words as the privileged ArCHer run does."""
+    config = twenty_questions_subset.get_config("demo")
+    task = tasks.get(config.task)
+    want = trainer.word_tokenizer(config, task).get_vocab()
+    config.algorithm, config.critic.privileged_len = "filtered_bc", 0
+    assert trainer.word_tokenizer(config, task).get_vocab() == want
