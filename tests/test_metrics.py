@@ -1,6 +1,10 @@
 """metrics.jsonl lines, resume truncation, transcripts, TensorBoard files and W&B."""
 
+import importlib.util
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +12,8 @@ import pytest
 
 import runs
 from archer_jax import metrics
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _lines(workdir):
@@ -99,3 +105,22 @@ def test_weights_and_biases_gets_every_scalar_and_a_resume_continues_its_run(tmp
     assert history == [{"bc/iteration": 1, "bc/bc/loss": 0.5, "bc/eval/return_mean": -3.0},
                        {"archer/iteration": 0, "archer/eval/return_mean": -2.5},
                        {"archer/iteration": 1, "archer/critic/q1_loss": 0.25, "archer/eval/return_mean": -2.0}]
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch is not installed: nothing to keep out")
+def test_tensorboard_events_are_written_without_importing_torch(tmp_path):
+    """tensorboardX imports torch whenever it is installed (seconds of start-up, 185 MB);
+    the logger keeps it out, and the user's own ``import torch`` still works after it."""
+    script = f"""
+import sys
+from archer_jax import metrics
+with metrics.MetricsLogger({str(tmp_path)!r}, total_iterations=1, console=False) as logger:
+    logger.log("bc", 0, {{"bc/loss": 1.0}})
+print("torch" in sys.modules)
+import torch
+print(torch.ones(2).sum().item())
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "2.0"]
+    assert list((tmp_path / metrics.TENSORBOARD_DIR / "bc").glob("events.out.tfevents.*"))
