@@ -56,10 +56,13 @@ def test_regression_fits_the_held_out_returns_and_leaves_the_run_alone(smoke_run
     first, last = out["reads"][0], out["reads"][-1]
     assert last["mse"] < first["mse"], out["reads"]
     assert first["train_loss"] is None and last["train_loss"] > 0 and last["seconds"] > 0
-    # The smoke run's random actor wins no game: every episode ends alike, no row ends best.
+    # The best-ending rows read out are those of the held-out rows (the seeded permutation's
+    # first `held_out`): none where every episode ends alike, as a random actor's mostly do.
     host = jax.device_get(run.buffer)
-    assert not np.any(host.done[:n] & (host.reward[:n] == 0))
-    assert last["best_end_rows"] == 0 and last["best_end_adv"] is None
+    best_end = fit_critic.best_ending_rows(host.reward[:n], host.done[:n])
+    held_out = np.random.default_rng(0).permutation(n)[:out["held_out"]]
+    assert last["best_end_rows"] == int(best_end[held_out].sum())
+    assert (last["best_end_adv"] is None) == (last["best_end_rows"] == 0)
     # The run's own critic is untouched (the fit trains a copy).
     jax.tree.map(np.testing.assert_array_equal, before, jax.device_get(run.state.critic_params))
     with pytest.raises(probe_critic.ProbeError, match="too few"):
