@@ -13,6 +13,10 @@ groups them by ``config.algorithm`` (from ``run_info.jsonl``) and writes
   iterations (setup and data excluded); a run evaluated once (an offline run shorter
   than ``config.archer.eval_every``) has no gain ('-');
 - ``OUT.json``: the same, plus every run's curve;
+- in both, each algorithm's final evaluation against the first algorithm's, seed by
+  seed, on the episodes both played (``evaluations/``: the same episode seeds must
+  hide the same items): the mean difference of the returns and its paired standard
+  error, which is far smaller than the spread across seeds when the games are shared;
 - ``OUT.png``: mean return over seeds against environment steps (online) or updates
   (offline), with the seeds' range shaded (needs matplotlib:
   ``pip install -e '.[compare]'``; without it the PNG is skipped and said so).
@@ -33,6 +37,7 @@ import numpy as np
 from etils import epath
 
 from archer_jax import algorithms, provenance
+from experiments import report
 
 RETURN = "eval/return_mean"
 
@@ -67,7 +72,8 @@ def read_curve(workdir: str | Path) -> dict[str, Any]:
     if not evals:
         raise CompareError(f"{path}: no evaluation of stage {stage!r} yet")
     seconds = sum(r.get("time/iteration_s", 0.0) for r in rows)
-    return {"workdir": str(workdir), "algorithm": algorithm, "seed": config.get("seed"), "stage": stage,
+    final_eval = report.evaluation_path(workdir, stage, int(evals[-1]["iteration"]))
+    return {"final_eval": str(final_eval) if final_eval.exists() else None, "workdir": str(workdir), "algorithm": algorithm, "seed": config.get("seed"), "stage": stage,
             "online": bool(config.get("archer")) and evals[-1].get("env_steps", 0) > 0,
             "env_steps": [int(r.get("env_steps", 0)) for r in evals],
             "iterations": [int(r["iteration"]) for r in evals],
@@ -112,6 +118,50 @@ def summarize(curves: Sequence[dict[str, Any]], threshold: float | None) -> list
                       "max": returns.max(axis=0).tolist()},
         })
     return out
+
+
+def paired(curves: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Each later algorithm's final evaluation minus the first algorithm's, per seed both
+    ran, on the episodes both evaluations played: {"reference", "rows": [{"algorithm",
+    "seeds": {seed: [mean, paired SE, episodes] or None}}], "notes": [why a cell is
+    missing]}."""
+    order = list(dict.fromkeys(c["algorithm"] for c in curves))
+    by_seed = {(c["algorithm"], c["seed"]): c for c in curves}
+    rows, notes = [], []
+    for algorithm in order[1:]:
+        cells = {}
+        for curve in (c for c in curves if c["algorithm"] == algorithm):
+            seed, base = curve["seed"], by_seed.get((order[0], curve["seed"]))
+            cells[str(seed)] = None
+            if base is None:
+                continue
+            if curve["final_eval"] is None or base["final_eval"] is None:
+                notes.append(f"seed {seed} of {algorithm}: no evaluation file in "
+                             f"{curve['workdir'] if curve['final_eval'] is None else base['workdir']}")
+                continue
+            try:
+                cells[str(seed)] = list(report.paired_gain(report.read_evaluation(epath.Path(base["final_eval"])),
+                                                           report.read_evaluation(epath.Path(curve["final_eval"]))))
+            except report.ReportError as e:
+                notes.append(f"seed {seed} of {algorithm}: {e}")
+        rows.append({"algorithm": algorithm, "seeds": cells})
+    return {"reference": order[0], "rows": rows, "notes": notes}
+
+
+def paired_markdown(pairs: dict[str, Any]) -> str:
+    if not pairs["rows"]:
+        return ""
+    seeds = sorted({s for r in pairs["rows"] for s in r["seeds"]}, key=lambda s: (len(s), s))
+    lines = ["", f"Final evaluation minus `{pairs['reference']}`'s, seed by seed, on the episodes both played "
+             "(mean difference of the returns, its paired SE, episodes):", "",
+             "| algorithm | " + " | ".join(f"seed {s}" for s in seeds) + " |",
+             "|---|" + "---|" * len(seeds)]
+    for r in pairs["rows"]:
+        cells = [r["seeds"].get(s) for s in seeds]
+        lines.append(f"| `{r['algorithm']}` | " + " | ".join(
+            "-" if c is None else f"{c[0]:+.2f} ({c[1]:.2f}, {c[2]})" for c in cells) + " |")
+    lines += [""] + [f"- {n}" for n in pairs["notes"]] if pairs["notes"] else []
+    return "\n".join(lines) + "\n"
 
 
 def _cell(pair: tuple[float, float], sign: bool = False) -> str:
@@ -171,17 +221,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="the return whose first crossing by the mean curve is reported, in env steps")
     args = parser.parse_args(argv)
     try:
-        groups = summarize([read_curve(w) for w in args.workdirs], args.threshold)
+        curves = [read_curve(w) for w in args.workdirs]
+        groups = summarize(curves, args.threshold)
     except CompareError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     command = "python -m experiments.compare " + " ".join(sys.argv[1:] if argv is None else argv)
-    table = markdown(groups, args.threshold, command)
+    pairs = paired(curves)
+    table = markdown(groups, args.threshold, command) + paired_markdown(pairs)
     out.with_suffix(".md").write_text(table)
     out.with_suffix(".json").write_text(json.dumps({"command": command, "threshold": args.threshold,
-                                                    "algorithms": groups}, indent=1) + "\n")
+                                                    "algorithms": groups, "paired": pairs}, indent=1) + "\n")
     drawn = plot(groups, out.with_suffix(".png"))
     print(table)
     print(f"wrote {out.with_suffix('.md')}, {out.with_suffix('.json')}"

@@ -68,3 +68,34 @@ def test_unreadable_folders_are_one_error_line(tmp_path, capsys):
     b = _run(tmp_path / "b", "archer", 1, [(0, 0, -1.0), (4, 10, -1.0)])
     assert compare.main([str(a), str(b), "--out", str(tmp_path / "x")]) == 2
     assert "evaluate at different iterations" in capsys.readouterr().err
+
+
+def _evaluation(run, stage, iteration, returns, hidden):
+    folder = run / "evaluations"
+    folder.mkdir(exist_ok=True)
+    record = {"stage": stage, "iteration": iteration, "seeds": list(range(100, 100 + len(returns))),
+              "returns": returns, "successes": [r > -5 for r in returns], "hidden": hidden}
+    (folder / f"{stage}_{iteration:05d}.json").write_text(json.dumps(record))
+
+
+def test_final_evaluations_paired_seed_by_seed_against_the_first_algorithm(tmp_path):
+    a0 = _run(tmp_path / "a0", "archer", 0, [(0, 0, -10.0), (10, 200, -7.0)])
+    a1 = _run(tmp_path / "a1", "archer", 1, [(0, 0, -10.0), (10, 200, -7.0)])
+    f0 = _run(tmp_path / "f0", "filtered_bc", 0, [(0, 0, -10.0), (10, 200, -6.0)])
+    f1 = _run(tmp_path / "f1", "filtered_bc", 1, [(0, 0, -10.0), (10, 200, -6.0)])
+    f2 = _run(tmp_path / "f2", "filtered_bc", 2, [(0, 0, -10.0), (10, 200, -6.0)])
+    _evaluation(a0, "archer", 10, [-8.0, -6.0, -7.0, -7.0], ["dog", "pen", "dog", "pen"])
+    _evaluation(f0, "filtered_bc", 10, [-6.0, -5.0, -7.0, -6.0], ["dog", "pen", "dog", "pen"])
+    _evaluation(a1, "archer", 10, [-7.0, -7.0], ["dog", "pen"])
+    _evaluation(f1, "filtered_bc", 10, [-6.0, -6.0], ["pen", "pen"])  # seed 100 hides another item
+    out = tmp_path / "x"
+    assert compare.main([str(d) for d in (a0, a1, f0, f1, f2)] + ["--out", str(out)]) == 0
+    pairs = json.loads(out.with_suffix(".json").read_text())["paired"]
+    assert pairs["reference"] == "archer" and [r["algorithm"] for r in pairs["rows"]] == ["filtered_bc"]
+    cells = pairs["rows"][0]["seeds"]
+    # differences +2, +1, 0, +1: mean +1, std(ddof=1) 0.8165 / sqrt 4
+    assert cells["0"] == pytest.approx([1.0, 0.40825, 4], rel=1e-4)
+    assert cells["1"] is None and cells["2"] is None  # different games; no archer run of seed 2
+    assert any("seed 1 of filtered_bc" in n and "different items" in n for n in pairs["notes"])
+    table = out.with_suffix(".md").read_text()
+    assert "| `filtered_bc` | +1.00 (0.41, 4) | - | - |" in table
