@@ -97,6 +97,30 @@ def _devices() -> dict[str, Any] | None:
         return None
 
 
+# CPU features that decide the code XLA's CPU backend emits (and so the last bits of
+# float results, which sampling can turn into a different run on another machine).
+_SIMD_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_bf16",
+               "avx512_vnni", "avx512_fp16", "amx_bf16", "amx_int8", "amx_tile")
+
+
+def cpu() -> dict[str, Any]:
+    """The host CPU's model name and which of ``_SIMD_FLAGS`` it has (Linux:
+    /proc/cpuinfo; elsewhere the processor string alone)."""
+    model, flags = "", set()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name":
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+                    break
+    except OSError:
+        pass
+    return {"model": model or platform.processor(), "simd": [flag for flag in _SIMD_FLAGS if flag in flags]}
+
+
 def run_info(config: Any, argv: Sequence[str] | None = None) -> dict[str, Any]:
     """One invocation's entry (see the module docstring)."""
     return {
@@ -106,7 +130,7 @@ def run_info(config: Any, argv: Sequence[str] | None = None) -> dict[str, Any]:
         "git": git_state(),
         "python": platform.python_version(),
         "packages": package_versions(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "devices": _devices()},
+        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "cpu": cpu(), "devices": _devices()},
         "config": _config_json(config),
     }
 

@@ -3,6 +3,7 @@ that the entry point records it before training."""
 
 import importlib.metadata
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -109,3 +110,7 @@ def test_the_entry_point_records_before_training(tmp_path, monkeypatch):
     assert len(entries) == 1 and entries[0]["argv"] == typed
     assert entries[0]["config"]["archer"]["iterations"] == 3  # after the override
     assert entries[0]["machine"]["devices"]["platform"] == "cpu"
+    cpu = entries[0]["machine"]["cpu"]  # what decides XLA's CPU code: read from /proc/cpuinfo here
+    assert cpu["model"] and set(cpu["simd"]) <= set(provenance._SIMD_FLAGS)
+    if os.path.exists("/proc/cpuinfo"):
+        assert ("avx2" in cpu["simd"]) == (" avx2" in open("/proc/cpuinfo").read())
