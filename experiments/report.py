@@ -473,8 +473,10 @@ def _machine_text(runs: Sequence[RunResult]) -> str:
     for r in runs:
         for e in r.info:
             m = e.get("machine") or {}
-            devices = m.get("devices") or {}
-            machines.add(f"{m.get('platform')}, {m.get('cpus')} CPUs, "
+            devices, cpu = m.get("devices") or {}, m.get("cpu")
+            # The CPU's SIMD features (recorded since 9d8143d) decide XLA's CPU code.
+            cpu = f" ({cpu.get('model')}: {' '.join(cpu.get('simd', [])) or 'no SIMD flags'})" if cpu else ""
+            machines.add(f"{m.get('platform')}, {m.get('cpus')} CPUs{cpu}, "
                          f"{devices.get('count', '?')} x {devices.get('kind', devices.get('platform', '?'))}")
     return "; ".join(sorted(machines))
 

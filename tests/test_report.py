@@ -195,3 +195,12 @@ def test_write_needs_the_readme_markers(runs, tmp_path, capsys):
         report.main([*map(str, runs), "--write", f"--root={tmp_path}"])
     assert exit_info.value.code == 2
     assert "README.md: needs exactly one <!-- results:begin -->" in capsys.readouterr().err
+
+
+def test_the_machine_line_names_the_cpu_where_the_run_recorded_it():
+    from types import SimpleNamespace
+    old = {"machine": {"platform": "Linux-x86_64", "cpus": 2, "devices": {"count": 1, "kind": "cpu"}}}
+    new = {"machine": {"platform": "Linux-x86_64", "cpus": 2, "devices": {"count": 1, "kind": "cpu"},
+                       "cpu": {"model": "Xeon", "simd": ["avx2", "avx512f"]}}}
+    text = report._machine_text([SimpleNamespace(info=[old]), SimpleNamespace(info=[new])])
+    assert text == "Linux-x86_64, 2 CPUs (Xeon: avx2 avx512f), 1 x cpu; Linux-x86_64, 2 CPUs, 1 x cpu"
