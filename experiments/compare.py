@@ -73,7 +73,8 @@ def read_curve(workdir: str | Path) -> dict[str, Any]:
         raise CompareError(f"{path}: no evaluation of stage {stage!r} yet")
     seconds = sum(r.get("time/iteration_s", 0.0) for r in rows)
     final_eval = report.evaluation_path(workdir, stage, int(evals[-1]["iteration"]))
-    return {"final_eval": str(final_eval) if final_eval.exists() else None, "workdir": str(workdir), "algorithm": algorithm, "seed": config.get("seed"), "stage": stage,
+    return {"workdir": str(workdir), "algorithm": algorithm, "seed": config.get("seed"), "stage": stage,
+            "final_eval": str(final_eval) if final_eval.exists() else None,
             "online": bool(config.get("archer")) and evals[-1].get("env_steps", 0) > 0,
             "env_steps": [int(r.get("env_steps", 0)) for r in evals],
             "iterations": [int(r["iteration"]) for r in evals],
@@ -160,7 +161,8 @@ def paired_markdown(pairs: dict[str, Any]) -> str:
         cells = [r["seeds"].get(s) for s in seeds]
         lines.append(f"| `{r['algorithm']}` | " + " | ".join(
             "-" if c is None else f"{c[0]:+.2f} ({c[1]:.2f}, {c[2]})" for c in cells) + " |")
-    lines += [""] + [f"- {n}" for n in pairs["notes"]] if pairs["notes"] else []
+    if pairs["notes"]:
+        lines += [""] + [f"- {n}" for n in pairs["notes"]]
     return "\n".join(lines) + "\n"
 
 
