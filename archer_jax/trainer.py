@@ -20,8 +20,10 @@ import importlib.util
 import itertools
 import logging
 import os
+import socket
 import tempfile
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -127,7 +129,9 @@ def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: epath.Path, tas
             if (folder / "tokenizer.json").exists():
                 for file in folder.iterdir():
                     (epath.Path(local) / file.name).write_bytes(file.read_bytes())
-                return transformers.AutoTokenizer.from_pretrained(local)
+                # The word tokenizer this function saved: its own class, not AutoTokenizer
+                # (whose config machinery imports PyTorch when it is installed, seconds per resume).
+                return transformers.PreTrainedTokenizerFast.from_pretrained(local)
             tokenizer = word_tokenizer(config, task)
             tokenizer.save_pretrained(local)
             folder.mkdir(parents=True, exist_ok=True)
@@ -154,6 +158,31 @@ def _pad_id(tokenizer: Any) -> int:
     return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
+_PROXY_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")
+
+
+def _unreachable_storage(timeout: float = 10.0) -> str | None:
+    """Why the Cloud Storage endpoint (``STORAGE_EMULATOR_HOST`` where set) takes no
+    connection, from one try; None when it does, or when a proxy stands in between (the
+    client's own retries decide then). gcsfs retries a refused connection with backoff
+    for about 20 s before it gives up; this says so at once."""
+    if any(os.environ.get(name) for name in _PROXY_VARIABLES):
+        return None
+    url = os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
+    parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    try:
+        socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
+                                 timeout=timeout).close()
+    except OSError as error:
+        return f"{parts.hostname}:{parts.port or parts.scheme}: {type(error).__name__}: {error}"
+    return None
+
+
+def _no_storage(workdir: str, why: str) -> str:
+    return (f"--workdir={workdir}: Cloud Storage cannot be reached ({why}); check the bucket name, the credentials "
+            "(gcloud auth application-default login) and the network")
+
+
 def check_workdir(workdir: str | os.PathLike) -> epath.Path:
     """The workdir as a path every file of the run goes through: a local folder
     (made absolute) or a ``gs://`` bucket folder; or a ConfigError naming it (another
@@ -168,16 +197,16 @@ def check_workdir(workdir: str | os.PathLike) -> epath.Path:
             raise config_checks.ConfigError(f"--workdir={text} needs the Cloud Storage client: "
                                             "pip install 'archer_jax[gcs]' (or pass a local folder)")
         path = epath.Path(text)
+        unreachable = _unreachable_storage()
+        if unreachable:
+            raise config_checks.ConfigError(_no_storage(text, unreachable))
         quiet = logging.getLogger("gcsfs")  # it logs each failed retry with a traceback; one message below says it
         level = quiet.level
         quiet.setLevel(logging.CRITICAL)
         try:
             is_file = path.exists() and not path.is_dir()
         except Exception as error:  # noqa: BLE001 (gcsfs raises aiohttp's and google-auth's errors as they are)
-            raise config_checks.ConfigError(
-                f"--workdir={text}: Cloud Storage cannot be reached ({type(error).__name__}: {str(error)[:200]}); "
-                "check the bucket name, the credentials (gcloud auth application-default login) and the "
-                "network") from error
+            raise config_checks.ConfigError(_no_storage(text, f"{type(error).__name__}: {str(error)[:200]}")) from error
         finally:
             quiet.setLevel(level)
     else:

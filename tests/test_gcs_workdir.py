@@ -122,3 +122,20 @@ def test_unreachable_storage_and_other_urls_are_one_message(tmp_path):
         error = [line for line in out.stderr.splitlines() if line.startswith("error:")]
         assert len(error) == 1 and error[0].startswith(f"error: --workdir={workdir}") and message in error[0]
         assert "Traceback" not in out.stderr and not list(tmp_path.iterdir())
+
+
+def test_the_storage_probe_answers_at_once_and_stands_aside_for_a_proxy(monkeypatch):
+    """One connection try says whether the endpoint listens (gcsfs alone would retry a
+    refused connection for about 20 s); behind a proxy the client's own retries decide."""
+    import socket
+
+    for name in trainer._PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    with socket.create_server(("localhost", 0)) as listening:
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://localhost:{listening.getsockname()[1]}")
+        assert trainer._unreachable_storage() is None
+    closed = runs.free_port()
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", f"http://localhost:{closed}")
+    assert "ConnectionRefusedError" in trainer._unreachable_storage() and f"localhost:{closed}" in trainer._unreachable_storage()
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert trainer._unreachable_storage() is None

@@ -1026,8 +1026,14 @@ class _PhraseMatcher:
         self._exact_key = {_strip_accents(p): k for p, k in pairs if _is_abbreviation(p)}
         self._lower_re = _phrase_re(self._lower_key)
         self._exact_re = _phrase_re(self._exact_key) if self._exact_key else None
+        # A game asks the same questions of every city (and the corpus asks each pooled
+        # question of all of them): the matches depend on the text alone.
+        self._matches = functools.lru_cache(maxsize=4096)(self._match)
 
     def __call__(self, text: str) -> list:
+        return list(self._matches(text))
+
+    def _match(self, text: str) -> tuple:
         plain = _strip_accents(text)
         hits = [(m.start(), -len(m.group(1)), self._lower_key[m.group(1)])
                 for m in self._lower_re.finditer(plain.lower())]
@@ -1041,7 +1047,7 @@ class _PhraseMatcher:
             covered_to = start - neg_len
             if key is not None and key not in found:
                 found.append(key)
-        return found
+        return tuple(found)
 
 
 # Places whose names contain a city's name but are not that city.
