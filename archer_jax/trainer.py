@@ -170,11 +170,11 @@ def _unreachable_storage(timeout: float = 10.0) -> str | None:
         return None
     url = os.environ.get("STORAGE_EMULATOR_HOST") or "https://storage.googleapis.com"
     parts = urllib.parse.urlsplit(url if "://" in url else f"http://{url}")
+    address = (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
     try:
-        socket.create_connection((parts.hostname, parts.port or (443 if parts.scheme == "https" else 80)),
-                                 timeout=timeout).close()
+        socket.create_connection(address, timeout=timeout).close()
     except OSError as error:
-        return f"{parts.hostname}:{parts.port or parts.scheme}: {type(error).__name__}: {error}"
+        return f"{address[0]}:{address[1]}: {type(error).__name__}: {error}"
     return None
 
 
