@@ -41,7 +41,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     for path in ("tokens.obs_len", "tokens.action_len", "env.max_turns", "archer.rollout_size",
                  "archer.rollout_batch", "archer.capacity", "archer.critic_epochs", "archer.batch_size",
                  "archer.actor_batch_size", "archer.actor_samples", "archer.actor_temperature", "archer.eval_size",
-                 "archer.eval_every", "archer.tau", "actor.lr",
+                 "archer.eval_every", "archer.tau", "archer.reward_scale", "actor.lr",
                  "critic.lr", "chai.candidates", "checkpoint_every", "data.num_episodes", "bc.steps",
                  "bc.batch_size", "bc.lr", "ppo.epochs", "ppo.batch_size", "ppo.clip", "ppo.value_clip",
                  "ppo.kl_horizon"):

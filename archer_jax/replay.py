@@ -208,16 +208,20 @@ def hidden_ids(tokenizer: Any, hidden: Sequence[str], hidden_len: int, pad_id: i
 
 def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_len: int, action_len: int,
                  pad_id: int, terminator_ids: Sequence[int], mesh: Mesh,
-                 rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES, hidden_len: int = 0) -> ReplayBuffer:
+                 rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES, hidden_len: int = 0,
+                 reward_scale: float = 1.0) -> ReplayBuffer:
     """A dataset's turns (texts: ``observation``, ``action``, ``next_observation``;
     ``reward``, ``done``, ``mc_return``, ``episode_return``, ``turn``; ``hidden`` when
     ``hidden_len`` > 0) tokenized once into a sharded device buffer of exactly their rows
     (rounded up to the data-parallel devices), as ``insert`` stores rollouts:
     observations left-padded and left-truncated, actions right-padded with
-    ``terminator_ids[:1]`` appended, hidden texts as ``hidden_ids`` encodes them.
+    ``terminator_ids[:1]`` appended, hidden texts as ``hidden_ids`` encodes them;
+    rewards and Monte-Carlo returns times ``reward_scale``, as ``RolloutRunner`` stores
+    them (episode returns stay in the environment's units).
 
     Each process tokenizes only the rows its own devices hold."""
     n = len(transitions["reward"])
+    scale = np.float32(reward_scale)
     devices = mesh.shape["data"] * mesh.shape["fsdp"]
     capacity = -(-n // devices) * devices
 
@@ -231,9 +235,9 @@ def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_l
         act, act_mask = tokenization.encode_right(tokenizer, column("action"), action_len, pad_id=pad_id,
                                                   append_ids=list(terminator_ids)[:1])
         rows = Transitions(obs=obs, obs_mask=obs_mask, action=act, action_mask=act_mask, next_obs=nxt,
-                           next_obs_mask=nxt_mask, reward=np.asarray(column("reward"), np.float32),
+                           next_obs_mask=nxt_mask, reward=np.asarray(column("reward"), np.float32) * scale,
                            done=np.asarray(column("done"), bool),
-                           mc_return=np.asarray(column("mc_return"), np.float32),
+                           mc_return=np.asarray(column("mc_return"), np.float32) * scale,
                            episode_return=np.asarray(column("episode_return"), np.float32),
                            turn=np.asarray(column("turn"), np.int32))
         if hidden_len:

@@ -64,7 +64,7 @@ class RolloutRunner:
     """Plays batches of conversations with the current policy."""
 
     def __init__(self, env: BatchedEnv, policy: PolicyFn, tokenizer: Any, *, obs_len: int, terminator: str,
-                 pad_id: int, gamma: float, max_turns: int, hidden_len: int = 0):
+                 pad_id: int, gamma: float, max_turns: int, hidden_len: int = 0, reward_scale: float = 1.0):
         self.env = env
         self.policy = policy
         self.tokenizer = tokenizer
@@ -73,6 +73,10 @@ class RolloutRunner:
         self.pad_id = pad_id
         self.gamma = gamma
         self.max_turns = max_turns
+        # The transitions' rewards (and so their Monte-Carlo returns) are the
+        # environment's times this: what every learner reads. The returns reported
+        # (``Rollout.returns``, evaluations) stay in the environment's units.
+        self.reward_scale = reward_scale
         # > 0: every row also carries its episode's hidden text (``replay.hidden_ids``)
         # for a privileged critic; the policy never reads it.
         self.hidden_len = hidden_len
@@ -128,7 +132,7 @@ class RolloutRunner:
             next_ids, next_mask = self._encode(observations)
             for name, value in (("obs", obs_ids), ("obs_mask", obs_mask), ("action", gen.tokens),
                                 ("action_mask", gen.mask), ("next_obs", next_ids), ("next_obs_mask", next_mask),
-                                ("reward", rewards), ("done", dones & active)):
+                                ("reward", rewards * np.float32(self.reward_scale)), ("done", dones & active)):
                 fields[name].append(np.asarray(value))
             valid.append(active)
             returns += rewards

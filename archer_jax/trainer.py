@@ -308,7 +308,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, read
     runner = rollout.RolloutRunner(env, policy, tokenizer,
                                    obs_len=config.tokens.obs_len, terminator=config.tokens.terminator,
                                    pad_id=pad_id, gamma=config.archer.gamma, max_turns=config.env.max_turns,
-                                   hidden_len=config.critic.privileged_len)
+                                   hidden_len=config.critic.privileged_len, reward_scale=config.archer.reward_scale)
     logger = metrics.MetricsLogger(workdir, total_iterations=config.archer.iterations, enabled=multihost.is_main(),
                                    wandb_project=config.logging.wandb_project,
                                    wandb_entity=config.logging.wandb_entity, wandb_config=config.to_dict())

@@ -130,3 +130,23 @@ def test_sharded_along_capacity_on_8_devices(monkeypatch):
 
 
 replay_insert = replay.insert
+
+
+def test_a_dataset_buffer_scales_rewards_and_returns_as_rollouts_do():
+    from archer_jax.data import tokenization
+
+    tokenizer = tokenization.build_word_tokenizer(["look around", "take the gun", "you see a gun"])
+    texts = {"observation": ["you see a gun", "look around"], "action": ["take the gun", "look around"],
+             "next_observation": ["look around", "you see a gun"], "hidden": ["", ""],
+             "reward": [10.0, 0.0], "done": [False, True], "mc_return": [19.0, 0.0],
+             "episode_return": [10.0, 10.0], "turn": [0, 1]}
+    mesh = sharding.make_mesh((-1, 1, 1))
+    kw = dict(obs_len=6, action_len=4, pad_id=tokenizer.pad_token_id,
+              terminator_ids=tokenization.terminator_ids(tokenizer, "\n"), mesh=mesh)
+    plain = replay.from_dataset(texts, tokenizer, **kw)
+    scaled = replay.from_dataset(texts, tokenizer, reward_scale=0.1, **kw)
+    n = int(plain.size)
+    np.testing.assert_allclose(np.asarray(scaled.reward)[:n], [1.0, 0.0], rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(scaled.mc_return)[:n], [1.9, 0.0], rtol=1e-6)
+    np.testing.assert_array_equal(np.asarray(scaled.episode_return), np.asarray(plain.episode_return))
+    np.testing.assert_array_equal(np.asarray(scaled.obs), np.asarray(plain.obs))

@@ -38,3 +38,27 @@ def test_greedy_rows_of_a_mixed_rollout_play_as_a_greedy_rollout():
     assert mixed.dialogues[:2] == greedy.dialogues[:2]
     np.testing.assert_array_equal(mixed.returns[:2], greedy.returns[:2])
     assert policy._cache_size() == 1  # a scalar temperature is passed on per row, too
+
+
+def test_reward_scale_reaches_the_learners_rows_and_not_the_reported_returns():
+    task, env_config = tasks.get("guess_city"), {"max_turns": 3, "num_items": 0}
+    tokenizer = tokenization.build_word_tokenizer(task.corpus(env_config))
+    module = gpt2.GPT2LMHeadModel(gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=72, n_embd=32, n_layer=1,
+                                                  n_head=2))
+    params = module.init(jax.random.key(0), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 4), bool))["params"]
+    policy = jax.jit(functools.partial(sampling.generate, module, max_new_tokens=8,
+                                       stop_ids=tokenization.terminator_ids(tokenizer, "\n"),
+                                       pad_id=tokenizer.pad_token_id))
+
+    def play(scale):
+        runner = rollout.RolloutRunner(task.make_env(env_config, 2), policy, tokenizer, obs_len=48, terminator="\n",
+                                       pad_id=tokenizer.pad_token_id, gamma=0.9, max_turns=3, reward_scale=scale)
+        return runner.run(params, [3, 4], jax.random.key(1), 1.0)
+
+    plain, scaled = play(1.0), play(0.1)
+    assert plain.dialogues == scaled.dialogues
+    np.testing.assert_array_equal(scaled.returns, plain.returns)  # reported in the game's units
+    assert plain.transitions["reward"][plain.valid].min() == -1.0  # the question games' -1 per turn
+    for name in ("reward", "mc_return"):
+        np.testing.assert_allclose(scaled.transitions[name], 0.1 * plain.transitions[name], rtol=1e-6)
+    np.testing.assert_array_equal(scaled.transitions["episode_return"], plain.transitions["episode_return"])

@@ -244,6 +244,7 @@ def test_probe_metrics_by_hand():
     ("critic.kind", "bert", "config.critic.kind = 'bert': choose one of ('roberta', 'actor')"),
     ("archer.gamma", 1.5, "config.archer.gamma = 1.5: must lie in [0, 1]"),
     ("archer.greedy_rollouts", -0.5, "config.archer.greedy_rollouts = -0.5: a fraction in [0, 1]"),
+    ("archer.reward_scale", 0.0, "config.archer.reward_scale = 0.0: must be a positive number"),
     ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),
     ("algorithm", "ppo2", "config.algorithm = 'ppo2': choose one of ('archer', 'archer_baseline', 'ppo', 'filtered_bc', "),

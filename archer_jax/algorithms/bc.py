@@ -104,7 +104,8 @@ def dataset_buffer(run: Any) -> replay.ReplayBuffer:
         max_turns=c.env.max_turns, num_items=c.env.num_items, env=task_env_fields(c)))
     return replay.from_dataset(transitions, run.tokenizer, obs_len=c.tokens.obs_len, action_len=c.tokens.action_len,
                                pad_id=run.hp.pad_id, terminator_ids=run.hp.stop_ids, mesh=run.mesh,
-                               rules=c.mesh.rules, hidden_len=c.critic.privileged_len)
+                               rules=c.mesh.rules, hidden_len=c.critic.privileged_len,
+                               reward_scale=c.archer.reward_scale)
 
 
 def dataset_stage(run: Any, name: str, build_phase: Callable[[replay.ReplayBuffer], Any], *,

@@ -144,6 +144,12 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     c.archer.batch_size = 256  # transitions per critic step (paper: 8 x 32 accumulation)
     c.archer.actor_batch_size = 256  # states per actor step (the paper's: the same 256)
     c.archer.gamma = hp["gamma"]  # discount
+    # Every learner (critic targets, Monte-Carlo returns, PPO's rewards) reads the
+    # environment's rewards times this; returns are reported in the environment's units.
+    # 1 = the paper. For a network trained at a fixed learning rate, returns of a few
+    # units (the question games' -1 per turn) are reached in far fewer steps than
+    # hundreds (Detective's points).
+    c.archer.reward_scale = 1.0
     c.archer.tau = 0.1  # Polyak rate of the target critic, after every critic step
     c.archer.warmup_iter = hp["warmup_iter"]  # iterations that train only the critic
     c.archer.temperature = 1.0  # sampling temperature of the rollouts and of the critic's V targets
