@@ -42,7 +42,9 @@ class Rollout:
     returns: np.ndarray  # [B] undiscounted episode returns
     successes: np.ndarray  # [B] bool
     lengths: np.ndarray  # [B] turns taken
-    dialogues: list[str]  # final observation texts (for transcripts)
+    # Transcripts: each final observation, followed by the turns played (command and
+    # reward) where that observation does not already hold every command (``transcript``).
+    dialogues: list[str]
     hidden: list[str]  # what each conversation was about (city, object, ...)
 
     @property
@@ -117,6 +119,7 @@ class RolloutRunner:
                                                ("obs", "obs_mask", "action", "action_mask", "next_obs",
                                                 "next_obs_mask", "reward", "done")}
         valid, returns, lengths = [], np.zeros(b, np.float32), np.zeros(b, np.int32)
+        played: list[list[tuple[str, float]]] = [[] for _ in range(b)]  # (command, reward) per turn
         for turn in range(t_max):
             active = ~done
             if not multihost.any_process(active.any()):
@@ -137,10 +140,13 @@ class RolloutRunner:
             valid.append(active)
             returns += rewards
             lengths += active
+            for i in np.flatnonzero(active):
+                played[i].append((actions[i], float(rewards[i])))
             done |= dones
             obs_ids, obs_mask = next_ids, next_mask
         successes = np.asarray(self.env.successes, bool).copy()
-        return self._package(fields, np.asarray(valid), returns, successes, lengths, observations)
+        texts = [transcript(final, turns) for final, turns in zip(observations, played)]
+        return self._package(fields, np.asarray(valid), returns, successes, lengths, texts)
 
     def _hidden_rows(self, t_real: int) -> dict[str, np.ndarray]:
         """Each episode's hidden text, as ids, repeated on every turn row [t_real, B, H]."""
@@ -168,6 +174,17 @@ class RolloutRunner:
             v = np.concatenate([v, np.zeros((pad_turns, *v.shape[1:]), v.dtype)])
             out[k] = v.reshape(self.max_turns * b, *v.shape[2:])
         return Rollout(out, valid.reshape(-1), returns, successes, lengths, final_obs, hidden)
+
+
+def transcript(final_observation: str, turns: Sequence[tuple[str, float]]) -> str:
+    """A finished conversation as text: its final observation, which for a dialogue
+    holds every turn; where it does not (a text game shows only the current scene), the
+    turns played follow it, one line each with the command and its reward."""
+    if all(command.strip() in final_observation for command, _ in turns):
+        return final_observation
+    lines = [f"{i:3d}. {command.strip() or '(nothing)'}  [{reward:+g}]" for i, (command, reward) in
+             enumerate(turns, 1)]
+    return final_observation + "\n\nTurns played (command [reward]):\n" + "\n".join(lines)
 
 
 EVAL_SEED_BASE = 10_000_000  # evaluation episodes never share seeds with rollouts

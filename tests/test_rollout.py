@@ -62,3 +62,12 @@ def test_reward_scale_reaches_the_learners_rows_and_not_the_reported_returns():
     for name in ("reward", "mc_return"):
         np.testing.assert_allclose(scaled.transitions[name], 0.1 * plain.transitions[name], rtol=1e-6)
     np.testing.assert_array_equal(scaled.transitions["episode_return"], plain.transitions["episode_return"])
+
+
+def test_a_transcript_lists_the_turns_only_where_the_final_observation_lacks_them():
+    dialogue = "Questioner: Is it a dog?\nAnswerer: No.\nQuestioner: Is it a cat?\nAnswerer: Yes."
+    assert rollout.transcript(dialogue, [("Is it a dog?", -1.0), ("Is it a cat?", 0.0)]) == dialogue
+    scene = "Surroundings: << Outside >>\nStep: 2 of 50"
+    text = rollout.transcript(scene, [("TAKE PAPER\n", 10.0), ("north", 0.0)])
+    assert text.startswith(scene)
+    assert text.endswith("Turns played (command [reward]):\n  1. TAKE PAPER  [+10]\n  2. north  [+0]")
