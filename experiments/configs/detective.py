@@ -18,8 +18,9 @@ Variants (the part after ':'):
          search costs up to 0.5 s per new state); simulated data in which the most
          common player, `careless`, walks the walkthrough's route but examines the
          objects it should take (300 of 350 points), so greedy BC learns its habit;
-         BC warm start, then ArCHer, which must find the 10 points each TAKE earns
-         (docs/detective_notes.md).
+         BC warm start, then ArCHer, which must find the 10 points each TAKE earns.
+         Not yet a demo of learning: seed 0 stays at 300 and ends at 130
+         (docs/detective_notes.md, section 5).
   smoke  seconds; for tests.
 """
 
