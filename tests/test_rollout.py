@@ -21,15 +21,23 @@ def test_discounted_returns_by_hand():
     np.testing.assert_allclose(got, want)
 
 
-def test_greedy_rows_of_a_mixed_rollout_play_as_a_greedy_rollout():
-    task, env_config = tasks.get("guess_city"), {"max_turns": 4, "num_items": 0}
+def tiny_guess_city_policy(env_config):
+    """Guess My City with ``env_config``, its word tokenizer, and an untrained 1-layer
+    GPT-2 policy: (task, tokenizer, params, jitted generate)."""
+    task = tasks.get("guess_city")
     tokenizer = tokenization.build_word_tokenizer(task.corpus(env_config))
     module = gpt2.GPT2LMHeadModel(gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=72, n_embd=32, n_layer=1,
                                                   n_head=2))
     params = module.init(jax.random.key(0), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 4), bool))["params"]
-    stop_ids = tokenization.terminator_ids(tokenizer, "\n")
-    policy = jax.jit(functools.partial(sampling.generate, module, max_new_tokens=8, stop_ids=stop_ids,
+    policy = jax.jit(functools.partial(sampling.generate, module, max_new_tokens=8,
+                                       stop_ids=tokenization.terminator_ids(tokenizer, "\n"),
                                        pad_id=tokenizer.pad_token_id))
+    return task, tokenizer, params, policy
+
+
+def test_greedy_rows_of_a_mixed_rollout_play_as_a_greedy_rollout():
+    env_config = {"max_turns": 4, "num_items": 0}
+    task, tokenizer, params, policy = tiny_guess_city_policy(env_config)
     runner = rollout.RolloutRunner(task.make_env(env_config, 4), policy, tokenizer, obs_len=64, terminator="\n",
                                    pad_id=tokenizer.pad_token_id, gamma=0.95, max_turns=4)
     seeds, key = [11, 12, 13, 14], jax.random.key(5)
@@ -41,14 +49,8 @@ def test_greedy_rows_of_a_mixed_rollout_play_as_a_greedy_rollout():
 
 
 def test_reward_scale_reaches_the_learners_rows_and_not_the_reported_returns():
-    task, env_config = tasks.get("guess_city"), {"max_turns": 3, "num_items": 0}
-    tokenizer = tokenization.build_word_tokenizer(task.corpus(env_config))
-    module = gpt2.GPT2LMHeadModel(gpt2.GPT2Config(vocab_size=len(tokenizer), n_positions=72, n_embd=32, n_layer=1,
-                                                  n_head=2))
-    params = module.init(jax.random.key(0), jnp.ones((1, 4), jnp.int32), jnp.ones((1, 4), bool))["params"]
-    policy = jax.jit(functools.partial(sampling.generate, module, max_new_tokens=8,
-                                       stop_ids=tokenization.terminator_ids(tokenizer, "\n"),
-                                       pad_id=tokenizer.pad_token_id))
+    env_config = {"max_turns": 3, "num_items": 0}
+    task, tokenizer, params, policy = tiny_guess_city_policy(env_config)
 
     def play(scale):
         runner = rollout.RolloutRunner(task.make_env(env_config, 2), policy, tokenizer, obs_len=48, terminator="\n",
