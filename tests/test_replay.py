@@ -7,6 +7,7 @@ import pytest
 from jax.sharding import PartitionSpec
 
 from archer_jax import replay, sharding
+from archer_jax.data import tokenization
 
 OBS_LEN, ACTION_LEN = 3, 2
 
@@ -133,8 +134,6 @@ replay_insert = replay.insert
 
 
 def test_a_dataset_buffer_scales_rewards_and_returns_as_rollouts_do():
-    from archer_jax.data import tokenization
-
     tokenizer = tokenization.build_word_tokenizer(["look around", "take the gun", "you see a gun"])
     texts = {"observation": ["you see a gun", "look around"], "action": ["take the gun", "look around"],
              "next_observation": ["look around", "you see a gun"], "hidden": ["", ""],
