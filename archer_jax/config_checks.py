@@ -21,10 +21,18 @@ class ConfigError(ValueError):
     """A config field with an unusable value."""
 
 
-def _positive(config: ml_collections.ConfigDict, path: str, *, allow_zero: bool = False) -> None:
+def positive(config: ml_collections.ConfigDict, path: str, *, allow_zero: bool = False) -> None:
+    """Refuses ``config.<path>`` unless it is a number > 0 (>= 0 with ``allow_zero``)."""
     value = _get(config, path)
     if not isinstance(value, int | float) or isinstance(value, bool) or value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"config.{path} = {value!r}: must be a {'non-negative' if allow_zero else 'positive'} number")
+
+
+def unit_interval(config: ml_collections.ConfigDict, path: str) -> None:
+    """Refuses ``config.<path>`` unless it lies in [0, 1] (a discount, GAE's lambda)."""
+    value = _get(config, path)
+    if not isinstance(value, int | float) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
+        raise ConfigError(f"config.{path} = {value!r}: must lie in [0, 1]")
 
 
 def _get(config: ml_collections.ConfigDict, path: str) -> Any:
@@ -42,26 +50,15 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                  "archer.rollout_batch", "archer.capacity", "archer.critic_epochs", "archer.batch_size",
                  "archer.actor_batch_size", "archer.actor_samples", "archer.actor_temperature", "archer.eval_size",
                  "archer.eval_every", "archer.tau", "archer.reward_scale", "actor.lr",
-                 "critic.lr", "chai.candidates", "checkpoint_every", "data.num_episodes", "bc.steps",
-                 "bc.batch_size", "bc.lr", "ppo.epochs", "ppo.batch_size", "ppo.clip", "ppo.value_clip",
-                 "ppo.kl_horizon"):
-        _positive(config, path)
+                 "critic.lr", "checkpoint_every", "data.num_episodes", "bc.steps",
+                 "bc.batch_size", "bc.lr"):
+        positive(config, path)
     for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
-                 "archer.temperature", "archer.kl_coef", "archer.forward_kl_coef", "transcripts", "ppo.kl_coef", "ppo.kl_target"):
-        _positive(config, path, allow_zero=True)
-    for path in ("archer.gamma", "ppo.gamma", "ppo.gae_lambda"):
-        if not 0.0 <= _get(config, path) <= 1.0:
-            raise ConfigError(f"config.{path} = {_get(config, path)}: must lie in [0, 1]")
+                 "archer.temperature", "archer.kl_coef", "archer.forward_kl_coef", "transcripts"):
+        positive(config, path, allow_zero=True)
+    unit_interval(config, "archer.gamma")
     if not 0.0 < config.archer.tau <= 1.0:
         raise ConfigError(f"config.archer.tau = {config.archer.tau}: must lie in (0, 1]")
-    if not 0.0 < config.offline.expectile < 1.0:
-        raise ConfigError(f"config.offline.expectile = {config.offline.expectile}: must lie in (0, 1) (0.9 = IQL's)")
-    _positive(config, "offline.max_weight")
-    _positive(config, "offline.beta", allow_zero=True)
-    top = config.filtered_bc.top_fraction
-    if not isinstance(top, int | float) or isinstance(top, bool) or not 0.0 < top <= 1.0:
-        raise ConfigError(f"config.filtered_bc.top_fraction = {top!r}: a fraction in (0, 1] (0.1 = the best 10% "
-                          "of episodes, the paper's)")
     if not 0.0 <= config.archer.greedy_rollouts <= 1.0:
         raise ConfigError(f"config.archer.greedy_rollouts = {config.archer.greedy_rollouts}: a fraction in [0, 1]")
     if config.archer.rollout_size % config.archer.rollout_batch:
@@ -100,6 +97,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         if model.checkpoint:
             _check_checkpoint(f"{role}.checkpoint", model.checkpoint)
     _check_large_actor(config.actor)
+    algorithms.check_config(config.algorithm, config)  # the algorithm's own block
 
 
 def _check_logging(logging: ml_collections.ConfigDict) -> None:
@@ -145,9 +143,7 @@ def privileged_unusable(algorithm: str) -> str | None:
     (``config.critic.privileged_len``), or None when it can."""
     if not algorithms.ALGORITHMS[algorithm].critic:
         return f"config.algorithm = {algorithm!r} has no utterance-level critic to read the hidden state"
-    if algorithm == "chai":
-        return "CHAI's critic picks what the agent says, which must not depend on what the environment hides"
-    return None
+    return algorithms.ALGORITHMS[algorithm].privileged_unusable
 
 
 def _check_checkpoint(field: str, checkpoint: str) -> None:

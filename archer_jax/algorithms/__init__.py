@@ -62,7 +62,11 @@ class Algorithm:
     the actor (``state.ref_actor_params``, the policy a KL term anchors to). ``critic``:
     the run builds the utterance-level critic of ``config.critic`` (``run.critic``,
     ``run.bridge``, the state's critic and target critic); without it those are None
-    and nothing of the critic is loaded or allocated.
+    and nothing of the critic is loaded or allocated. ``check``: "module:function" in this
+    package validating the algorithm's own config blocks (``check_config(config)``, raising
+    ``config_checks.ConfigError`` naming the field), or None. ``privileged_unusable``: why
+    the critic must not read what the environment hides (``config.critic.privileged_len``)
+    though the algorithm has one, or None.
     """
 
     stages: str
@@ -71,6 +75,8 @@ class Algorithm:
     token_value: bool = False
     reference: Callable[[Any], bool] = lambda config: False
     critic: bool = True
+    check: str | None = None
+    privileged_unusable: str | None = None
 
 
 def _archer_kl(config: Any) -> bool:
@@ -81,13 +87,17 @@ ALGORITHMS: dict[str, Algorithm] = {
     "archer": Algorithm("archer:stages", ("bc", "archer"), reference=_archer_kl),
     "archer_baseline": Algorithm("archer:stages", ("bc", "archer"), token_value=True, reference=_archer_kl),
     "ppo": Algorithm("ppo:stages", ("bc", "ppo"), ("ppo",), token_value=True,
-                     reference=lambda config: config.ppo.kl_coef > 0, critic=False),
-    "filtered_bc": Algorithm("filtered_bc:stages", ("bc", "filtered_bc"), ("filtered_bc",), critic=False),
-    "chai": Algorithm("chai:stages", ("bc", "chai"), ("chai",)),
+                     reference=lambda config: config.ppo.kl_coef > 0, critic=False, check="ppo:check_config"),
+    "filtered_bc": Algorithm("filtered_bc:stages", ("bc", "filtered_bc"), ("filtered_bc",), critic=False,
+                             check="filtered_bc:check_config"),
+    "chai": Algorithm("chai:stages", ("bc", "chai"), ("chai",), check="chai:check_config",
+                      privileged_unusable="CHAI's critic picks what the agent says, which must not depend on what "
+                                          "the environment hides"),
     "bc": Algorithm("bc:stages", ("bc",), critic=False),
     "offline_filtered_bc": Algorithm("filtered_bc:offline_stages", ("offline_filtered_bc",), ("filtered_bc",),
-                                     critic=False),
-    "offline_archer": Algorithm("offline_archer:stages", ("offline_archer",), ("offline",)),
+                                     critic=False, check="filtered_bc:check_config"),
+    "offline_archer": Algorithm("offline_archer:stages", ("offline_archer",), ("offline",),
+                                check="offline_archer:check_config"),
 }
 NAMES = tuple(ALGORITHMS)
 
@@ -111,12 +121,22 @@ def get(name: str) -> Algorithm:
     return ALGORITHMS[name]
 
 
+def _function(spec: str) -> Callable[..., Any]:
+    module, function = spec.split(":")
+    return getattr(importlib.import_module(f"{__name__}.{module}"), function)
+
+
+def check_config(name: str, config: Any) -> None:
+    """Algorithm ``name``'s own checks of ``config`` (its ``check``), if it declares any."""
+    if (spec := get(name).check) is not None:
+        _function(spec)(config)
+
+
 def stages(name: str, run: Any) -> list[Stage]:
     """The stages of algorithm ``name`` for ``run`` (a ``trainer.Run``), in the order of
     its ``stage_names``."""
     algorithm = get(name)
-    module, function = algorithm.stages.split(":")
-    out = getattr(importlib.import_module(f"{__name__}.{module}"), function)(run)
+    out = _function(algorithm.stages)(run)
     names = tuple(s.name for s in out)
     if names != algorithm.stage_names:
         raise RuntimeError(f"algorithm {name!r} built stages {names}, but declares {algorithm.stage_names}")

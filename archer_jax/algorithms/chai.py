@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from archer_jax import replay, rollout, train_state
+from archer_jax import config_checks, replay, rollout, train_state
 from archer_jax.algorithms import Iterate, PhaseClock, Stage, archer, bc
 
 
@@ -35,6 +35,11 @@ def make_policy(run: Any, *, candidates: int, temperature: float) -> rollout.Pol
                                 hp=run.hp, bridge=run.bridge)
 
     return jax.jit(policy)
+
+
+def check_config(config: Any) -> None:
+    """config.chai: at least one candidate utterance."""
+    config_checks.positive(config, "chai.candidates")
 
 
 def stage(run: Any) -> Stage:

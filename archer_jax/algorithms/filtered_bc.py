@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from archer_jax import replay, train_state
+from archer_jax import config_checks, replay, train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage, archer, bc
 from archer_jax.algorithms.archer import Metrics, jit_phase, scan_steps
@@ -70,6 +70,14 @@ def make_filtered_bc_phase(*, actor: nn.Module, batch_size: int, steps: int, top
     phase = functools.partial(filtered_bc_phase, actor=actor, batch_size=batch_size, steps=steps,
                               top_fraction=top_fraction, tx=tx, mesh=mesh, rules=rules)
     return jit_phase(phase, state_shardings, buffer_shardings, mesh)
+
+
+def check_config(config: Any) -> None:
+    """config.filtered_bc: the kept fraction of episodes lies in (0, 1]."""
+    top = config.filtered_bc.top_fraction
+    if not isinstance(top, int | float) or isinstance(top, bool) or not 0.0 < top <= 1.0:
+        raise config_checks.ConfigError(f"config.filtered_bc.top_fraction = {top!r}: a fraction in (0, 1] (0.1 = "
+                                        "the best 10% of episodes, the paper's)")
 
 
 def stage(run: Any) -> Stage:

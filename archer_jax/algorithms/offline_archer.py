@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from archer_jax import losses, replay, train_state
+from archer_jax import config_checks, losses, replay, train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Stage, archer, bc
 from archer_jax.algorithms.archer import ArcherHParams, Bridge, Metrics, action_logprobs, jit_phase, scan_steps
@@ -94,6 +94,15 @@ def make_offline_phase(*, actor: nn.Module, critic: nn.Module, hp: ArcherHParams
                              max_weight=max_weight, mesh=mesh, rules=rules)
     return jit_phase(lambda state, buffer: scan_steps(step, state, buffer, steps), state_shardings,
                      buffer_shardings, mesh)
+
+
+def check_config(config: Any) -> None:
+    """config.offline: IQL's expectile in (0, 1), AWR's beta >= 0 and its weight clip > 0."""
+    if not 0.0 < config.offline.expectile < 1.0:
+        raise config_checks.ConfigError(f"config.offline.expectile = {config.offline.expectile}: must lie in (0, 1) "
+                                        "(0.9 = IQL's)")
+    config_checks.positive(config, "offline.max_weight")
+    config_checks.positive(config, "offline.beta", allow_zero=True)
 
 
 def stage(run: Any) -> Stage:

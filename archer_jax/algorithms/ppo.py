@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from archer_jax import losses, replay, rollout, train_state
+from archer_jax import config_checks, losses, replay, rollout, train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage, archer, bc
 from archer_jax.algorithms.archer import Metrics
@@ -207,6 +207,16 @@ def adapt_kl(coef: float, kl: float, *, target: float, horizon: int, steps: int)
     """The adaptive KL controller of Ziegler et al. (2019): coef * (1 + e * steps /
     horizon), e = clip(kl / target - 1, -0.2, 0.2)."""
     return coef * (1.0 + float(np.clip(kl / target - 1.0, -0.2, 0.2)) * steps / horizon)
+
+
+def check_config(config: Any) -> None:
+    """config.ppo: counts and clips positive, KL settings >= 0, discounts in [0, 1]."""
+    for path in ("ppo.epochs", "ppo.batch_size", "ppo.clip", "ppo.value_clip", "ppo.kl_horizon"):
+        config_checks.positive(config, path)
+    for path in ("ppo.kl_coef", "ppo.kl_target"):
+        config_checks.positive(config, path, allow_zero=True)
+    for path in ("ppo.gamma", "ppo.gae_lambda"):
+        config_checks.unit_interval(config, path)
 
 
 def stage(run: Any) -> Stage:
