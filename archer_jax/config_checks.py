@@ -69,6 +69,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                           f"config.archer.rollout_batch = {config.archer.rollout_batch}")
     if config.data.source not in _DATA_SOURCES:
         raise ConfigError(f"config.data.source = {config.data.source!r}: choose one of {_DATA_SOURCES}")
+    data_mix(config)
     if config.data.source == "lmrl_gym":
         from archer_jax.data import lmrl_gym  # TFDS: imported only by runs that read its data
 
@@ -98,6 +99,36 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             _check_checkpoint(f"{role}.checkpoint", model.checkpoint)
     _check_large_actor(config.actor)
     algorithms.check_config(config.algorithm, config)  # the algorithm's own block
+
+
+def data_mix(config: ml_collections.ConfigDict) -> dict[str, float]:
+    """``config.data.mix`` ('player=weight,...') as player -> weight ({} = the task's
+    default mix); ConfigError naming the field, and the task's players, when a name or a
+    weight is wrong."""
+    text = config.data.get("mix", "")
+    if not isinstance(text, str):
+        raise ConfigError(f"config.data.mix = {text!r}: a text 'player=weight,...' ('' = the task's default mix)")
+    if not text.strip():
+        return {}
+    from archer_jax import tasks  # the task's players (tasks imports every environment)
+
+    players = tuple(tasks.get(config.task).players)
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, weight = part.partition("=")
+        name = name.strip()
+        try:
+            value = float(weight)
+        except ValueError:
+            value = float("nan")
+        if name not in players or not value > 0 or name in mix:
+            raise ConfigError(f"config.data.mix = {text!r}: {part.strip()!r} is not 'player=weight' with a weight > 0 "
+                              f"and a player of task {config.task!r} named once; its players: {players}")
+        mix[name] = value
+    if config.data.source != "simulated":
+        raise ConfigError(f"config.data.mix = {text!r} chooses scripted players, but config.data.source = "
+                          f"{config.data.source!r} reads recorded episodes; set it to ''")
+    return mix
 
 
 def _check_logging(logging: ml_collections.ConfigDict) -> None:

@@ -314,6 +314,7 @@ def test_scripted_players_range_from_the_walkthrough_to_random():
     returns = {name: base.play_seeds(task, DEMO_ENV, task.players[name], range(6))[0] for name in task.players}
     assert (returns["walkthrough"] == 350).all()  # every point within the 50-step cap
     assert (returns["careless"] == 300).all()  # the five TAKEs' points missed, nothing else
+    assert set(returns["careless_80"]) <= set(range(300, 351, 10))  # some TAKEs missed, nothing else
     assert returns["walkthrough"].mean() > returns["slip_10"].mean() > returns["slip_30"].mean()
     assert returns["slip_30"].mean() > returns["random"].mean()
     assert max(task.default_mix, key=task.default_mix.get) == "careless"  # the habit greedy BC learns

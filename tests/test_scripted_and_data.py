@@ -157,3 +157,23 @@ def test_load_transitions_columns(tmp_path):
     expected = [t for ep in episodes for t in se.episode_transitions(ep, 0.5)]
     assert list(columns) == list(se.Transition._fields)
     assert [se.Transition(*row) for row in zip(*columns.values())] == expected
+
+
+def test_config_data_mix_chooses_the_players(tmp_path):
+    from archer_jax import config_checks
+    from archer_jax.data import sources
+    from experiments.configs import guess_city
+
+    config = guess_city.get_config("smoke")
+    assert config_checks.data_mix(config) == {}  # '' = the task's default mix
+    config.data.mix = "informative=3, noisy=1"
+    mix = config_checks.data_mix(config)
+    assert mix == {"informative": 3.0, "noisy": 1.0}
+    columns = sources.load_transitions_from("simulated", task="guess_city", data_dir=tmp_path, gamma=0.5,
+                                            num_episodes=6, seed=2, mix=mix)
+    expected = [t for ep in simulate(mix, 6, seed=2) for t in se.episode_transitions(ep, 0.5)]
+    assert [se.Transition(*row) for row in zip(*columns.values())] == expected
+    assert {ep["player"] for ep in simulate(mix, 6, seed=2)} <= {"informative", "noisy"}
+    config.data.source = "lmrl_gym"
+    with pytest.raises(config_checks.ConfigError, match="reads recorded episodes"):
+        config_checks.data_mix(config)

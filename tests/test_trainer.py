@@ -249,6 +249,7 @@ def test_probe_metrics_by_hand():
     ("actor.kind", "bert", "config.actor.kind = 'bert'"),
     ("algorithm", "ppo2", "config.algorithm = 'ppo2': choose one of ('archer', 'archer_baseline', 'ppo', 'filtered_bc', "),
     ("filtered_bc.top_fraction", 0.0, "config.filtered_bc.top_fraction = 0.0: a fraction in (0, 1]"),
+    ("data.mix", "nobody=1", "config.data.mix = 'nobody=1': 'nobody=1' is not 'player=weight'"),
     ("ppo.gae_lambda", 1.5, "config.ppo.gae_lambda = 1.5: must lie in [0, 1]"),
     ("ppo.epochs", 0, "config.ppo.epochs = 0: must be a positive number"),
     ("chai.candidates", 0, "config.chai.candidates = 0: must be a positive number"),

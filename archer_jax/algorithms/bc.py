@@ -19,7 +19,7 @@ import optax
 from etils import epath
 from jax.sharding import Mesh
 
-from archer_jax import losses, metrics, multihost, replay, train_state
+from archer_jax import config_checks, losses, metrics, multihost, replay, train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage
 from archer_jax.algorithms.archer import ArcherHParams, Metrics, action_logits, jit_phase, sample_batch, scan_steps
@@ -101,7 +101,8 @@ def dataset_buffer(run: Any) -> replay.ReplayBuffer:
     transitions = multihost.main_first("bc.dataset", lambda: sources.load_transitions_from(
         c.data.source, task=c.task, data_dir=data_dir(c, run.workdir),
         manual_dir=c.data.manual_dir, num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma,
-        max_turns=c.env.max_turns, num_items=c.env.num_items, env=task_env_fields(c)))
+        max_turns=c.env.max_turns, num_items=c.env.num_items, env=task_env_fields(c),
+        mix=config_checks.data_mix(c) or None))
     return replay.from_dataset(transitions, run.tokenizer, obs_len=c.tokens.obs_len, action_len=c.tokens.action_len,
                                pad_id=run.hp.pad_id, terminator_ids=run.hp.stop_ids, mesh=run.mesh,
                                rules=c.mesh.rules, hidden_len=c.critic.privileged_len,

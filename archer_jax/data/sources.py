@@ -20,16 +20,19 @@ SOURCES = ("simulated", "lmrl_gym")
 def load_transitions_from(source: str, *, task: str, data_dir: epath.PathLike, gamma: float,
                           manual_dir: epath.PathLike | None = None, num_episodes: int, seed: int,
                           max_turns: int = 20, num_items: int = 0,
-                          env: Mapping[str, object] | None = None) -> dict[str, list]:
+                          env: Mapping[str, object] | None = None,
+                          mix: Mapping[str, float] | None = None) -> dict[str, list]:
     """Every turn of `source`'s episodes of `task` as columns named like `Transition`'s fields.
 
     `manual_dir` is read by "lmrl_gym" only; `num_episodes`, `seed`, `max_turns`,
-    `num_items` and `env` (the task's other config.env fields) shape the "simulated"
-    episodes only (LMRL-Gym's files are taken whole).
+    `num_items`, `env` (the task's other config.env fields) and `mix` (player -> weight;
+    None = the task's default) shape the "simulated" episodes only (LMRL-Gym's files are
+    taken whole).
     """
     if source == "simulated":
         return simulated_episodes.load_transitions(task, data_dir, num_episodes=num_episodes, seed=seed,
-                                                   gamma=gamma, max_turns=max_turns, num_items=num_items, env=env)
+                                                   gamma=gamma, mix=mix, max_turns=max_turns, num_items=num_items,
+                                                   env=env)
     if source == "lmrl_gym":
         return lmrl_gym.load_transitions(task, data_dir, gamma=gamma, manual_dir=manual_dir)
     raise ValueError(f"config.data.source = {source!r}: choose one of {SOURCES}")

@@ -8,6 +8,8 @@ a walkthrough command, so one early slip can cost most of the score. The data th
 good and bad trajectories. `careless` plays the walkthrough's route but examines
 every object the walkthrough takes (nothing it leaves is needed later): 300 points, a
 systematic error that imitation of data where it is the most common player keeps.
+`careless_80` examines each of them with probability 0.8 (300-350 points), so the
+states after some TAKEs and not others are in its data too.
 """
 
 from __future__ import annotations
@@ -34,12 +36,17 @@ def walkthrough(observation: str, rng: np.random.Generator) -> str:
     return commands[step] if step < len(commands) else "look"
 
 
-def careless(observation: str, rng: np.random.Generator) -> str:
-    """The walkthrough's route, examining instead of taking: each TAKE X (10 points)
-    becomes EXAMINE X (none); the route, and so every later command, stays the same."""
-    command = walkthrough(observation, rng)
-    verb, _, rest = command.partition(" ")
-    return f"EXAMINE {rest}" if verb.upper() == "TAKE" else command
+def careless(skip: float):
+    """The walkthrough's route, examining instead of taking: at each TAKE X (10 points)
+    it says EXAMINE X (none) with probability ``skip``, independently per object; the
+    route, and so every later command, stays the same (nothing left is needed later)."""
+
+    def act(observation: str, rng: np.random.Generator) -> str:
+        command = walkthrough(observation, rng)
+        verb, _, rest = command.partition(" ")
+        return f"EXAMINE {rest}" if verb.upper() == "TAKE" and rng.random() < skip else command
+
+    return act
 
 
 def random_command(observation: str, rng: np.random.Generator) -> str:
@@ -58,8 +65,8 @@ def noisy(slip: float):
     return act
 
 
-PLAYERS = {"walkthrough": walkthrough, "careless": careless, "slip_10": noisy(0.1), "slip_30": noisy(0.3),
-           "random": random_command}
+PLAYERS = {"walkthrough": walkthrough, "careless": careless(1.0), "careless_80": careless(0.8),
+           "slip_10": noisy(0.1), "slip_30": noisy(0.3), "random": random_command}
 DEFAULT_MIX = {"walkthrough": 0.1, "careless": 0.5, "slip_10": 0.1, "slip_30": 0.1, "random": 0.2}
 
 TASKS = (dt.Detective(PLAYERS, DEFAULT_MIX),)

@@ -127,6 +127,10 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     c.data.manual_dir = ""  # 'lmrl_gym' only: folder holding <task>/train.json; '' = <data.dir>/downloads/manual
     c.data.num_episodes = 4000  # simulated episodes from the scripted questioners ('simulated' only)
     c.data.seed = 0  # simulation seed (the dataset is rebuilt only if this changes)
+    # 'simulated' only: which scripted players play the episodes, as 'player=weight,...'
+    # (e.g. 'walkthrough=0.2,random=0.8'); '' = the task's default mix. Another mix is
+    # other data, in a folder of its own.
+    c.data.mix = ""
 
     c.bc = ml_collections.ConfigDict()
     c.bc.iterations = 20  # BC warm-start iterations (0 skips the stage)
