@@ -336,6 +336,12 @@ class Group:
         return None if not se else self.mean_gain / se
 
     @property
+    def deterministic(self) -> bool:
+        """Every evaluation of every run scored all its games alike (SE 0): the task and the
+        greedy policy are deterministic from one start (Detective), the gain has no noise."""
+        return self.eval_se == 0.0
+
+    @property
     def every_run_gained(self) -> bool:
         return all(r.gain > 0 for r in self.runs)
 
@@ -415,10 +421,18 @@ def _eval_cell(row: Mapping[str, float]) -> str:
     return f"{row[RETURN]:.2f} ({row[SUCCESS]:.1%})" if SUCCESS in row else f"{row[RETURN]:.2f}"
 
 
+def _gain_over_se_cell(group: Group) -> str:
+    return "exact (SE 0)" if group.deterministic else _num(group.gain_over_se)
+
+
 def group_summary(group: Group) -> str:
     gained = "yes" if group.every_run_gained else "no"
-    return (f"Mean gain {_num(group.mean_gain, sign=True)} over {len(group.runs)} run(s); SE of one evaluation "
+    text = (f"Mean gain {_num(group.mean_gain, sign=True)} over {len(group.runs)} run(s); SE of one evaluation "
             f"{_num(group.eval_se)}; mean gain / SE {_num(group.gain_over_se)}; every run gained: {gained}.")
+    if group.deterministic:
+        text += (" Every game of every evaluation scored the same: greedy play from the task's one start is "
+                 "deterministic, so each evaluation is exact and its gain has no evaluation noise.")
+    return text
 
 
 def informative_line(group: Group) -> str:
@@ -524,7 +538,7 @@ def readme_table(groups: Sequence[Group]) -> str:
         scripted = f"{info['return_mean']:.2f} ({info['success_rate']:.1%})" if info else "n/a"
         lines.append(f"| `{g.label}` | {len(g.runs)} | {g.mean('start', RETURN):.2f} ({g.mean('start', SUCCESS):.1%}) "
                      f"| {g.mean('final', RETURN):.2f} ({g.mean('final', SUCCESS):.1%}) | {_num(g.mean_gain, True)} "
-                     f"| {_num(g.gain_over_se)} | {'yes' if g.every_run_gained else 'no'} | {scripted} |")
+                     f"| {_gain_over_se_cell(g)} | {'yes' if g.every_run_gained else 'no'} | {scripted} |")
     commits = ", ".join(f"`{str(c)[:12]}`" for c in sorted(str(c) for c in set().union(*(r.commits for r in runs))))
     lines += ["", f"Runs made at commit {commits}; per-run numbers, paired standard errors, the commands and the "
                   f"package versions: [docs/results.md](docs/results.md)."]

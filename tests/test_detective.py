@@ -326,6 +326,27 @@ def test_scripted_players_range_from_the_walkthrough_to_random():
         assert steps == list(range(len(episode["actions"]) + 1))
 
 
+@needs_game
+def test_demo_data_keeps_every_take_in_reach_of_the_careless_habit():
+    """The demo's mix: on the walkthrough's route EXAMINE is the commoner choice at every
+    object the walkthrough takes (greedy BC's habit, 300 points), and TAKE is in the data
+    at every one of them."""
+    from archer_jax import config_checks, tasks
+    from archer_jax.envs import base
+    from archer_jax.envs import detective_players as dp
+    from experiments.configs import detective
+
+    mix = config_checks.data_mix(detective.get_config("demo"))
+    assert max(mix, key=mix.get) == "careless_80"
+    episodes = base.simulate_episodes(tasks.get("detective"), DEMO_ENV, mix, 80, seed=0)
+    actions = [a.upper() for ep in episodes if ep["player"] != "random" for a in ep["actions"]]
+    objects = [c.split(" ", 1)[1] for c in dp.walkthrough_commands() if c.upper().startswith("TAKE ")]
+    assert len(objects) == 5
+    for name in objects:
+        takes, examines = actions.count(f"TAKE {name}"), actions.count(f"EXAMINE {name}")
+        assert 0 < takes < examines, (name, takes, examines)
+
+
 def test_the_game_file_field_is_named_when_it_is_wrong(tmp_path):
     from archer_jax import tasks
 

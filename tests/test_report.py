@@ -204,3 +204,17 @@ def test_the_machine_line_names_the_cpu_where_the_run_recorded_it():
                        "cpu": {"model": "Xeon", "simd": ["avx2", "avx512f"]}}}
     text = report._machine_text([SimpleNamespace(info=[old]), SimpleNamespace(info=[new])])
     assert text == "Linux-x86_64, 2 CPUs (Xeon: avx2 avx512f), 1 x cpu; Linux-x86_64, 2 CPUs, 1 x cpu"
+
+
+def test_a_deterministic_evaluation_is_exact(runs):
+    """Every game of every evaluation alike (Detective's greedy game from its one start):
+    SE 0, no ratio to divide by, and the summary and the README table say the gain is exact."""
+    for run, (start, final) in zip(runs, ((-7.0, -5.0), (-6.0, -5.5))):
+        for name, value in (("archer_00000.json", start), ("archer_00010.json", final)):
+            path = run / "evaluations" / name
+            record = json.loads(path.read_text())
+            path.write_text(json.dumps({**record, "returns": [value] * len(record["returns"])}))
+    (group,) = report.group_runs([report.read_run(d) for d in runs])
+    assert group.eval_se == 0.0 and group.gain_over_se is None and group.deterministic
+    assert "each evaluation is exact" in report.group_summary(group)
+    assert "| +1.25 | exact (SE 0) | yes |" in report.readme_table([group])
