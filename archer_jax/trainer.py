@@ -21,6 +21,7 @@ import itertools
 import logging
 import os
 import socket
+import sys
 import tempfile
 import time
 import urllib.parse
@@ -479,14 +480,19 @@ def train(config: ml_collections.ConfigDict, workdir: str | os.PathLike) -> Run:
     buffer, progress)."""
     run = setup(config, workdir)
     uninstall = checkpointing.install_sigterm_handler()
+    ran = False
     try:
         with run.logger:
             for stage in algorithms.stages(config.algorithm, run):
                 if stage.iterations == 0 or stage.name in run.progress["finished"]:
                     continue
+                ran = True
                 if not run_stage(run, stage):
                     return run
     finally:
         uninstall()
         run.checkpointer.close()
+    if not ran and multihost.is_main():
+        print(f"{workdir}: every stage of this run is finished (its metrics.jsonl, evaluations/ and checkpoints "
+              f"are there); nothing to train. To train again, pass a new --workdir.", file=sys.stderr)
     return run

@@ -102,6 +102,7 @@ def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path, monkeyp
 
     again = _run(tmp_path)  # every stage finished: nothing to do, nothing duplicated
     assert again.returncode == 0, again.stderr[-3000:]
+    assert "every stage of this run is finished" in again.stderr and "pass a new --workdir" in again.stderr
     assert _rows(tmp_path) == rows
 
 
