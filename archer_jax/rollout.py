@@ -190,6 +190,12 @@ def transcript(final_observation: str, turns: Sequence[tuple[str, float]]) -> st
 EVAL_SEED_BASE = 10_000_000  # evaluation episodes never share seeds with rollouts
 
 
+def standard_error(values: np.ndarray) -> float:
+    """Standard error of the mean of independent games' returns (0 for fewer than two)."""
+    values = np.ravel(values)
+    return float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else 0.0
+
+
 @dataclasses.dataclass(frozen=True)
 class Evaluation:
     """The episodes of one greedy evaluation, in seed order."""
@@ -205,7 +211,7 @@ class Evaluation:
     def metrics(self) -> dict[str, float]:
         r = self.returns
         return {"eval/return_mean": float(r.mean()), "eval/return_std": float(r.std()),
-                "eval/return_se": float(r.std(ddof=1) / np.sqrt(len(r))) if len(r) > 1 else 0.0,
+                "eval/return_se": standard_error(r),
                 "eval/success_rate": float(self.successes.mean()), "eval/turns_mean": float(self.lengths.mean()),
                 "eval/oracle_failures": float(self.oracle_failures)}
 

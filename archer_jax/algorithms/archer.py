@@ -480,9 +480,10 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
     for name, rows in groups.items():
         if not rows.any():
             continue
-        row[f"rollout/{name}return_mean"] = float(returns[:, rows].mean())
-        if returns[:, rows].size > 1:  # the games are independent: the standard error of their mean
-            row[f"rollout/{name}return_se"] = float(returns[:, rows].std(ddof=1) / np.sqrt(returns[:, rows].size))
+        played = returns[:, rows]
+        row[f"rollout/{name}return_mean"] = float(played.mean())
+        if played.size > 1:
+            row[f"rollout/{name}return_se"] = rollout.standard_error(played)
         row[f"rollout/{name}success_rate"] = float(successes[:, rows].mean())
     if probe:
         q, v, mc_return, valid = (np.concatenate(x) for x in zip(*multihost.to_host(probe)))
