@@ -1,6 +1,8 @@
 """Attention against a plain per-head reference (keys and values of a kv head repeated
 for its query heads), values and gradients, for every bias shape the model families
-pass, and with the batch split over devices."""
+pass, with the keys in one block or several, and with the batch split over devices."""
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -44,17 +46,20 @@ def _reference(q, k, v, bias, scale):
     (H, (1, H, L, S)),  # T5: a relative-position bias shared by the batch
     (2, (B, H, L, S)),
 ])
-def test_attention_equals_the_per_head_reference(hkv, bias_shape):
+@pytest.mark.parametrize("key_block", [S, 3])  # all keys in one block; blocks of 2, 2 and 3 keys
+def test_attention_equals_the_per_head_reference(hkv, bias_shape, key_block):
     q, k, v, bias = _inputs(hkv, bias_shape)
+    if key_block < S:  # a query whose first block is all masked: its weights come from the later blocks
+        bias = bias.at[..., 0, :3].set(np.finfo(np.float32).min).at[..., 0, 5].set(0.0)
+    attention = functools.partial(layers.dot_product_attention, key_block=key_block)
     weights = jnp.cos(jnp.arange(B * L * H * D, dtype=jnp.float32).reshape(B, L, H, D))
 
     def grads(fn):
         return jax.jit(jax.value_and_grad(lambda q, k, v: jnp.sum(fn(q, k, v, bias) * weights), argnums=(0, 1, 2)))(
             q, k, v)
 
-    np.testing.assert_allclose(layers.dot_product_attention(q, k, v, bias), _reference(q, k, v, bias, D ** -0.5),
-                               atol=1e-6, rtol=0)
-    (value, g), (value_ref, g_ref) = grads(layers.dot_product_attention), grads(
+    np.testing.assert_allclose(attention(q, k, v, bias), _reference(q, k, v, bias, D ** -0.5), atol=1e-6, rtol=0)
+    (value, g), (value_ref, g_ref) = grads(attention), grads(
         lambda q, k, v, bias: _reference(q, k, v, bias, D ** -0.5))
     np.testing.assert_allclose(value, value_ref, rtol=1e-5)
     for x, x_ref in zip(g, g_ref):

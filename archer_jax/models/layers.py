@@ -12,6 +12,7 @@ Conventions every family follows:
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -260,8 +261,13 @@ def attention_bias(key_mask: jax.Array, query_len: int, *, causal: bool, query_o
     return jnp.where(visible, 0.0, jnp.finfo(dtype).min).astype(dtype)
 
 
+# Keys per block of ``dot_product_attention`` on the CPU backend: past 256 keys XLA's CPU
+# fusion of a product, a softmax and a product runs 2-3x slower per key (docs/benchmarks.md).
+CPU_KEY_BLOCK = 256
+
+
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, *,
-                          scale: float | None = None) -> jax.Array:
+                          scale: float | None = None, key_block: int | None = None) -> jax.Array:
     """Grouped-query attention. q [B,L,H,D]; k, v [B,S,Hkv,D]; bias [B or 1, H or 1,
     L or 1, S]. Softmax in fp32 whatever the compute dtype. Returns [B,L,H,D].
 
@@ -270,6 +276,13 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Ar
     [G*L, S] x [S, D]). On the CPU backend this runs the demos' update steps about 1.5x
     faster than einsums that keep the head axes between the sequence axes
     (docs/benchmarks.md).
+
+    The softmax is normalised after the second product, as flash attention does: the
+    unnormalised weights exp(scores - max) multiply v and the [G*L, D] result is divided
+    by their sum, rather than dividing every one of the [G*L, S] weights. The keys go in
+    blocks of at most ``key_block`` (default: ``CPU_KEY_BLOCK`` on the CPU backend, all
+    keys elsewhere) that share one max and one sum, so the result is the softmax's
+    whatever the blocks.
 
     The scale multiplies q ([B, L, H, D]), not the scores ([B, H, L, S]): equal in exact
     arithmetic, and bit-equal where the scale is a power of two (head_dim 16, 64, 256);
@@ -282,13 +295,24 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Ar
         scale = d ** -0.5
     if scale != 1.0:
         q = q * jnp.asarray(scale, q.dtype)
+    if key_block is None:
+        key_block = CPU_KEY_BLOCK if jax.default_backend() == "cpu" else s_len
+    blocks = -(-s_len // key_block)
+    bounds = [(i * s_len // blocks, (i + 1) * s_len // blocks) for i in range(blocks)]  # near-equal blocks
     qt = q.transpose(0, 2, 1, 3).reshape(b, hkv, groups * l, d)  # head h: kv head h // G, group h % G
+    kt, vt = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # [B, Hkv, D, S], [B, Hkv, S, D]
     f32 = jnp.float32  # products accumulate in fp32 whatever the compute dtype
-    scores = jnp.matmul(qt, k.transpose(0, 2, 3, 1), preferred_element_type=f32)  # [B, Hkv, G*L, S]
-    scores = scores.reshape(b, h, l, s_len) + bias.astype(f32)
-    weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype).reshape(b, hkv, groups * l, s_len)
-    out = jnp.matmul(weights, v.transpose(0, 2, 1, 3), preferred_element_type=f32)  # [B, Hkv, G*L, D]
-    return out.astype(v.dtype).reshape(b, h, l, d).transpose(0, 2, 1, 3)
+    scores = [jnp.matmul(qt, kt[..., lo:hi], preferred_element_type=f32).reshape(b, h, l, hi - lo)
+              + bias[..., lo:hi].astype(f32) for lo, hi in bounds]  # [B, H, L, block]
+    # The max only keeps exp finite: the result does not depend on it (no gradient).
+    top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, [jnp.max(s, axis=-1, keepdims=True) for s in scores]))
+    weights = [jnp.exp(s - top) for s in scores]
+    total = functools.reduce(jnp.add, [jnp.sum(w, axis=-1, keepdims=True) for w in weights])  # [B, H, L, 1]
+    out = functools.reduce(jnp.add, [
+        jnp.matmul(w.astype(v.dtype).reshape(b, hkv, groups * l, hi - lo), vt[:, :, lo:hi], preferred_element_type=f32)
+        for w, (lo, hi) in zip(weights, bounds)])  # [B, Hkv, G*L, D]
+    out = out.reshape(b, h, l, d) / total
+    return out.astype(v.dtype).transpose(0, 2, 1, 3)
 
 
 @flax.struct.dataclass
