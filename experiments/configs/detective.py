@@ -19,7 +19,8 @@ Variants (the part after ':'):
          common player, `careless_80`, walks the walkthrough's route but examines
          most of the objects it should take, so greedy BC learns that habit (300 of
          350 points); BC warm start, then ArCHer, which must find the 10 points each
-         TAKE earns (docs/detective_notes.md, section 8: the runs of this config).
+         TAKE earns (docs/detective_notes.md, sections 8-9: the runs of this
+         config, 10-11 minutes alone).
   smoke  seconds; for tests.
 """
 
