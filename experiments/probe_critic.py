@@ -17,13 +17,14 @@ probed while it trains (its latest complete checkpoint is read).
 1. States: ``--states`` games of the task played by the checkpoint's actor (greedy for
    the ``config.archer.greedy_rollouts`` fraction, else sampled at
    ``config.archer.temperature``, as the replay buffer's games are), each stopped at
-   a uniformly drawn turn before its end: state = (hidden item, dialogue prefix).
+   a uniformly drawn turn before its end: state = (episode seed, the actions said before it).
 2. ``--samples`` utterances per state from the actor at ``config.archer.actor_temperature``
    (what the actor phase samples and the critic ranks for it).
 3. For each (state, utterance), ``--rollouts`` games replay the prefix in a fresh
-   environment with the same hidden item (the knowledge-base oracles are
-   deterministic; every replayed answer is compared with the recorded one and the
-   mismatches counted), say the utterance, then continue with the actor at
+   environment reset with the same seed (any task: the knowledge-base oracles, the
+   shop and the Z-machine are deterministic; every replayed state's observation is
+   compared with the recorded one and the mismatches counted), say the utterance,
+   then continue with the actor at
    ``config.archer.temperature`` to the end; the return from the state on is
    discounted with ``config.archer.gamma``, as the critic's targets are.
 4. The ONLINE critic scores each (state, utterance): Q = min(Q1, Q2), V = min(V1, V2),
@@ -88,7 +89,7 @@ class States:
 
     seeds: list[int]
     hidden: list[str]
-    prefixes: list[list[tuple[str, str]]]  # the (question, answer) turns before the state
+    prefixes: list[list[str]]  # the actions said before the state, one per turn
     greedy: list[bool]  # the game that led there was played greedily
     obs: Any  # [N, obs_len] int32, the actor's left-padded ids
     obs_mask: Any  # [N, obs_len] bool
@@ -134,12 +135,16 @@ def pick_states(run: Any, n: int, seed: int, key: Any) -> States:
         seeds = [base + start + i for i in range(b)]
         temperatures = np.where(greedy[start:start + b], 0.0, c.archer.temperature)
         result = runner.run(run.state.actor_params, seeds, jax.random.fold_in(key, batch), temperatures)
+        t = result.transitions
         for i in range(min(b, n - start)):
-            history = runner.env.history(i)
-            turn = int(rng.integers(len(history)))  # a state before the game's end
+            turn = int(rng.integers(int(result.lengths[i])))  # a state before the game's end
+            rows = [u * b + i for u in range(turn)]
+            # The actions as the runner said them: the same decoding of the same ids.
+            said = tokenization.decode_utterances(run.tokenizer, t["action"][rows], t["action_mask"][rows],
+                                                  c.tokens.terminator) if rows else []
             states.seeds.append(seeds[i])
             states.hidden.append(result.hidden[i])
-            states.prefixes.append(history[:turn])
+            states.prefixes.append(said)
             states.greedy.append(bool(greedy[start + i]))
             states.obs.append(result.transitions["obs"][turn * b + i])
             states.obs_mask.append(result.transitions["obs_mask"][turn * b + i])
@@ -166,7 +171,8 @@ def sample_utterances(run: Any, states: States, k: int, key: Any) -> tuple[Any, 
 
 def mc_returns(run: Any, states: States, utterances: list[str], k: int, m: int, key: Any) -> tuple[Any, int, int]:
     """Returns [N, K, M] from each state after its utterance, discounted with
-    config.archer.gamma; also (rows whose prefix replayed differently, env steps)."""
+    config.archer.gamma; also (rollouts whose replayed prefix reached another observation
+    than the recorded state's, env steps)."""
     c, runner = run.config, run.runner
     env, b, gamma = runner.env, runner.env.batch_size, c.archer.gamma
     n = len(states.seeds)
@@ -179,12 +185,19 @@ def mc_returns(run: Any, states: States, utterances: list[str], k: int, m: int, 
         s, u = state_of[rows], utterance_of[rows]
         prefix = [states.prefixes[i] for i in s]
         start = np.array([len(p) for p in prefix])  # the state's turn
-        observations = env.reset([states.seeds[i] for i in s], [states.hidden[i] for i in s])
+        observations = env.reset([states.seeds[i] for i in s])
         done = np.zeros(b, bool)
         ret, discount = np.zeros(b), np.ones(b)
         for turn in range(c.env.max_turns):
             if done.all():
                 break
+            at_state = np.flatnonzero(start[:keep] == turn)
+            if at_state.size:  # the replayed prefix must reach the recorded state
+                ids, ids_mask = tokenization.encode_left(run.tokenizer, [observations[i] for i in at_state],
+                                                         c.tokens.obs_len, pad_id=run.hp.pad_id)
+                recorded, recorded_mask = states.obs[s[at_state]], states.obs_mask[s[at_state]]
+                mismatches += int(np.sum(np.any((ids != recorded) | (ids_mask != recorded_mask), axis=1)
+                                         | done[at_state]))
             generated = [""] * b
             if ((turn > start) & ~done).any():
                 ids, ids_mask = tokenization.encode_left(run.tokenizer, observations, c.tokens.obs_len,
@@ -194,7 +207,7 @@ def mc_returns(run: Any, states: States, utterances: list[str], k: int, m: int, 
                 calls += 1
                 generated = tokenization.decode_utterances(run.tokenizer, gen.tokens, gen.mask,
                                                            c.tokens.terminator)
-            actions = [prefix[i][turn][0] if turn < start[i] else utterances[u[i]] if turn == start[i]
+            actions = [prefix[i][turn] if turn < start[i] else utterances[u[i]] if turn == start[i]
                        else generated[i] for i in range(b)]
             observations, rewards, dones = env.step(actions)
             after = ~done & (turn >= start)
@@ -202,7 +215,6 @@ def mc_returns(run: Any, states: States, utterances: list[str], k: int, m: int, 
             ret += np.where(after, discount * np.asarray(rewards, np.float64), 0.0)
             discount = np.where(after, discount * gamma, discount)
             done |= np.asarray(dones, bool)
-        mismatches += sum(env.history(i)[:start[i]] != prefix[i] for i in range(keep))
         returns[rows[:keep]] = ret[:keep]
     return returns.reshape(n, k, m), int(mismatches), steps
 
@@ -265,7 +277,7 @@ def probe(run: Any, *, states: int, samples: int, rollouts: int, seed: int) -> t
     for s in range(states):
         details.append({
             "seed": picked.seeds[s], "hidden": picked.hidden[s], "turn": len(picked.prefixes[s]),
-            "greedy_game": picked.greedy[s], "prefix": [list(t) for t in picked.prefixes[s]], "v": float(v[s]),
+            "greedy_game": picked.greedy[s], "prefix": list(picked.prefixes[s]), "v": float(v[s]),
             "mc_state_mean": float(mc[s].mean()),
             "utterances": [{"text": texts[s * samples + j], "q": float(q[s, j]), "mc_mean": float(mc[s, j]),
                             "mc_se": float(se[s, j]), "returns": returns[s, j].tolist()} for j in range(samples)],
@@ -351,8 +363,8 @@ def main(argv: list[str]) -> None:
     finally:
         run.checkpointer.close()
     if summary["replay_mismatches"]:
-        print(f"warning: {summary['replay_mismatches']} rollouts replayed their prefix with other answers (a "
-              "non-deterministic oracle): their states differ from the probed ones", file=sys.stderr)
+        print(f"warning: {summary['replay_mismatches']} rollouts replayed their prefix to another observation "
+              "(a non-deterministic oracle or environment): their states differ from the probed ones", file=sys.stderr)
     write_probe(run, f"critic_probe_{summary['checkpoint_step']}.json", summary, details)
     print(_report(summary))
     print(json.dumps(critic_probe.json_safe(summary)))

@@ -72,13 +72,17 @@ def test_ranking_statistics_undefined_and_bad_shapes():
 
 
 def test_rollouts_replay_the_prefix_then_say_the_utterance(smoke_run):
+    from archer_jax.data import tokenization
+
     run, _ = smoke_run
-    game = run.runner.env.task
-    hidden, question = game.items[0], "Is the city in Europe?"
-    answer = game.oracle.answer([hidden], [question])[0]
-    obs = np.zeros((1, run.config.tokens.obs_len), np.int32)
-    states = probe_critic.States(seeds=[123], hidden=[hidden], prefixes=[[(question, answer)]], greedy=[False],
-                                 obs=obs, obs_mask=obs.astype(bool))
+    env, question = run.runner.env, "Is the city in Europe?"
+    env.reset([123] * env.batch_size)
+    observation = env.step([question] * env.batch_size)[0][0]
+    hidden = env.hidden[0]
+    obs, obs_mask = tokenization.encode_left(run.tokenizer, [observation], run.config.tokens.obs_len,
+                                             pad_id=run.hp.pad_id)
+    states = probe_critic.States(seeds=[123], hidden=[hidden], prefixes=[[question]], greedy=[False],
+                                 obs=obs, obs_mask=obs_mask)
     utterances = [f"Is the city {hidden}?", "Is the city in Asia?"]
     returns, mismatches, _ = probe_critic.mc_returns(run, states, utterances, 2, 3, jax.random.key(0))
     assert returns.shape == (1, 2, 3) and mismatches == 0
@@ -86,7 +90,7 @@ def test_rollouts_replay_the_prefix_then_say_the_utterance(smoke_run):
     # Smoke: a 4-turn cap, so after the prefix's turn the miss costs 1 and the policy's
     # two turns left at most 0.95 + 0.95^2 more.
     assert np.all(returns[0, 1] <= -1.0) and np.all(returns[0, 1] >= -(1 + 0.95 + 0.95**2) - 1e-6)
-    states.prefixes[0] = [(question, "An answer the oracle never gives.")]
+    states.prefixes[0] = ["Is the city in Asia?"]  # replays to another dialogue than the recorded state
     _, mismatches, _ = probe_critic.mc_returns(run, states, utterances, 2, 3, jax.random.key(0))
     assert mismatches == 6  # every rollout's replayed prefix is counted
 

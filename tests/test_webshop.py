@@ -383,6 +383,7 @@ def test_scripted_shoppers_spread(shop):
     assert means["informed"] > 0.9 and (returns["informed"] == 1.0).mean() > 0.8
     assert means["informed"] > means["slip_20"] > means["slip_50"] > means["random"]
     assert means["first_result"] < means["informed"] and (returns["first_result"] < 1).all()
+    assert means["first_result"] < means["careless_50"] < means["informed"]
     assert means["random"] < 0.4
     episodes = base.simulate_episodes(task, env, task.default_mix, 40, seed=0)
     stats = base.summarize(episodes)
@@ -391,6 +392,26 @@ def test_scripted_shoppers_spread(shop):
         steps = [wp.parse_observation(o).step for o in episode["observations"]]
         assert steps == list(range(len(episode["actions"]) + 1)) and len(episode["actions"]) <= 10
         assert episode["rewards"][:-1] == [0.0] * (len(episode["rewards"]) - 1)
+
+
+def test_the_careless_shopper_only_skips_options(shop):
+    from archer_jax import tasks
+    from archer_jax.envs import base
+
+    task = tasks.get("webshop")
+    env = {"url": shop.url, "goals_start": 0, "num_goals": 100, "max_turns": 10}
+    episodes = base.simulate_episodes(task, env, {"careless_50": 1.0}, 24, seed=0)
+    skipped = chose = 0
+    for episode in episodes:
+        for observation, action in zip(episode["observations"], episode["actions"]):
+            wanted = wp.informed(observation, None)
+            if action != wanted:  # the only departure: Buy Now where an option was wanted
+                assert wp.parse_observation(observation).kind == "item" and action == "click[Buy Now]", action
+                skipped += 1
+            elif wp.parse_observation(observation).kind == "item" and action != "click[Buy Now]":
+                chose += 1
+    assert skipped > 5 and chose > 5
+    assert all(episode["actions"][-1] == "click[Buy Now]" for episode in episodes)
 
 
 # --- the task and the config ------------------------------------------------------------------
@@ -425,6 +446,13 @@ def test_smoke_config_trains_on_the_real_shop(tmp_path):
     evals = [r for r in rows if "eval/return_mean" in r]
     assert evals and all(0 <= r["eval/return_mean"] <= 1 for r in evals)
     assert rows[-1]["env_steps"] > 0 and all(r.get("eval/oracle_failures", 0) == 0 for r in evals)
+    # The critic probe replays any task's states from their seeds and actions: every
+    # replayed prefix reaches the recorded page.
+    from experiments import probe_critic
+
+    summary, detail = probe_critic.probe(run, states=3, samples=2, rollouts=2, seed=0)
+    assert summary["replay_mismatches"] == 0 and summary["episodes"] == 3 * 2 * 2 and len(detail) == 3
+    assert all(0 <= r <= 1 for s in detail for u in s["utterances"] for r in u["returns"])
     config.env.url = "ftp://nowhere"
     with pytest.raises(config_checks.ConfigError, match="config.env.url = 'ftp://nowhere': not a WebShop server URL"):
         trainer.train(config, tmp_path / "other")

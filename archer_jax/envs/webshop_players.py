@@ -11,6 +11,9 @@ They read only the observation text (``parse_observation``):
   0.5 a random action instead (a random click on the page, or a search for a few random
   words of the instruction on the start page). A slip can open the wrong product,
   choose a wrong option, buy too early or waste steps until the cap.
+- ``careless_50``: the informed shopper, but on an item page where it would choose an
+  option it buys instead with probability 0.5 (at each such page), so it often buys
+  without the options the instruction names and loses their share of the reward.
 - ``first_result``: searches like the informed shopper, opens the first result and buys
   it at once, without choosing options.
 - ``random``: random searches and random clicks.
@@ -203,6 +206,19 @@ def first_result(observation: str, rng: np.random.Generator) -> str:
     return informed(observation, rng)
 
 
+def careless(skip: float):
+    """The informed shopper, but where it would choose an option it buys with
+    probability ``skip`` instead."""
+
+    def act(observation: str, rng: np.random.Generator) -> str:
+        action = informed(observation, rng)
+        if action != "click[Buy Now]" and parse_observation(observation).kind == "item" and rng.random() < skip:
+            return "click[Buy Now]"
+        return action
+
+    return act
+
+
 def slip(probability: float):
     """The informed shopper, but each step a random action with ``probability``."""
 
@@ -212,8 +228,8 @@ def slip(probability: float):
     return act
 
 
-PLAYERS = {"informed": informed, "slip_20": slip(0.2), "slip_50": slip(0.5), "first_result": first_result,
-           "random": random_action}
+PLAYERS = {"informed": informed, "careless_50": careless(0.5), "slip_20": slip(0.2), "slip_50": slip(0.5),
+           "first_result": first_result, "random": random_action}
 DEFAULT_MIX = {"informed": 0.25, "slip_20": 0.2, "slip_50": 0.2, "first_result": 0.15, "random": 0.2}
 
 TASKS = (ws.WebShop(PLAYERS, DEFAULT_MIX),)

@@ -16,9 +16,10 @@ Variants (the part after ':'):
          as the reference; for a TPU/GPU host.
   demo   CPU, no downloads: tiny models from scratch with a word tokenizer built from the
          shop's own texts; simulated data from the scripted shoppers (informed, noisy,
-         first-result and random), BC warm start, then ArCHer. About 45 minutes
-         alone on 2 cores; seed 0 showed no gain over BC in 30 iterations
-         (docs/research_log.md, 2026-12-04 stop 31).
+         first-result and random), BC warm start, then ArCHer. About 18 minutes
+         alone on 2 cores (seed 0 at 5718a1d: 17.8); no gain over BC yet (seed 0:
+         0.509 -> 0.497 in 30 iterations): the critic does not rank the utterances
+         within a state (docs/research_log.md, 2026-12-06 stop 46).
   smoke  seconds; for tests.
 """
 
