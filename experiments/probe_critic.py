@@ -188,10 +188,12 @@ def mc_returns(run: Any, states: States, utterances: list[str], k: int, m: int, 
         observations = env.reset([states.seeds[i] for i in s])
         done = np.zeros(b, bool)
         ret, discount = np.zeros(b), np.ones(b)
+        reached = np.zeros(keep, bool)  # the replay got to the state's turn (else: a mismatch)
         for turn in range(c.env.max_turns):
             if done.all():
                 break
             at_state = np.flatnonzero(start[:keep] == turn)
+            reached[at_state] = True
             if at_state.size:  # the replayed prefix must reach the recorded state
                 ids, ids_mask = tokenization.encode_left(run.tokenizer, [observations[i] for i in at_state],
                                                          c.tokens.obs_len, pad_id=run.hp.pad_id)
@@ -215,6 +217,7 @@ def mc_returns(run: Any, states: States, utterances: list[str], k: int, m: int, 
             ret += np.where(after, discount * np.asarray(rewards, np.float64), 0.0)
             discount = np.where(after, discount * gamma, discount)
             done |= np.asarray(dones, bool)
+        mismatches += int(np.sum(~reached))
         returns[rows[:keep]] = ret[:keep]
     return returns.reshape(n, k, m), int(mismatches), steps
 

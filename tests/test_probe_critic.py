@@ -93,6 +93,9 @@ def test_rollouts_replay_the_prefix_then_say_the_utterance(smoke_run):
     states.prefixes[0] = ["Is the city in Asia?"]  # replays to another dialogue than the recorded state
     _, mismatches, _ = probe_critic.mc_returns(run, states, utterances, 2, 3, jax.random.key(0))
     assert mismatches == 6  # every rollout's replayed prefix is counted
+    states.prefixes[0] = [question] * run.config.env.max_turns  # the game ends before the state's turn
+    _, mismatches, _ = probe_critic.mc_returns(run, states, utterances, 2, 3, jax.random.key(0))
+    assert mismatches == 6
 
 
 def test_probe_compiles_nothing_per_state(smoke_run):
