@@ -257,6 +257,10 @@ def main(argv: list[str]) -> None:
     if _KL_COEF.value is not None and _KL_COEF.value < 0:
         probe_critic.fail(f"--kl_coef={_KL_COEF.value}: must be >= 0")
     run = probe_critic.open_run()
+    if not isinstance(run.runner.env, question_game.BatchedQuestionGame):
+        run.checkpointer.close()
+        probe_critic.fail(f"config.task = {run.config.task!r} is not a question game: this probe scores the guesses "
+                          "a question game allows; python -m experiments.probe_critic probes the critic of any task")
     if run.runner.hidden_len:
         run.checkpointer.close()
         probe_critic.fail(f"config.critic.privileged_len = {run.runner.hidden_len}: this run's critic also reads the "

@@ -4,6 +4,9 @@ real Z-machine, when jericho and the game file are there)."""
 
 import importlib.util
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,6 +117,22 @@ def test_a_users_task_passes_the_contract_and_trains_with_no_package_change(tmp_
     assert isinstance(run.runner.env, type(env))
     rows = [json.loads(line) for line in (tmp_path / "echo" / "metrics.jsonl").read_text().splitlines()]
     assert any("eval/return_mean" in r for r in rows if r["stage"] == "archer")
+    # The critic probe replays a user's task from seeds and actions; the guess probe,
+    # for question games only, says so.
+    from experiments import probe_critic
+
+    summary, _ = probe_critic.probe(run, states=2, samples=2, rollouts=2, seed=0)
+    assert summary["replay_mismatches"] == 0 and summary["episodes"] == 8
+    run.checkpointer.close()
+    env_vars = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent / "fixtures"),
+                                                            os.environ.get("PYTHONPATH", "")])}
+    out = subprocess.run([sys.executable, "-m", "experiments.probe_guesses", "--config=guess_city.py:smoke",
+                          f"--config.task={echo_path}", f"--workdir={tmp_path / 'echo'}"],
+                         cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300, env=env_vars)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    assert out.stderr.strip().splitlines()[-1] == (
+        f"error: config.task = {echo_path!r} is not a question game: this probe scores the guesses a question game "
+        "allows; python -m experiments.probe_critic probes the critic of any task")
 
 
 def test_a_task_name_that_is_not_a_task_is_one_clear_error(echo_path):
