@@ -26,10 +26,10 @@ checkpoints read-only; nothing is saved but ``probe/critic_contrast_<checkpoint 
 4. Held out: the states of a ``--holdout`` fraction of the episodes' hidden items
    (WebShop's goals, the question games' items); of the episodes themselves where the
    task has fewer than 5 (Detective's one game). Nothing of a held-out item is trained on.
-5. The fit starts from the critic ArCHer trains at this checkpoint: the checkpoint's
-   online critic from an ArCHer checkpoint; from a BC checkpoint, the critic ArCHer's
-   first iteration starts from (``archer.start_state``: for ``config.critic.kind =
-   'actor'`` the BC actor's weights as its encoder). Q1 and Q2 regress on the labels
+5. The fit starts from the checkpoint's online critic; from a BC checkpoint (no critic
+   trained yet), from the critic ArCHer's first iteration starts from
+   (``archer.start_state``: for ``config.critic.kind = 'actor'`` the BC actor's weights
+   as its encoder). Q1 and Q2 regress on the labels
    (mean squared error) with the run's critic optimizer (clipped Adam) at ``--lr``.
 6. Every ``--read_every`` steps, on the held-out states (Q = min(Q1, Q2)):
    ``pair_accuracy`` over the within-state pairs whose labels differ,
@@ -246,7 +246,7 @@ def fit(run: Any, data: Contrast, *, steps: int, read_every: int, batch_size: in
                                               append_ids=list(run.hp.stop_ids)[:1])
     critic, bridge = run.critic, run.bridge
     params = run.state.critic_params
-    if run.progress.get("stage") != "archer" and c.critic.kind == "actor":
+    if run.progress.get("stage") == "bc" and c.critic.kind == "actor":
         params = {**params, "encoder": {"lm": run.state.actor_params}}  # as archer.start_state
     tx = train_state.make_optimizer(lr, c.critic.max_grad_norm)
 

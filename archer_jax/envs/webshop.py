@@ -52,7 +52,6 @@ import concurrent.futures
 import dataclasses
 import html.parser
 import http.client
-import ast
 import json
 import re
 import socket
@@ -209,7 +208,7 @@ class _PageParser(html.parser.HTMLParser):
 def _options_in_url(url: str) -> set[str]:
     """The option values an item page's URL says are chosen (its last path segment)."""
     last = urllib.parse.unquote(urllib.parse.urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1])
-    for load in (ast.literal_eval, json.loads):
+    for load in (webshop_server.literal_eval, json.loads):
         try:
             value = load(last)
         except (ValueError, SyntaxError, MemoryError, RecursionError):

@@ -68,9 +68,21 @@ class NotFound(LookupError):
     pass
 
 
+_AST_LOCK = threading.Lock()
+
+
+def literal_eval(text: str):
+    """``ast.literal_eval`` under one process-wide lock. CPython 3.11 keeps the AST
+    conversion's recursion depth in state that threads share, so concurrent calls can
+    raise ``SystemError: AST constructor recursion depth mismatch`` (CPython gh-106905;
+    seen here in a handler thread of the shop while the client fetched with 8 threads)."""
+    with _AST_LOCK:
+        return ast.literal_eval(text)
+
+
 def _literal(text: str, kind: type, what: str):
     try:
-        value = ast.literal_eval(text)
+        value = literal_eval(text)
     except (ValueError, SyntaxError, MemoryError, RecursionError) as error:
         raise BadRequest(f"{what} is not a Python {kind.__name__} literal: {text[:80]!r}") from error
     if not isinstance(value, kind):
