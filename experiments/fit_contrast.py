@@ -2,8 +2,8 @@
 A supervised read-out of the critic's architecture and inputs, free of TD's
 bootstrapping and of the policy's sampling.
 
-    python -m experiments.fit_contrast --workdir=/tmp/webshop_demo [--episodes=200 --steps=2000 \
-        --read_every=500 --batch_size=32 --lr=3e-4 --holdout=0.2 --seed=0 --obs_len=0]
+    python -m experiments.fit_contrast --workdir=/tmp/webshop_demo [--episodes=200 --steps=500 \
+        --read_every=100 --batch_size=64 --lr=<config.critic.lr> --holdout=0.1 --seed=0 --obs_len=0]
 
 ``--seed`` (as ``experiments.probe_critic``'s) seeds the episodes, the players, the split and
 the minibatches.
@@ -64,14 +64,13 @@ from absl import flags, logging
 from archer_jax import config_checks, critic_probe, tasks, train_state
 from archer_jax.algorithms import archer
 from archer_jax.data import tokenization
-from experiments import probe_critic
+from experiments import fit_critic, probe_critic
 
 _EPISODES = flags.DEFINE_integer("episodes", 200, "scripted episodes whose states are labelled")
-_STEPS = flags.DEFINE_integer("steps", 2000, "regression steps")
-_READ_EVERY = flags.DEFINE_integer("read_every", 500, "read out every this many steps (and at 0)")
-_BATCH = flags.DEFINE_integer("batch_size", 32, "(state, candidate) rows per step and per read-out call")
-_LR = flags.DEFINE_float("lr", None, "learning rate (default: the run's config.critic.lr)")
-_HOLDOUT = flags.DEFINE_float("holdout", 0.2, "fraction of the hidden items (else episodes) held out")
+# --steps, --read_every, --batch_size, --lr and --holdout are experiments.fit_critic's
+# flags (one process may import both tools); --holdout here is the fraction of items.
+_STEPS, _READ_EVERY, _BATCH, _LR, _HOLDOUT = (fit_critic._STEPS, fit_critic._READ_EVERY, fit_critic._BATCH,
+                                              fit_critic._LR, fit_critic._HOLDOUT)
 _OBS_LEN = flags.DEFINE_integer("obs_len", 0, "observation tokens (0: the run's config.tokens.obs_len)")
 
 _SEED_BASE = 10**12  # the episodes' Generators never meet the training data's
@@ -304,9 +303,7 @@ def fit(run: Any, data: Contrast, *, steps: int, read_every: int, batch_size: in
 
 
 def _report(summary: dict[str, Any]) -> str:
-    def f(x: Any) -> str:
-        return "-" if x is None else f"{x:.3f}"
-
+    f = probe_critic.fmt
     lines = [f"{summary['states']} states, {summary['rows']} (state, candidate) rows; {summary['held_out_states']} states "
              f"held out; labels {summary['label_mean']:.3f} +- {summary['label_std']:.3f}; "
              f"{summary['replay_mismatches']} replay mismatches",
@@ -323,14 +320,12 @@ def main(argv: list[str]) -> None:
     del argv
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    for name, value, ok, want in (("episodes", _EPISODES.value, _EPISODES.value >= 1, ">= 1"),
-                                  ("steps", _STEPS.value, _STEPS.value >= 1, ">= 1"),
-                                  ("read_every", _READ_EVERY.value, _READ_EVERY.value >= 1, ">= 1"),
-                                  ("batch_size", _BATCH.value, _BATCH.value >= 1, ">= 1"),
-                                  ("holdout", _HOLDOUT.value, 0.0 < _HOLDOUT.value < 1.0, "in (0, 1)"),
-                                  ("obs_len", _OBS_LEN.value, _OBS_LEN.value >= 0, ">= 0")):
-        if not ok:
-            probe_critic.fail(f"--{name}={value}: must be {want}")
+    probe_critic.check_flags(("episodes", _EPISODES.value, _EPISODES.value >= 1, ">= 1"),
+                             ("steps", _STEPS.value, _STEPS.value >= 1, ">= 1"),
+                             ("read_every", _READ_EVERY.value, _READ_EVERY.value >= 1, ">= 1"),
+                             ("batch_size", _BATCH.value, _BATCH.value >= 1, ">= 1"),
+                             ("holdout", _HOLDOUT.value, 0.0 < _HOLDOUT.value < 1.0, "in (0, 1)"),
+                             ("obs_len", _OBS_LEN.value, _OBS_LEN.value >= 0, ">= 0"))
     run = probe_critic.open_run()
     try:
         c = run.config

@@ -149,8 +149,7 @@ def _report(summary: dict[str, Any]) -> str:
              f"batch {summary['batch_size']}, lr {summary['lr']:g}",
              "step  seconds  train_loss  mse  explained_var  adv_corr  best_end_adv  other_adv"]
 
-    def f(x: Any) -> str:
-        return "-" if x is None else f"{x:.3f}"
+    f = probe_critic.fmt
 
     for r in summary["reads"]:
         lines.append(f"{r['step']:5d} {r['seconds']:8.1f} {f(r['train_loss'])} {f(r['mse'])} "
@@ -162,12 +161,10 @@ def main(argv: list[str]) -> None:
     del argv
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    for name, value, ok, want in (("steps", _STEPS.value, _STEPS.value >= 1, ">= 1"),
-                                  ("read_every", _READ_EVERY.value, _READ_EVERY.value >= 1, ">= 1"),
-                                  ("batch_size", _BATCH.value, _BATCH.value >= 1, ">= 1"),
-                                  ("holdout", _HOLDOUT.value, 0.0 < _HOLDOUT.value < 1.0, "in (0, 1)")):
-        if not ok:
-            probe_critic.fail(f"--{name}={value}: must be {want}")
+    probe_critic.check_flags(("steps", _STEPS.value, _STEPS.value >= 1, ">= 1"),
+                             ("read_every", _READ_EVERY.value, _READ_EVERY.value >= 1, ">= 1"),
+                             ("batch_size", _BATCH.value, _BATCH.value >= 1, ">= 1"),
+                             ("holdout", _HOLDOUT.value, 0.0 < _HOLDOUT.value < 1.0, "in (0, 1)"))
     run = probe_critic.open_run()
     try:
         if run.progress.get("stage") != "archer":

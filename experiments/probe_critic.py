@@ -311,6 +311,18 @@ def fail(message: str) -> None:
     sys.exit(2)
 
 
+def check_flags(*checks: tuple[str, Any, bool, str]) -> None:
+    """``fail`` on the first (flag name, value, ok, what it must be) that is not ok."""
+    for name, value, ok, want in checks:
+        if not ok:
+            fail(f"--{name}={value}: must be {want}")
+
+
+def fmt(x: Any) -> str:
+    """A read-out number for the tools' tables: 3 decimals, '-' for None."""
+    return "-" if x is None else f"{x:.3f}"
+
+
 def open_run() -> Any:
     """The run of --workdir rebuilt from --config with its latest checkpoint restored;
     a user error (the folder, the config, a checkpoint that does not fit) exits with
@@ -353,9 +365,8 @@ def main(argv: list[str]) -> None:
     del argv
     if not flags.FLAGS["verbosity"].present:
         logging.set_verbosity(logging.WARNING)
-    for name, flag, low in (("states", _STATES, 1), ("samples", _SAMPLES, 2), ("rollouts", _ROLLOUTS, 2)):
-        if flag.value < low:
-            fail(f"--{name}={flag.value}: must be >= {low}")
+    check_flags(*((name, flag.value, flag.value >= low, f">= {low}")
+                  for name, flag, low in (("states", _STATES, 1), ("samples", _SAMPLES, 2), ("rollouts", _ROLLOUTS, 2))))
     run = open_run()
     try:
         if run.progress.get("stage") != "archer":
