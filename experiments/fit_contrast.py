@@ -154,6 +154,7 @@ def build(task: Any, c: Any, episodes: int, seed: int, batch: int) -> Contrast:
             rngs = [np.random.default_rng([_SEED_BASE + seed, e, t, 1]) for e, t, *_ in chunk]
             done, reached = np.zeros(batch, bool), np.zeros(batch, bool)
             ret, discount = np.zeros(batch), np.ones(batch)
+            state_turn = np.array([t for _, t, *_ in chunk])
             for turn in range(c.env.max_turns):
                 if done.all():
                     break
@@ -164,7 +165,7 @@ def build(task: Any, c: Any, episodes: int, seed: int, batch: int) -> Contrast:
                     actions.append("" if done[i] else said[e][turn] if turn < t else cand if turn == t
                                    else expert(observations[i], rngs[i]))
                 observations, rewards, dones = env.step(actions)
-                after = ~done & (turn >= np.array([t for _, t, *_ in chunk]))
+                after = ~done & (turn >= state_turn)
                 steps += int((~done).sum())
                 ret += np.where(after, discount * np.asarray(rewards, np.float64), 0.0)
                 discount = np.where(after, discount * c.archer.gamma, discount)
@@ -173,7 +174,7 @@ def build(task: Any, c: Any, episodes: int, seed: int, batch: int) -> Contrast:
             bad.update((e, t) for (e, t, *_), ok in zip(chunk[:keep], reached[:keep]) if not ok)
     finally:
         getattr(env, "close", lambda: None)()
-    groups = sorted(set(hidden))
+    groups = {h: i for i, h in enumerate(sorted(set(hidden)))}
     by_item = len(groups) >= 5
     rows: dict[tuple[int, int], list[int]] = {}
     for r, (e, t, *_) in enumerate(jobs):
@@ -189,7 +190,7 @@ def build(task: Any, c: Any, episodes: int, seed: int, batch: int) -> Contrast:
             out_lab.append(labels[r])
             out_state.append(len(group))
             out_expert.append(jobs[r][3])
-        group.append(groups.index(hidden[e]) if by_item else e)
+        group.append(groups[hidden[e]] if by_item else e)
         state_seeds.append(env_seeds[e])
         prefixes.append(said[e][:t])
     return Contrast(out_obs, out_act, np.asarray(out_lab, np.float32), np.asarray(out_state, np.int64),
