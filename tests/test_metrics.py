@@ -99,7 +99,8 @@ def test_weights_and_biases_gets_every_scalar_and_a_resume_continues_its_run(tmp
         log.start_stage("archer", start_iteration=1)
         log.log("archer", 1, {"critic/q1_loss": jnp.float32(0.25), "eval/return_mean": -2.0})
     run_id = (tmp_path / "wandb_id").read_text().strip()
-    files = sorted((tmp_path / "wandb").glob(f"offline-run-*-{run_id}/run-{run_id}.wandb"))
+    # two lives in one second: W&B names the second folder offline-run-<time>-<id>-1
+    files = sorted((tmp_path / "wandb").glob(f"offline-run-*-{run_id}*/run-{run_id}.wandb"))
     assert files, sorted(p.name for p in (tmp_path / "wandb").iterdir())
     history = [row for file in files for row in runs.wandb_history(file)]
     assert history == [{"bc/iteration": 1, "bc/bc/loss": 0.5, "bc/eval/return_mean": -3.0},
