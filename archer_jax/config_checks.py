@@ -56,6 +56,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
                  "archer.temperature", "archer.kl_coef", "archer.forward_kl_coef", "transcripts"):
         positive(config, path, allow_zero=True)
+    positive(config, "tokens.bucket_chunks")
+    buckets = config.tokens.length_buckets
+    if not isinstance(buckets, (tuple, list)) or not all(isinstance(b, int) and b > 0 for b in buckets):
+        raise ConfigError(f"config.tokens.length_buckets = {buckets!r}: a tuple of token widths > 0, e.g. "
+                          "'(64, 128, 256)', or () for none")
     unit_interval(config, "archer.gamma")
     if not 0.0 < config.archer.tau <= 1.0:
         raise ConfigError(f"config.archer.tau = {config.archer.tau}: must lie in (0, 1]")

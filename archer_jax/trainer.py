@@ -38,11 +38,11 @@ from archer_jax import (
     algorithms,
     checkpointing,
     config_checks,
+    length_buckets,
     metrics,
     multihost,
     replay,
     rollout,
-    sampling,
     sharding,
     tasks,
     token_bridge,
@@ -302,8 +302,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, read
         _check_frozen_base(state, frozen, progress, checkpointer.directory / str(step))
         state = _with_frozen(stored, state, frozen)
 
-    policy = jax.jit(functools.partial(sampling.generate, actor, max_new_tokens=hp.max_new_tokens,
-                                       stop_ids=hp.stop_ids, pad_id=pad_id))
+    policy = jax.jit(functools.partial(length_buckets.generate, actor, max_new_tokens=hp.max_new_tokens,
+                                       stop_ids=hp.stop_ids, pad_id=pad_id, **hp.rows))
     # This process's share of each batch's environments (rollout.RolloutRunner).
     env = task.make_env(config.env, config.archer.rollout_batch // multihost.count(), oracle=oracle)
     runner = rollout.RolloutRunner(env, policy, tokenizer,

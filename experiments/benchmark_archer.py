@@ -29,6 +29,11 @@ a median over ``--repeats`` timed calls after one warm-up (compile) call:
   this machine's matmul rate (an n x n ``jnp.dot`` in the same process, ``--matmul_n``),
   and per part the time those FLOPs take at that rate and the fraction of it achieved
   (``limit s / median s``); on an accelerator of known peak, MFU against that peak too;
+* lengths: ``--lengths=mixed`` left-pads observation rows to 1..obs_len real tokens (drawn
+  uniformly), the padding a real buffer holds; ``--length_buckets=64,128,...`` then runs
+  every phase and generate with the rows grouped by length (``archer_jax.length_buckets``,
+  ``config.tokens.length_buckets``). FLOPs count each switch at its widest branch, so with
+  buckets they are an upper bound and the achieved fraction can exceed 1;
 * memory: ``peak_bytes_in_use`` of the device's ``memory_stats()`` (GPU/TPU) or, where
   there is none (CPU), the process's max resident set size; cumulative after each part.
 
@@ -55,7 +60,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from archer_jax import replay, sampling, sharding, token_bridge, train_state
+from archer_jax import length_buckets, replay, sharding, token_bridge, train_state
 from archer_jax.algorithms import archer
 from archer_jax.models import gpt2, roberta, value_heads
 from experiments import flops
@@ -196,6 +201,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--matmul_n", type=int, default=2048,
                    help="side of the square jnp.dot that measures this machine's matmul rate")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lengths", choices=["full", "mixed"], default="full",
+                   help="observation rows: every column real (full), or left-padded rows of 1..obs_len real tokens, "
+                        "drawn uniformly (mixed: the padding a real replay buffer holds)")
+    p.add_argument("--length_buckets", default="",
+                   help="comma-separated widths the phases and generate cut row groups to (config.tokens.length_buckets)")
+    p.add_argument("--bucket_chunks", type=int, default=8, help="row groups per batch (config.tokens.bucket_chunks)")
     return p.parse_args(argv)
 
 
@@ -217,6 +228,9 @@ class Settings:
     dtype: str
     mesh: tuple[int, ...]
     repeats: int
+    lengths: str = "full"
+    length_buckets: tuple[int, ...] = ()
+    bucket_chunks: int = 1
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -248,9 +262,10 @@ def settings_from(args: argparse.Namespace) -> Settings:
     mesh = tuple(int(x) for x in args.mesh.split(","))
     s = Settings(args.preset, actor, critic, critic_vocab, obs_len, new_tokens, pick("batch"), rollout_batch,
                  rollout_size, pick("max_turns"), critic_steps, actor_steps, pick("capacity"), args.dtype, mesh,
-                 args.repeats)
+                 args.repeats, args.lengths, tuple(int(w) for w in args.length_buckets.split(",") if w),
+                 args.bucket_chunks)
     for name in ("obs_len", "new_tokens", "batch", "rollout_batch", "max_turns", "critic_steps", "actor_steps",
-                 "capacity", "repeats"):
+                 "capacity", "repeats", "bucket_chunks"):
         if getattr(s, name) < 1:
             raise SystemExit(f"--{name} must be >= 1, got {getattr(s, name)}")
     return s
@@ -267,15 +282,24 @@ def make_bridge(s: Settings) -> token_bridge.TokenBridge:
                                     unk_id=CRITIC_PAD_ID, table=table)
 
 
+def obs_masks(rng: np.random.Generator, shape: tuple[int, ...], s: Settings) -> np.ndarray:
+    """Masks of observation rows (``shape``: [..., obs_len]): all real (``--lengths=full``)
+    or left-padded with 1..obs_len real tokens drawn uniformly (``mixed``)."""
+    if s.lengths == "full":
+        return np.ones(shape, bool)
+    real = rng.integers(1, s.obs_len + 1, shape[:-1])
+    return np.arange(s.obs_len) >= (s.obs_len - real)[..., None]
+
+
 def random_transitions(rng: np.random.Generator, n: int, s: Settings) -> replay.Transitions:
-    """n random turns: full-length observations, full-length actions."""
+    """n random turns: observations as ``obs_masks`` says, full-length actions."""
     v = s.actor["vocab_size"]
     obs = rng.integers(0, v, (n, s.obs_len), dtype=np.int32)
     nxt = rng.integers(0, v, (n, s.obs_len), dtype=np.int32)
     act = rng.integers(0, v, (n, s.new_tokens), dtype=np.int32)
     return replay.Transitions(
-        obs=obs, obs_mask=np.ones(obs.shape, bool), action=act, action_mask=np.ones(act.shape, bool),
-        next_obs=nxt, next_obs_mask=np.ones(nxt.shape, bool),
+        obs=obs, obs_mask=obs_masks(rng, obs.shape, s), action=act, action_mask=np.ones(act.shape, bool),
+        next_obs=nxt, next_obs_mask=obs_masks(rng, nxt.shape, s),
         reward=-np.ones((n,), np.float32), done=rng.random(n) < 0.1, mc_return=-rng.random(n).astype(np.float32),
         episode_return=-rng.random(n).astype(np.float32), turn=np.zeros((n,), np.int32))
 
@@ -332,7 +356,8 @@ def main(argv: list[str] | None = None) -> None:
     bridge = make_bridge(s)
     hp = archer.ArcherHParams(critic_batch_size=s.batch, actor_batch_size=s.batch, critic_epochs=s.critic_steps,
                               actor_epochs=s.actor_steps, max_new_tokens=s.new_tokens, temperature=TEMPERATURE,
-                              stop_ids=(), pad_id=actor_pad)
+                              stop_ids=(), pad_id=actor_pad, length_buckets=s.length_buckets,
+                              bucket_chunks=s.bucket_chunks)
     actor_tx = train_state.make_optimizer(1e-5, 1.0)
     critic_tx = train_state.make_optimizer(2e-5, 1.0)
 
@@ -362,10 +387,10 @@ def main(argv: list[str] | None = None) -> None:
     insert_compile_s = time.perf_counter() - t0
 
     # --- 1. rollout generate (exactly the trainer's policy function, stop_ids=()).
-    policy = jax.jit(functools.partial(sampling.generate, actor, max_new_tokens=s.new_tokens, stop_ids=(),
-                                       pad_id=actor_pad))
+    policy = jax.jit(functools.partial(length_buckets.generate, actor, max_new_tokens=s.new_tokens, stop_ids=(),
+                                       pad_id=actor_pad, **hp.rows))
     prompt = rng.integers(0, s.actor["vocab_size"], (s.rollout_batch, s.obs_len), dtype=np.int32)
-    prompt_ids, prompt_mask = jnp.asarray(prompt), jnp.ones(prompt.shape, jnp.int32)
+    prompt_ids, prompt_mask = jnp.asarray(prompt), jnp.asarray(obs_masks(rng, prompt.shape, s))
     gen_key = jax.random.key(1)
 
     def run_generate() -> None:
@@ -382,8 +407,8 @@ def main(argv: list[str] | None = None) -> None:
     # batch, and the update steps' own sampling (generate at the update batch).
     breakdown: dict[str, float] = {}
     if not args.skip_breakdown:
-        prefill = jax.jit(functools.partial(sampling.generate, actor, max_new_tokens=1, stop_ids=(),
-                                            pad_id=actor_pad))
+        prefill = jax.jit(functools.partial(length_buckets.generate, actor, max_new_tokens=1, stop_ids=(),
+                                            pad_id=actor_pad, **hp.rows))
         _, prefill_s, _ = timed(lambda: jax.block_until_ready(
             prefill(holder["state"].actor_params, prompt_ids, prompt_mask, gen_key, TEMPERATURE).tokens),
             s.repeats, counter)
@@ -427,7 +452,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_iteration:
         turn_obs = rng.integers(0, s.actor["vocab_size"], (s.max_turns + 1, s.rollout_batch, s.obs_len),
                                 dtype=np.int32)
-        turn_mask = np.ones(turn_obs.shape[1:], np.int32)
+        turn_masks = obs_masks(rng, turn_obs.shape, s)
         keys = list(jax.random.split(jax.random.key(2), chunks * s.max_turns))
         reward = -np.ones((rows_per_insert,), np.float32)
         done = np.zeros((s.max_turns, s.rollout_batch), bool)
@@ -436,7 +461,8 @@ def main(argv: list[str] | None = None) -> None:
         turn_index = np.repeat(np.arange(s.max_turns, dtype=np.int32), s.rollout_batch)
         obs_rows = turn_obs[:-1].reshape(rows_per_insert, s.obs_len)
         next_rows = turn_obs[1:].reshape(rows_per_insert, s.obs_len)
-        ones_obs = np.ones(obs_rows.shape, bool)
+        obs_mask_rows = turn_masks[:-1].reshape(rows_per_insert, s.obs_len)
+        next_mask_rows = turn_masks[1:].reshape(rows_per_insert, s.obs_len)
         parts: dict[str, list[float]] = {"rollout": [], "insert_and_phases": []}
 
         def run_iteration() -> None:
@@ -444,14 +470,14 @@ def main(argv: list[str] | None = None) -> None:
             for c in range(chunks):
                 actions, action_masks = [], []
                 for t in range(s.max_turns):
-                    gen = policy(holder["state"].actor_params, turn_obs[t], turn_mask, keys[c * s.max_turns + t],
+                    gen = policy(holder["state"].actor_params, turn_obs[t], turn_masks[t], keys[c * s.max_turns + t],
                                  TEMPERATURE)
                     tokens, mask = jax.device_get((gen.tokens, gen.mask))  # the host decodes every turn
                     actions.append(tokens)
                     action_masks.append(mask)
                 rows = replay.Transitions(
-                    obs=obs_rows, obs_mask=ones_obs, action=np.concatenate(actions),
-                    action_mask=np.concatenate(action_masks), next_obs=next_rows, next_obs_mask=ones_obs,
+                    obs=obs_rows, obs_mask=obs_mask_rows, action=np.concatenate(actions),
+                    action_mask=np.concatenate(action_masks), next_obs=next_rows, next_obs_mask=next_mask_rows,
                     reward=reward, done=done, mc_return=reward, episode_return=reward, turn=turn_index)
                 bufholder["buffer"] = insert(bufholder["buffer"], rows)
             # The rollout ends when the last turn's ids are on the host (inserts are async).

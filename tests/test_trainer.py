@@ -258,6 +258,7 @@ def test_probe_metrics_by_hand():
     ("env.num_items", 500, "config.env.num_items = 500: must lie in [1, 100] for task 'guess_city'"),
     ("tokens.obs_len", 2, "config.tokens.obs_len = 2 cannot hold one turn (the shortest whole observation of "
                           "task 'guess_city' takes 17 tokens)"),
+    ("tokens.length_buckets", (64, 0), "config.tokens.length_buckets = (64, 0): a tuple of token widths > 0"),
     ("mesh.shape", (3, 1, 1), "config.mesh.shape = (3, 1, 1): mesh_shape [3, 1, 1] needs 3 devices but 8 are"),
 ])
 def test_bad_config_fields_are_named(tmp_path, field, value, message):

@@ -25,7 +25,8 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from archer_jax import critic_probe, losses, multihost, replay, rollout, sampling, train_state
+from archer_jax import critic_probe, length_buckets, losses, multihost, replay, rollout, sampling
+from archer_jax import train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage
 from archer_jax.train_state import ArcherState, step_key
@@ -78,10 +79,21 @@ class ArcherHParams:
     # The policy whose V the critic learns: 1 = a ~ pi (ArCHer); k > 1 = CHAI's, the
     # best of k utterances a ~ pi by the target critic's min(Q1, Q2) (``best_of_k``).
     candidates: int = 1
+    # Widths the update phases cut observations to, per group of rows of similar length
+    # (``length_buckets.apply``): () = every row at the full width. ``bucket_chunks``:
+    # the groups a batch is split into.
+    length_buckets: tuple[int, ...] = ()
+    bucket_chunks: int = 1
+
+    @property
+    def rows(self) -> dict[str, Any]:
+        """The length grouping as keyword arguments (``buckets``, ``chunks``) of the
+        row-wise calls below."""
+        return {"buckets": self.length_buckets, "chunks": self.bucket_chunks}
 
     def __post_init__(self) -> None:
         for name in ("critic_batch_size", "actor_batch_size", "critic_epochs", "actor_epochs", "max_new_tokens",
-                     "actor_samples", "candidates"):
+                     "actor_samples", "candidates", "bucket_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 1")
         if not 0.0 <= self.gamma <= 1.0:
@@ -105,7 +117,8 @@ def hparams(config: Any, stop_ids: Sequence[int], pad_id: int) -> ArcherHParams:
         gamma=a.gamma, tau=a.tau, critic_batch_size=a.batch_size, actor_batch_size=a.actor_batch_size,
         critic_epochs=a.critic_epochs, actor_epochs=max(a.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
         temperature=a.temperature, actor_temperature=a.actor_temperature, actor_samples=a.actor_samples,
-        kl_coef=a.kl_coef, forward_kl_coef=a.forward_kl_coef, stop_ids=tuple(stop_ids), pad_id=pad_id)
+        kl_coef=a.kl_coef, forward_kl_coef=a.forward_kl_coef, stop_ids=tuple(stop_ids), pad_id=pad_id,
+        length_buckets=tuple(config.tokens.length_buckets), bucket_chunks=config.tokens.bucket_chunks)
 
 
 def sample_batch(buffer: replay.ReplayBuffer, rng: jax.Array, batch_size: int, mesh: Mesh | None,
@@ -116,34 +129,65 @@ def sample_batch(buffer: replay.ReplayBuffer, rng: jax.Array, batch_size: int, m
 
 
 def action_logits(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array,
-                  action: jax.Array, action_mask: jax.Array) -> jax.Array:
+                  action: jax.Array, action_mask: jax.Array, *, buckets: Sequence[int] = (),
+                  chunks: int = 1) -> jax.Array:
     """The logits [B, T, V] that predict each action token given obs, from ONE forward
-    pass over [obs (left-padded); action (right-padded)].
+    pass over [obs (left-padded); action (right-padded)] (rows grouped by length over
+    ``buckets`` in ``chunks`` groups: ``length_buckets.apply``).
 
     Positions come from the joint mask, so the action continues right after the
     observation's last real token; logits at column P - 1 + t predict action token t.
     """
-    prompt_len, action_len = obs.shape[1], action.shape[1]
-    ids = jnp.concatenate([obs, action], axis=1)
-    mask = jnp.concatenate([obs_mask, action_mask], axis=1)
-    logits = actor.apply({"params": params}, ids, mask, logits_start=prompt_len - 1).logits
-    return logits[:, :action_len]
+    action_len = action.shape[1]
+
+    def logits(width: int, obs: jax.Array, obs_mask: jax.Array, action: jax.Array, action_mask: jax.Array):
+        ids = jnp.concatenate([obs[:, -width:], action], axis=1)
+        mask = jnp.concatenate([obs_mask[:, -width:], action_mask], axis=1)
+        return actor.apply({"params": params}, ids, mask, logits_start=width - 1).logits[:, :action_len]
+
+    return length_buckets.apply(logits, obs_mask, (obs, obs_mask, action, action_mask), buckets=buckets,
+                                chunks=chunks)
 
 
 def action_logprobs(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array,
-                    action: jax.Array, action_mask: jax.Array, temperature: float = 1.0) -> jax.Array:
+                    action: jax.Array, action_mask: jax.Array, temperature: float = 1.0, *,
+                    buckets: Sequence[int] = (), chunks: int = 1) -> jax.Array:
     """log pi_T(action tokens | obs) with pi_T = softmax(logits / T), [B, T], 0 at
     padding (see ``action_logits``)."""
-    logits = action_logits(actor, params, obs, obs_mask, action, action_mask)
+    logits = action_logits(actor, params, obs, obs_mask, action, action_mask, buckets=buckets, chunks=chunks)
     if temperature != 1.0:
         logits = logits.astype(jnp.float32) / temperature
     return losses.sequence_logprobs(logits, action, action_mask)
 
 
+def generate(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array, rng: jax.Array,
+             temperature: jax.Array | float, hp: ArcherHParams) -> sampling.Generation:
+    """Utterances a ~ pi_T(.|s) of ``hp``'s length, the rows grouped by length."""
+    return length_buckets.generate(actor, params, obs, obs_mask, rng, temperature, max_new_tokens=hp.max_new_tokens,
+                                   stop_ids=hp.stop_ids, pad_id=hp.pad_id, **hp.rows)
+
+
+def critic_apply(critic: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array, act: jax.Array,
+                 act_mask: jax.Array, *, buckets: Sequence[int] = (), chunks: int = 1) -> Any:
+    """The critic's ``CriticOutput`` (Q and V heads) of (obs, act), rows grouped by length."""
+    def call(width: int, obs: jax.Array, obs_mask: jax.Array, act: jax.Array, act_mask: jax.Array) -> Any:
+        return critic.apply({"params": params}, obs[:, -width:], obs_mask[:, -width:], act, act_mask)
+
+    return length_buckets.apply(call, obs_mask, (obs, obs_mask, act, act_mask), buckets=buckets, chunks=chunks)
+
+
+def critic_values(critic: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array, *,
+                  buckets: Sequence[int] = (), chunks: int = 1) -> tuple[jax.Array, jax.Array]:
+    """The critic's (V1, V2) of obs, rows grouped by length."""
+    def call(width: int, obs: jax.Array, obs_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        return critic.apply({"params": params}, obs[:, -width:], obs_mask[:, -width:], method="values")
+
+    return length_buckets.apply(call, obs_mask, (obs, obs_mask), buckets=buckets, chunks=chunks)
+
+
 def _sample_actions(actor: nn.Module, params: Any, batch: replay.Transitions, rng: jax.Array,
                     hp: ArcherHParams, temperature: float) -> sampling.Generation:
-    return sampling.generate(actor, params, batch.obs, batch.obs_mask, rng, temperature,
-                             max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
+    return generate(actor, params, batch.obs, batch.obs_mask, rng, temperature, hp)
 
 
 def critic_view(bridge: Bridge, obs: jax.Array, obs_mask: jax.Array, hidden: jax.Array | None = None,
@@ -174,11 +218,10 @@ def best_of_k(actor: nn.Module, critic: nn.Module, actor_params: Any, critic_par
     temperature = jnp.asarray(temperature, jnp.float32)
     if temperature.ndim:
         temperature = jnp.repeat(temperature, k)
-    gen = sampling.generate(actor, actor_params, many_obs, many_mask, rng, temperature,
-                            max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
+    gen = generate(actor, actor_params, many_obs, many_mask, rng, temperature, hp)
     c_obs, c_mask = bridge(many_obs, many_mask)
     act, act_mask = bridge(gen.tokens, gen.mask)
-    out = critic.apply({"params": critic_params}, c_obs, c_mask, act, act_mask)
+    out = critic_apply(critic, critic_params, c_obs, c_mask, act, act_mask, **hp.rows)
     best = jnp.argmax(jnp.minimum(out.q1, out.q2).reshape(b, k), axis=1)
     return jax.tree.map(lambda x: x[jnp.arange(b) * k + best], gen)
 
@@ -200,13 +243,13 @@ def _critic_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
     act, act_mask = bridge(batch.action, batch.action_mask)
     next_obs, next_mask = critic_view(bridge, batch.next_obs, batch.next_obs_mask, batch.hidden, batch.hidden_mask)
     pi_act, pi_mask = bridge(pi.tokens, pi.mask)
-    target = {"params": state.target_critic_params}
+    target = state.target_critic_params
     # V_i(s) regresses on the TARGET Q_i of an utterance the current actor would say.
-    target_pi = critic.apply(target, obs, obs_mask, pi_act, pi_mask)
-    target_v1_next, target_v2_next = critic.apply(target, next_obs, next_mask, method="values")
+    target_pi = critic_apply(critic, target, obs, obs_mask, pi_act, pi_mask, **hp.rows)
+    target_v1_next, target_v2_next = critic_values(critic, target, next_obs, next_mask, **hp.rows)
 
     def loss_fn(params: Any) -> tuple[jax.Array, Metrics]:
-        out = critic.apply({"params": params}, obs, obs_mask, act, act_mask)
+        out = critic_apply(critic, params, obs, obs_mask, act, act_mask, **hp.rows)
         return losses.critic_loss(out.q1, out.q2, out.v1, out.v2, target_pi.q1, target_pi.q2,
                                   target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma)
 
@@ -239,15 +282,14 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
     # k utterances a ~ pi_T(.|s) per state: rows b*k ... b*k + k - 1 share state b.
     obs, obs_mask = replay.constrain_batch((jnp.repeat(batch.obs, k, axis=0),
                                             jnp.repeat(batch.obs_mask, k, axis=0)), mesh, rules)
-    pi = sampling.generate(actor, state.actor_params, obs, obs_mask, k_action, hp.actor_temperature,
-                           max_new_tokens=hp.max_new_tokens, stop_ids=hp.stop_ids, pad_id=hp.pad_id)
+    pi = generate(actor, state.actor_params, obs, obs_mask, k_action, hp.actor_temperature, hp)
 
     # The ONLINE critic scores every fresh utterance (no normalisation).
     hidden = (None, None) if batch.hidden is None else replay.constrain_batch(
         (jnp.repeat(batch.hidden, k, axis=0), jnp.repeat(batch.hidden_mask, k, axis=0)), mesh, rules)
     c_obs, c_obs_mask = critic_view(bridge, obs, obs_mask, *hidden)
     pi_act, pi_mask = bridge(pi.tokens, pi.mask)
-    values = critic.apply({"params": state.critic_params}, c_obs, c_obs_mask, pi_act, pi_mask)
+    values = critic_apply(critic, state.critic_params, c_obs, c_obs_mask, pi_act, pi_mask, **hp.rows)
     q = jnp.minimum(values.q1, values.q2)
 
     if (hp.kl_coef or hp.forward_kl_coef) and state.ref_actor_params is None:
@@ -255,13 +297,13 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
                          "create_state(..., reference=True)")
     ref_params = train_state.reference_params(state) if state.ref_actor_params is not None else None
     ref_logp = (action_logprobs(actor, ref_params, obs, obs_mask, pi.tokens, pi.mask,
-                                hp.actor_temperature) if hp.kl_coef else None)
+                                hp.actor_temperature, **hp.rows) if hp.kl_coef else None)
     # One utterance of the reference policy per state, and its log pi_ref,T (the
     # mass-covering anchor's samples; their log-probs only feed its metric).
     ref = (_sample_actions(actor, ref_params, batch, jax.random.fold_in(k_action, 1), hp,
                            hp.actor_temperature) if hp.forward_kl_coef else None)
     ref_self_logp = (action_logprobs(actor, ref_params, batch.obs, batch.obs_mask, ref.tokens, ref.mask,
-                                     hp.actor_temperature) if ref is not None else None)
+                                     hp.actor_temperature, **hp.rows) if ref is not None else None)
 
     def weights(logp: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(the policy-gradient weight of each sample, its KL sample), both constants."""
@@ -286,7 +328,7 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
                               baseline_opt_state=b_opt_state)
 
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        logp = action_logprobs(actor, params, obs, obs_mask, pi.tokens, pi.mask, hp.actor_temperature)
+        logp = action_logprobs(actor, params, obs, obs_mask, pi.tokens, pi.mask, hp.actor_temperature, **hp.rows)
         weight, kl = weights(logp)
         if token_values is None:
             pg = losses.policy_gradient_loss(logp, pi.mask, weight)
@@ -297,7 +339,7 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
         forward_kl = jnp.zeros(())
         if ref is not None:  # KL(pi_ref || pi) per utterance, up to pi_ref's (constant) entropy in the loss
             ref_logp_pi = action_logprobs(actor, params, batch.obs, batch.obs_mask, ref.tokens, ref.mask,
-                                          hp.actor_temperature)
+                                          hp.actor_temperature, **hp.rows)
             forward_kl = jnp.mean(losses.sequence_kl_sample(ref_self_logp, ref_logp_pi, ref.mask))
             pg = pg + hp.forward_kl_coef * forward_kl
         return pg, (weight, kl, logp, forward_kl)

@@ -47,23 +47,23 @@ def offline_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
     act, act_mask = bridge(batch.action, batch.action_mask)
     next_obs, next_mask = archer.critic_view(bridge, batch.next_obs, batch.next_obs_mask, batch.hidden,
                                              batch.hidden_mask)
-    target = {"params": state.target_critic_params}
-    target_data = critic.apply(target, obs, obs_mask, act, act_mask)  # Qbar_i(s, a_data)
-    target_v1_next, target_v2_next = critic.apply(target, next_obs, next_mask, method="values")
+    target = state.target_critic_params
+    target_data = archer.critic_apply(critic, target, obs, obs_mask, act, act_mask, **hp.rows)  # Qbar_i(s, a_data)
+    target_v1_next, target_v2_next = archer.critic_values(critic, target, next_obs, next_mask, **hp.rows)
 
     def critic_loss(params: Any) -> tuple[jax.Array, Metrics]:
-        out = critic.apply({"params": params}, obs, obs_mask, act, act_mask)
+        out = archer.critic_apply(critic, params, obs, obs_mask, act, act_mask, **hp.rows)
         return losses.iql_critic_loss(out.q1, out.q2, out.v1, out.v2, target_data.q1, target_data.q2,
                                       target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma, expectile)
 
     state, metrics = archer.critic_update(state, critic_loss, tx=critic_tx, tau=hp.tau)
 
-    values = critic.apply({"params": state.critic_params}, obs, obs_mask, act, act_mask)
+    values = archer.critic_apply(critic, state.critic_params, obs, obs_mask, act, act_mask, **hp.rows)
     advantage = losses.advantages(values.q1, values.q2, values.v1, values.v2)
     weight = losses.awr_weights(advantage, beta, max_weight)
 
     def actor_loss(params: Any) -> tuple[jax.Array, jax.Array]:
-        logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, batch.action, batch.action_mask)
+        logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, batch.action, batch.action_mask, **hp.rows)
         return losses.awr_loss(logp, batch.action_mask, weight), logp
 
     (loss, logp), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor_params)

@@ -93,6 +93,13 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     c.tokens.obs_len = 256  # observation tokens kept (left-truncated: newest turns kept)
     c.tokens.action_len = 32  # max new tokens per utterance (paper: 32)
     c.tokens.terminator = "\n"  # an utterance ends at its first newline
+    # Widths (tokens) the jitted phases and the rollouts cut observations to: a batch's
+    # rows are sorted by length and split into bucket_chunks groups, and each group runs
+    # at the smallest width here that holds its longest row (the full obs_len otherwise).
+    # The same results up to float rounding, faster where most columns are padding
+    # (archer_jax/length_buckets.py); () = every row at obs_len.
+    c.tokens.length_buckets = ()
+    c.tokens.bucket_chunks = 4
 
     c.actor = _model("gpt2", "gpt2", n_layer=2, n_embd=128, n_head=4)
     c.actor.lr = hp["actor_lr"]  # Adam learning rate of the policy

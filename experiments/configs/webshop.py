@@ -16,10 +16,10 @@ Variants (the part after ':'):
          as the reference; for a TPU/GPU host.
   demo   CPU, no downloads: tiny models from scratch with a word tokenizer built from the
          shop's own texts; simulated data from the scripted shoppers (informed, noisy,
-         first-result and random), BC warm start, then ArCHer. About 18 minutes
-         alone on 2 cores (seed 0 at 5718a1d: 17.8); no gain over BC yet (seed 0:
-         0.509 -> 0.497 in 30 iterations): the critic does not rank the utterances
-         within a state (docs/research_log.md, 2026-12-06 stop 46).
+         first-result and random), BC warm start, then ArCHer. About 16 minutes
+         alone on 2 cores (seed 0: 15.5, rows grouped by length); no gain over BC yet
+         (seed 0: 0.51 -> 0.52 in 30 iterations): the critic does not rank the
+         utterances within a state (docs/research_log.md, stops 46-48).
   smoke  seconds; for tests.
 """
 
@@ -50,6 +50,9 @@ def get_config(arg: str | None = None):
     else:
         c.tokens.action_len = 24  # search[...] with the instruction's content words
     if c.variant == "demo":
+        # Pages of 50 to 360 tokens: the phases and rollouts run each group of rows at
+        # the width it needs (2.1-2.5x faster update steps, docs/benchmarks.md).
+        c.tokens.length_buckets, c.tokens.bucket_chunks = (64, 128, 192, 256, 320), 8
         c.data.num_episodes = 2000
     if c.variant == "smoke":
         c.tokens.obs_len = 128  # the start and item pages whole, results pages truncated
