@@ -49,8 +49,8 @@ def apply(fn: Callable[..., Any], mask: jax.Array, args: Sequence[jax.Array], *,
     ...] each) and the static ``width`` it may cut them to (the last ``width`` columns of
     the arrays laid out like ``mask``, which hold every real token of the group's rows);
     it returns a pytree of arrays with the rows as leading axis. With no bucket below
-    ``mask``'s width, or one chunk and one width, it is one plain call
-    ``fn(mask.shape[1], *args)``. The batch is split into gcd(``chunks``, B) groups.
+    ``mask``'s width it is one plain call ``fn(mask.shape[1], *args)``. The batch is
+    split into gcd(``chunks``, B) groups.
 
     Each branch is rematerialised (``jax.checkpoint``): under a gradient the branches
     of a switch would otherwise all keep residuals of the widest one's shapes, which
