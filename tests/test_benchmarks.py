@@ -33,14 +33,14 @@ def _positive(result: dict, keys: list[str]) -> None:
 
 
 def test_benchmark_archer_tiny_runs_every_phase_on_a_two_device_mesh():
-    """With rows of mixed lengths grouped in buckets (the plain path is every other
-    test's)."""
+    """With rows of mixed lengths (grouped by length, --length_buckets, its phases and
+    generate are tests/test_length_buckets.py's)."""
     r = _run("experiments.benchmark_archer", "--preset=tiny", "--repeats=1", "--max_turns=2", "--steps_per_phase=1",
              "--rollout_batch=8", "--rollout_size=8", "--capacity=64", "--mesh=2,1,1", "--matmul_n=256",
-             "--lengths=mixed", "--length_buckets=64", "--bucket_chunks=2")
+             "--lengths=mixed")
     assert r["preset"] == "tiny" and r["device_count"] == 2
     assert r["settings"]["max_turns"] == 2 and r["settings"]["critic_steps"] == 1
-    assert r["settings"]["length_buckets"] == [64] and r["settings"]["lengths"] == "mixed"
+    assert r["settings"]["length_buckets"] == [] and r["settings"]["lengths"] == "mixed"
     _positive(r, ["generate_s", "critic_phase_s", "actor_phase_s", "iteration_s", "matmul_flops_per_s"])
     assert r["recompiles_in_timed_calls"] == 0  # every timed call reuses its compiled program
     parts = r["flops"]
