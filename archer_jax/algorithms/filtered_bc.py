@@ -43,17 +43,18 @@ def selection(buffer: replay.ReplayBuffer, top_fraction: float) -> tuple[jax.Arr
 
 def filtered_bc_phase(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Module, batch_size: int,
                       steps: int, top_fraction: float, tx: optax.GradientTransformation, mesh: Mesh | None = None,
-                      rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES) -> tuple[ArcherState, Metrics]:
+                      rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
+                      rows: dict[str, Any] | None = None) -> tuple[ArcherState, Metrics]:
     """``steps`` BC updates of the actor (``bc.bc_update``), each on ``batch_size`` rows
     drawn uniformly, with replacement, from the rows ``selection`` keeps. The buffer
-    must hold at least one row."""
+    must hold at least one row. ``rows``: the length grouping (``ArcherHParams.rows``)."""
     cutoff, selected = selection(buffer, top_fraction)
     p = selected.astype(jnp.float32) / jnp.sum(selected)
 
     def step(state: ArcherState, buffer: replay.ReplayBuffer) -> tuple[ArcherState, Metrics]:
         idx = jax.random.choice(step_key(state), buffer.capacity, (batch_size,), p=p)
         batch = replay.constrain_batch(replay.gather(buffer, idx), mesh, rules)
-        return bc.bc_update(state, batch, actor=actor, tx=tx)
+        return bc.bc_update(state, batch, actor=actor, tx=tx, **(rows or {}))
 
     state, metrics = scan_steps(step, state, buffer, steps)
     first = selected & (buffer.turn == 0)
@@ -65,10 +66,11 @@ def make_filtered_bc_phase(*, actor: nn.Module, batch_size: int, steps: int, top
                            tx: optax.GradientTransformation, state_shardings: ArcherState,
                            buffer_shardings: replay.ReplayBuffer, mesh: Mesh,
                            rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES,
+                           rows: dict[str, Any] | None = None,
                            ) -> Callable[[ArcherState, replay.ReplayBuffer], tuple[ArcherState, Metrics]]:
     """``filtered_bc_phase`` jitted once (state donated): ``state, metrics = fn(state, buffer)``."""
     phase = functools.partial(filtered_bc_phase, actor=actor, batch_size=batch_size, steps=steps,
-                              top_fraction=top_fraction, tx=tx, mesh=mesh, rules=rules)
+                              top_fraction=top_fraction, tx=tx, mesh=mesh, rules=rules, rows=rows)
     return jit_phase(phase, state_shardings, buffer_shardings, mesh)
 
 
@@ -95,7 +97,7 @@ def stage(run: Any) -> Stage:
         phase = make_filtered_bc_phase(
             actor=run.actor, batch_size=c.archer.actor_batch_size, steps=max(c.archer.actor_epochs, 1),
             top_fraction=c.filtered_bc.top_fraction, tx=tx, state_shardings=run.state_shardings,
-            buffer_shardings=run.buffer_shardings, mesh=run.mesh, rules=c.mesh.rules,
+            buffer_shardings=run.buffer_shardings, mesh=run.mesh, rules=c.mesh.rules, rows=run.hp.rows,
         ).lower(run.state, run.buffer).compile()
         insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
 
@@ -126,7 +128,8 @@ def offline_stage(run: Any) -> Stage:
     tx = train_state.actor_optimizer(c, c.bc.lr)
     return bc.dataset_stage(run, "offline_filtered_bc", lambda shardings: make_filtered_bc_phase(
         actor=run.actor, batch_size=c.bc.batch_size, steps=c.bc.steps, top_fraction=c.filtered_bc.top_fraction,
-        tx=tx, state_shardings=run.state_shardings, buffer_shardings=shardings, mesh=run.mesh, rules=c.mesh.rules))
+        tx=tx, state_shardings=run.state_shardings, buffer_shardings=shardings, mesh=run.mesh, rules=c.mesh.rules,
+        rows=run.hp.rows))
 
 
 def offline_stages(run: Any) -> list[Stage]:
