@@ -26,6 +26,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from archer_jax import sampling
+
 
 def spans(mask: jax.Array) -> jax.Array:
     """[B] int32: columns from each row's first real token to the end of ``mask`` [B, W]
@@ -82,14 +84,12 @@ def apply(fn: Callable[..., Any], mask: jax.Array, args: Sequence[jax.Array], *,
 
 def generate(module: Any, params: Any, prompt_ids: jax.Array, prompt_mask: jax.Array, rng: jax.Array,
              temperature: jax.Array | float, *, buckets: Sequence[int] = (), chunks: int = 1,
-             **kwargs: Any) -> Any:
+             **kwargs: Any) -> sampling.Generation:
     """``sampling.generate`` with the prompts grouped by length (``apply``): each group's
     prefill and KV cache span only its bucket's width, so decoding reads a shorter cache
     too. Each group samples with its own key (the keys of its rows, split from
     ``rng``): the same distribution as one call, not the same draws. Without a bucket
     below the prompt width it is exactly ``sampling.generate``."""
-    from archer_jax import sampling
-
     batch, width = prompt_ids.shape
     if len(widths(buckets, width)) == 1:
         return sampling.generate(module, params, prompt_ids, prompt_mask, rng, temperature, **kwargs)
