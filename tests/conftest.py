@@ -52,33 +52,6 @@ def archer_smoke_run(tmp_path_factory):
     return trainer.train(config, workdir), workdir
 
 
-# Seconds each of the slowest files took on the 2-core machine (`pytest --durations=50 -n 2`,
-# summed per file). The files go to the two workers longest first, so that the tail of the
-# run is short files on both workers rather than one worker alone with a long one. xdist's
-# default order (files with the most tests first) put the single-test files that take one
-# to two minutes (multihost, resume) last. Files not listed count as short.
-_SLOW_FILES = {
-    "test_trainer.py": 172, "test_resume.py": 142, "test_multihost.py": 111,
-    "test_archer_steps.py": 104, "test_privileged_critic.py": 61, "test_use_policy.py": 60,
-    "test_lora.py": 55, "test_offline_archer.py": 51, "test_webshop.py": 47,
-    "test_filtered_bc.py": 47, "test_env_contract.py": 40, "test_chai.py": 38,
-    "test_ppo.py": 38, "test_probe_critic.py": 35, "test_benchmarks.py": 35,
-    "test_detective.py": 32, "test_fit_critic.py": 31, "test_probe_guesses.py": 29,
-    "test_fit_contrast.py": 26, "test_faults.py": 25, "test_memory_plan.py": 25,
-    "test_gcs_workdir.py": 22, "test_notebook.py": 18, "test_sampling.py": 18,
-}
-
-
-def pytest_configure(config) -> None:
-    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order below
-        config.option.loadscopereorder = False
-
-
-def pytest_collection_modifyitems(session, config, items) -> None:
-    del session, config
-    items.sort(key=lambda item: -_SLOW_FILES.get(item.path.name, 5))  # stable within a file
-
-
 def pytest_sessionfinish(session, exitstatus) -> None:
     del session, exitstatus
     if _XLA_CACHE is not None:
