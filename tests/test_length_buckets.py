@@ -3,16 +3,17 @@ the whole batch, in the model calls, their gradients, greedy generation and the 
 phases that use them, on one device and on a mesh."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from archer_jax import length_buckets, replay, sampling, sharding, train_state
-from archer_jax.algorithms import archer, bc
+from archer_jax.algorithms import archer, bc, ppo
 from archer_jax.models.gpt2 import GPT2Config, GPT2LMHeadModel
 from archer_jax.models.roberta import RobertaConfig, RobertaModel
-from archer_jax.models.value_heads import CausalEncoder, DoubleCritic
+from archer_jax.models.value_heads import CausalEncoder, DoubleCritic, TokenValue
 
 OBS, ACT, VOCAB, PAD, STOP, ROWS = 24, 5, 40, 0, 2, 16
 BUCKETS = (12,)  # two widths: 12 and the full 24
@@ -129,4 +130,29 @@ def test_critic_and_bc_phases_with_buckets_equal_the_phases_without():
         s, critic_m = phases.critic(jax.device_put(initial, shardings), buffer)
         s, bc_m = bc_phase(s, buffer)
         results.append(jax.device_get((s.critic_params, s.actor_params, critic_m, bc_m)))
+    close(results[1], results[0], atol=1e-4)
+
+
+def test_a_ppo_phase_with_buckets_equals_the_phase_without():
+    """PPO's phase (log-probs of the actor, its reference and the token-level value model,
+    then clipped steps of both) from one state on one batch of episodes."""
+    value = TokenValue(lm=ACTOR)
+    batch = transitions(ROWS, seed=5)
+    actor_params = ACTOR.init(jax.random.key(1), batch.obs, batch.obs_mask)["params"]
+    value_params = value.init(jax.random.key(2), batch.obs, batch.obs_mask, batch.action, batch.action_mask)["params"]
+    episodes = {k: np.asarray(getattr(batch, k)).reshape(ROWS // 2, 2, *getattr(batch, k).shape[1:])
+                for k in ("obs", "obs_mask", "action", "action_mask", "reward")}
+    episodes["valid"] = np.ones((ROWS // 2, 2), bool)
+    episodes["valid"][0, 1] = False
+    state = train_state.ArcherState(
+        step=jnp.int32(0), rng=jax.random.key_data(jax.random.key(3)), actor_params=actor_params,
+        actor_opt_state=TX.init(actor_params), critic_params={}, target_critic_params={}, critic_opt_state=(),
+        ref_actor_params=jax.tree.map(lambda x: x * 0.9, actor_params), baseline_params=value_params,
+        baseline_opt_state=TX.init(value_params))
+    hp = ppo.PPOHParams(epochs=2, batch_size=8)
+    results = []
+    for grouped in (hp, dataclasses.replace(hp, length_buckets=BUCKETS, bucket_chunks=4)):
+        phase = jax.jit(functools.partial(ppo.ppo_phase, actor=ACTOR, value=value, hp=grouped, tx=TX, value_tx=TX))
+        new, metrics = phase(state, episodes, jnp.float32(0.1))
+        results.append(jax.device_get((new.actor_params, new.baseline_params, metrics)))
     close(results[1], results[0], atol=1e-4)

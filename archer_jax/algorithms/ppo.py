@@ -35,7 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from archer_jax import config_checks, losses, replay, rollout, train_state
+from archer_jax import config_checks, length_buckets, losses, replay, rollout, train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage, archer, bc
 from archer_jax.algorithms.archer import Metrics
@@ -59,14 +59,18 @@ class PPOHParams:
     batch_size: int = 32  # turns per minibatch
     whiten: bool = True  # advantages to mean 0, std 1 over the batch's tokens
     reference: bool = True  # the KL term reads state.ref_actor_params
+    # Rows grouped by length for every model call (``length_buckets.apply``; as ArCHer's).
+    length_buckets: tuple[int, ...] = ()
+    bucket_chunks: int = 1
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
             raise ValueError(f"PPOHParams.temperature = {self.temperature}: must be > 0")
         if not 0.0 <= self.gamma <= 1.0 or not 0.0 <= self.lam <= 1.0:
             raise ValueError(f"PPOHParams gamma = {self.gamma}, lam = {self.lam}: must lie in [0, 1]")
-        if self.epochs < 1 or self.batch_size < 1:
-            raise ValueError(f"PPOHParams epochs = {self.epochs}, batch_size = {self.batch_size}: must be >= 1")
+        if self.epochs < 1 or self.batch_size < 1 or self.bucket_chunks < 1:
+            raise ValueError(f"PPOHParams epochs = {self.epochs}, batch_size = {self.batch_size}, bucket_chunks = "
+                             f"{self.bucket_chunks}: must be >= 1")
 
 
 def episodes(results: Sequence[rollout.Rollout], max_turns: int) -> dict[str, np.ndarray]:
@@ -114,13 +118,21 @@ def ppo_phase(state: ArcherState, data: dict[str, jax.Array], kl_coef: jax.Array
     inputs = (rows["obs"], rows["obs_mask"], rows["action"], rows["action_mask"])
     mask = rows["action_mask"] & rows["valid"][:, None]  # [N, L] the tokens said
 
+    grouping = {"buckets": hp.length_buckets, "chunks": hp.bucket_chunks}
+
     def logp(params: Any, o: jax.Array, om: jax.Array, a: jax.Array, am: jax.Array) -> jax.Array:
-        return archer.action_logprobs(actor, params, o, om, a, am, hp.temperature)
+        return archer.action_logprobs(actor, params, o, om, a, am, hp.temperature, **grouping)
+
+    def values(params: Any, o: jax.Array, om: jax.Array, a: jax.Array, am: jax.Array) -> jax.Array:
+        def call(width: int, o: jax.Array, om: jax.Array, a: jax.Array, am: jax.Array) -> jax.Array:
+            return value.apply({"params": params}, o[:, -width:], om[:, -width:], a, am)
+
+        return length_buckets.apply(call, om, (o, om, a, am), **grouping)
 
     def measure(x: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array, jax.Array]:
         old = logp(state.actor_params, *x)
         ref = logp(train_state.reference_params(state), *x) if hp.reference else old
-        return old, ref, value.apply({"params": state.baseline_params}, *x)
+        return old, ref, values(state.baseline_params, *x)
 
     old_logp, ref_logp, old_values = chunked(measure, inputs, mb)
     kl = jnp.where(mask, old_logp - ref_logp, 0.0)
@@ -143,8 +155,7 @@ def ppo_phase(state: ArcherState, data: dict[str, jax.Array], kl_coef: jax.Array
             return losses.ppo_policy_loss(logp(params, o, om, a, am), b_old_logp, b_adv, m, hp.clip)
 
         def value_loss(params: Any) -> jax.Array:
-            values = value.apply({"params": params}, o, om, a, am)
-            return losses.ppo_value_loss(values, b_old_values, b_returns, m, hp.value_clip)
+            return losses.ppo_value_loss(values(params, o, om, a, am), b_old_values, b_returns, m, hp.value_clip)
 
         (pg_loss, pg_metrics), grads = jax.value_and_grad(policy_loss, has_aux=True)(state.actor_params)
         updates, opt_state = tx.update(grads, state.actor_opt_state, state.actor_params)
@@ -227,7 +238,8 @@ def stage(run: Any) -> Stage:
     c, p = run.config, run.config.ppo
     hp = PPOHParams(temperature=c.archer.actor_temperature, gamma=p.gamma, lam=p.gae_lambda, clip=p.clip,
                     value_clip=p.value_clip, epochs=p.epochs, batch_size=p.batch_size, whiten=p.whiten,
-                    reference=p.kl_coef > 0)
+                    reference=p.kl_coef > 0, length_buckets=tuple(c.tokens.length_buckets),
+                    bucket_chunks=c.tokens.bucket_chunks)
 
     def start(done: int) -> Iterate:
         tx = train_state.actor_optimizer(c)
