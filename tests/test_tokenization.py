@@ -101,3 +101,15 @@ def test_word_tokenizer_save_load_keeps_ids(word_tok, tmp_path):
         assert loaded.decode(_ids(loaded, text)) == text
     # Deterministic: the same corpus gives the same ids.
     assert tokenization.build_word_tokenizer(CORPUS).get_vocab() == word_tok.get_vocab()
+
+
+def test_word_tokenizer_keeps_marks_whole():
+    page = "[Back to Search] [SEP] size [SEP] [[large]] [SEP] [small] [SEP] click [large]"
+    tok = tokenization.build_word_tokenizer([page], marks=("[SEP]", "[[", "]]"))
+    assert tok.convert_ids_to_tokens(_ids(tok, page)) == [
+        "[", "Back", "to", "Search", "]", "[SEP]", "size", "[SEP]", "[[", "large", "]]", "[SEP]", "[", "small", "]",
+        "[SEP]", "click", "[", "large", "]"]
+    assert tok.decode(_ids(tok, page)) == page
+    assert len(_ids(tokenization.build_word_tokenizer([page]), page)) == len(_ids(tok, page)) + 2 * 4 + 2
+    with pytest.raises(ValueError, match="without spaces"):
+        tokenization.build_word_tokenizer([page], marks=("[ SEP ]",))

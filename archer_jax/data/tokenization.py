@@ -131,9 +131,17 @@ def decode_utterances(tokenizer: Any, tokens: Any, mask: Any, terminator: str) -
     return [t.split(terminator, 1)[0] for t in texts]
 
 
-def _word_counts(corpus: Iterable[str]) -> collections.Counter:
+def _piece_pattern(marks: Sequence[str]) -> str:
+    """The pre-tokenizer's piece: one of ``marks`` (longest first), else a ``_WORD_PIECE``."""
+    for mark in marks:
+        if not mark or re.search(r"\s", mark):
+            raise ValueError(f"word tokenizer mark {mark!r}: must be non-empty, without spaces")
+    return "|".join([*(re.escape(m) for m in sorted(set(marks), key=lambda m: (-len(m), m))), _WORD_PIECE])
+
+
+def _word_counts(corpus: Iterable[str], pattern: str) -> collections.Counter:
     spaces = re.compile(_SPACES)
-    piece = re.compile(_WORD_PIECE)
+    piece = re.compile(pattern)
     counts: collections.Counter = collections.Counter()
     for text in corpus:
         for chunk in spaces.split(str(text)):
@@ -141,13 +149,16 @@ def _word_counts(corpus: Iterable[str]) -> collections.Counter:
     return counts
 
 
-def build_word_tokenizer(corpus: Iterable[str], *, vocab_size: int | None = None, min_count: int = 1) -> Any:
+def build_word_tokenizer(corpus: Iterable[str], *, vocab_size: int | None = None, min_count: int = 1,
+                         marks: Sequence[str] = ()) -> Any:
     """A word-level ``transformers.PreTrainedTokenizerFast`` built from ``corpus``.
 
     Special tokens: <pad> = 0, <unk> = 1, <eos> = 2 (also pad/unk/eos roles). Then
     words, numbers, punctuation marks and "\\n" that occur at least ``min_count``
     times, most frequent first (ties alphabetical, so the ids are deterministic),
-    capped at ``vocab_size`` ids in all. Unknown words become <unk>.
+    capped at ``vocab_size`` ids in all. Unknown words become <unk>. ``marks``: markup
+    strings of the task's texts kept as one piece each wherever they occur (WebShop's
+    "[SEP]" would otherwise be three pieces), as a subword tokenizer would merge them.
 
     Decoding joins pieces with one space, with no space before . , ? ! ; : ) ] } or a
     newline and none after ( [ { or a newline, and none around a hyphen (a generated
@@ -167,7 +178,8 @@ def build_word_tokenizer(corpus: Iterable[str], *, vocab_size: int | None = None
         raise ValueError(f"min_count must be >= 1, got {min_count}")
     if vocab_size is not None and vocab_size <= len(WORD_SPECIAL_TOKENS):
         raise ValueError(f"vocab_size must exceed the {len(WORD_SPECIAL_TOKENS)} special tokens, got {vocab_size}")
-    counts = _word_counts(corpus)
+    pattern = _piece_pattern(marks)
+    counts = _word_counts(corpus, pattern)
     words = sorted((w for w, c in counts.items() if c >= min_count and w not in WORD_SPECIAL_TOKENS),
                    key=lambda w: (-counts[w], w))
     if vocab_size is not None:
@@ -177,7 +189,7 @@ def build_word_tokenizer(corpus: Iterable[str], *, vocab_size: int | None = None
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token=UNK_TOKEN))
     tok.pre_tokenizer = pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(_SPACES), behavior="removed"),
-        pre_tokenizers.Split(Regex(_WORD_PIECE), behavior="isolated"),
+        pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
     ])
     tok.decoder = decoders.Sequence([
         decoders.WordPiece(prefix="##", cleanup=False),  # joins pieces with spaces

@@ -74,7 +74,9 @@ class Task(Protocol):
 
     Optional: ``hidden_texts(env_config) -> list[str]``, every text ``env.hidden`` can
     hold, which a from-scratch tokenizer adds to ``corpus`` when the critic reads it
-    (``config.critic.privileged_len``).
+    (``config.critic.privileged_len``). ``word_marks``: markup strings of the task's
+    texts that a from-scratch word tokenizer keeps as one token each
+    (``tokenization.build_word_tokenizer``'s ``marks``).
     """
 
     name: str

@@ -501,6 +501,9 @@ class WebShop:
     oracle_format: Any = None  # no oracle: the shop answers
     lmrl_gym: str | None = None
     corpus_episodes: int = 64  # episodes of the default mix whose pages seed a word tokenizer
+    # A page's separators and a chosen option's double brackets, one token each for a word
+    # tokenizer: a results page is then a fifth shorter, and a chosen option one token.
+    word_marks: tuple[str, ...] = (SEP.strip(), "[[", "]]")
 
     @staticmethod
     def env_fields(env_config: Mapping[str, Any]) -> dict[str, Any]:
