@@ -16,10 +16,11 @@ Variants (the part after ':'):
          as the reference; for a TPU/GPU host.
   demo   CPU, no downloads: tiny models from scratch with a word tokenizer built from the
          shop's own texts; simulated data from the scripted shoppers (informed, noisy,
-         first-result and random), BC warm start, then ArCHer. About 16 minutes
-         alone on 2 cores (seed 0: 15.5, rows grouped by length); no gain over BC yet
-         (seed 0: 0.51 -> 0.52 in 30 iterations): the critic does not rank the
-         utterances within a state (docs/research_log.md, stops 46-48).
+         first-result and random), BC warm start, then ArCHer. About 15 minutes
+         alone on 2 cores (seed 0: 14.5); no gain over BC yet (3 seeds: +0.03,
+         +0.01, -0.03 in 30 iterations): the critic does not rank the utterances
+         within a state, as its replay buffer seldom holds the alternatives
+         (docs/research_log.md, stops 46-49).
   smoke  seconds; for tests.
 """
 
