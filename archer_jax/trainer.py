@@ -145,9 +145,9 @@ def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: epath.Path, tas
 
 def word_tokenizer(config: ml_collections.ConfigDict, task: Any) -> Any:
     """A from-scratch actor's word tokenizer: the task's own text and what its
-    environment hides (which a privileged critic reads), its markup kept whole. It depends on the task and its
-    environment fields only, so every algorithm and critic on one config starts from the
-    same ids, hence the same BC actor."""
+    environment hides (which a privileged critic reads), its markup kept whole. It
+    depends on the task and its environment fields only, so every algorithm and critic
+    on one config starts from the same ids, hence the same BC actor."""
     corpus = task.corpus(config.env)
     if hasattr(task, "hidden_texts"):
         corpus = itertools.chain(corpus, task.hidden_texts(config.env))

@@ -63,6 +63,11 @@ class PPOHParams:
     length_buckets: tuple[int, ...] = ()
     bucket_chunks: int = 1
 
+    @property
+    def rows(self) -> dict[str, Any]:
+        """The length grouping as keyword arguments (``buckets``, ``chunks``), as ``ArcherHParams.rows``."""
+        return {"buckets": self.length_buckets, "chunks": self.bucket_chunks}
+
     def __post_init__(self) -> None:
         if self.temperature <= 0:
             raise ValueError(f"PPOHParams.temperature = {self.temperature}: must be > 0")
@@ -118,16 +123,14 @@ def ppo_phase(state: ArcherState, data: dict[str, jax.Array], kl_coef: jax.Array
     inputs = (rows["obs"], rows["obs_mask"], rows["action"], rows["action_mask"])
     mask = rows["action_mask"] & rows["valid"][:, None]  # [N, L] the tokens said
 
-    grouping = {"buckets": hp.length_buckets, "chunks": hp.bucket_chunks}
-
     def logp(params: Any, o: jax.Array, om: jax.Array, a: jax.Array, am: jax.Array) -> jax.Array:
-        return archer.action_logprobs(actor, params, o, om, a, am, hp.temperature, **grouping)
+        return archer.action_logprobs(actor, params, o, om, a, am, hp.temperature, **hp.rows)
 
     def values(params: Any, o: jax.Array, om: jax.Array, a: jax.Array, am: jax.Array) -> jax.Array:
         def call(width: int, o: jax.Array, om: jax.Array, a: jax.Array, am: jax.Array) -> jax.Array:
             return value.apply({"params": params}, o[:, -width:], om[:, -width:], a, am)
 
-        return length_buckets.apply(call, om, (o, om, a, am), **grouping)
+        return length_buckets.apply(call, om, (o, om, a, am), **hp.rows)
 
     def measure(x: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array, jax.Array]:
         old = logp(state.actor_params, *x)
