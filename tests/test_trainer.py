@@ -16,7 +16,7 @@ import pytest
 
 import runs
 from archer_jax import algorithms, checkpointing, config_checks, token_bridge, trainer
-from archer_jax.algorithms import archer
+from archer_jax.algorithms import archer, bc
 from archer_jax.data import simulated_episodes
 from archer_jax.envs import lm_oracle
 from archer_jax.models import registry
@@ -214,11 +214,21 @@ def test_archer_starts_the_critic_the_baseline_and_the_kl_anchor_from_the_bc_act
     assert "actor/pg_loss" in rows[2]
 
 
-def test_greedy_rollouts_are_collected_and_reported_apart(tmp_path):
+def test_offline_turns_then_greedy_and_sampled_rollouts_fill_the_buffer(tmp_path):
+    """With config.archer.offline_data the buffer starts with every turn of the BC data
+    (here with no BC stage), then the rollouts follow; greedy and sampled rollouts are
+    reported apart."""
     config = guess_city.get_config("smoke")
     config.archer.greedy_rollouts, config.bc.iterations, config.archer.iterations = 0.5, 0, 1
-    trainer.train(config, tmp_path)
+    config.archer.offline_data, config.archer.capacity = True, 1024  # room for all (the smoke's 256 would wrap)
+    run = trainer.train(config, tmp_path)
     row = _archer_rows(tmp_path)[1]
+    offline = jax.device_get(bc.dataset_buffer(run))
+    buffer = jax.device_get(run.buffer)
+    assert offline.size > config.data.num_episodes  # every turn, not one per episode
+    assert buffer.size == offline.size + row["rollout/turns"]
+    for name in ("obs", "action", "next_obs", "reward", "done", "mc_return"):
+        np.testing.assert_array_equal(getattr(buffer, name)[:offline.size], getattr(offline, name)[:offline.size])
     both = (row["rollout/greedy_return_mean"] + row["rollout/sampled_return_mean"]) / 2
     assert abs(row["rollout/return_mean"] - both) < 1e-5  # half of the batch each
     both = (row["rollout/greedy_success_rate"] + row["rollout/sampled_success_rate"]) / 2

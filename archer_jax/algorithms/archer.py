@@ -475,6 +475,23 @@ def transform_state(run: Any, fn: Callable[[ArcherState], ArcherState]) -> None:
                         donate_argnums=0)(run.state)
 
 
+def with_offline_turns(run: Any, insert: Callable[..., replay.ReplayBuffer]) -> replay.ReplayBuffer:
+    """``run.buffer`` with every turn of the offline episodes (``config.data``, the BC
+    data) written into it, as a fresh online stage starts (``config.archer.offline_data``).
+
+    The critic is off-policy: its Q targets r + gamma V(s') and V targets Q(s, a ~ pi)
+    hold for turns of any behaviour, so the offline players' turns give it the
+    alternatives the policy's own rollouts seldom try (hybrid RL: the replay buffer
+    starts with the offline data, Song et al. 2023; Ball et al. 2023). They stay in the
+    ring until newer rollouts overwrite them (the newest ``capacity`` rows when the data
+    holds more)."""
+    from archer_jax.algorithms import bc
+
+    dataset = bc.dataset_buffer(run)
+    valid = np.arange(dataset.capacity) < int(multihost.to_host(dataset.size))
+    return insert(run.buffer, dataset.rows, valid)
+
+
 def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer] | None, scores: Any = None,
             act: Callable[[], tuple[Any, Any]] | None = None, *,
             temperature: float | None = None) -> tuple[dict[str, float], list[rollout.Rollout]]:
@@ -564,10 +581,13 @@ def stage(run: Any) -> Stage:
         actor_tx = train_state.actor_optimizer(c)
         critic_tx = train_state.make_optimizer(c.critic.lr, c.critic.max_grad_norm)
         baseline_tx = baseline_optimizer(c) if run.baseline is not None else None
+        insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
         if done == 0:
             transform_state(run, functools.partial(start_state, actor_tx=actor_tx, critic_tx=critic_tx,
                                                    critic_from_actor=c.critic.kind == "actor",
                                                    baseline_tx=baseline_tx))
+            if c.archer.offline_data:
+                run.buffer = with_offline_turns(run, insert)
         phases = make_phases(actor=run.actor, critic=run.critic, hp=run.hp, bridge=run.bridge, actor_tx=actor_tx,
                              critic_tx=critic_tx, state_shardings=run.state_shardings,
                              buffer_shardings=run.buffer_shardings, mesh=run.mesh, rules=c.mesh.rules,
@@ -575,7 +595,6 @@ def stage(run: Any) -> Stage:
         # Compiled ahead of time: no iteration (not even the first actor one) compiles.
         critic = phases.critic.lower(run.state, run.buffer).compile()
         actor = phases.actor.lower(run.state, run.buffer).compile()
-        insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
         scores = jax.jit(functools.partial(critic_scores, critic=run.critic, bridge=run.bridge))
 
         def iterate(k: int, clock: PhaseClock) -> dict[str, Any]:

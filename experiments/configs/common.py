@@ -179,6 +179,11 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     # BC-policy utterance per actor state: keeps every BC mode within the policy's reach
     # (0 = none, the paper).
     c.archer.forward_kl_coef = 0.0
+    # The replay buffer starts with every turn of the offline episodes (config.data, the
+    # BC data): the off-policy critic learns Q(s, a) for the alternatives the offline
+    # players tried, which the policy's own rollouts seldom do (hybrid RL); False = the
+    # paper's buffer of the policy's rollouts alone.
+    c.archer.offline_data = False
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
 
