@@ -62,6 +62,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
         raise ConfigError(f"config.tokens.length_buckets = {buckets!r}: a tuple of token widths > 0, e.g. "
                           "'(64, 128, 256)', or () for none")
     unit_interval(config, "archer.gamma")
+    unit_interval(config, "archer.mc_mix")
     if not 0.0 < config.archer.tau <= 1.0:
         raise ConfigError(f"config.archer.tau = {config.archer.tau}: must lie in (0, 1]")
     if not 0.0 <= config.archer.greedy_rollouts <= 1.0:

@@ -29,7 +29,7 @@ def critic_loss(
     q1: chex.Array, q2: chex.Array, v1: chex.Array, v2: chex.Array,
     target_q1: chex.Array, target_q2: chex.Array,
     target_v1_next: chex.Array, target_v2_next: chex.Array,
-    reward: chex.Array, done: chex.Array, gamma: float,
+    reward: chex.Array, done: chex.Array, gamma: float, mc_return: chex.Array | None = None, mc_mix: float = 0.0,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """ArCHer's double-critic loss, the sum of four MSE terms (all inputs [B]).
 
@@ -37,11 +37,22 @@ def critic_loss(
     critic's Q heads at (s, a ~ pi(.|s)); ``target_v_i_next``: its V heads at s'.
     Each head regresses on its OWN target head, with no min across heads:
     Q_i -> r + gamma (1 - done) Vbar_i(s'),  V_i -> Qbar_i(s, a~pi).
+
+    ``mc_mix`` = beta > 0 (with ``mc_return``, the row's discounted return G to the
+    episode's end): the mixed Monte-Carlo target (Bellemare et al. 2016)
+    Q_i -> (1 - beta) (r + gamma (1 - done) Vbar_i(s')) + beta G. A one-step backup
+    moves a terminal reward back one turn per fit of the target critic; G carries it
+    to every turn at once, at the bias of the return being the behaviour policy's (the
+    rollouts' and the data's players') rather than pi's. 0 = the paper's TD target.
     """
     chex.assert_rank([q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next, reward, done], 1)
     chex.assert_equal_shape([q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next, reward, done])
-    q1_loss = _mse(q1, td_targets(reward, done, target_v1_next, gamma))
-    q2_loss = _mse(q2, td_targets(reward, done, target_v2_next, gamma))
+    targets = [td_targets(reward, done, v_next, gamma) for v_next in (target_v1_next, target_v2_next)]
+    if mc_mix:
+        chex.assert_equal_shape([reward, mc_return])
+        targets = [(1.0 - mc_mix) * y + mc_mix * mc_return.astype(jnp.float32) for y in targets]
+    q1_loss = _mse(q1, targets[0])
+    q2_loss = _mse(q2, targets[1])
     v1_loss = _mse(v1, target_q1)
     v2_loss = _mse(v2, target_q2)
     loss = q1_loss + q2_loss + v1_loss + v2_loss

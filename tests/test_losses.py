@@ -44,6 +44,23 @@ def test_critic_loss_matches_each_head_to_its_own_target_head():
     np.testing.assert_allclose(m["v_mean"], 1.125, rtol=1e-6)
 
 
+def test_critic_loss_mixed_monte_carlo_target():
+    """mc_mix = beta: each Q head regresses on (1 - beta) (its TD target) + beta G; V unchanged."""
+    q1, q2, v1, v2 = jnp.array([1.0, 0.0]), jnp.array([2.0, -1.0]), jnp.array([0.5, 1.0]), jnp.array([0.0, 3.0])
+    targets = (jnp.array([1.5, 2.0]), jnp.array([-1.0, 1.0]), jnp.array([10.0, 4.0]), jnp.array([20.0, 8.0]))
+    reward, done, g = jnp.array([-1.0, 0.0]), jnp.array([False, True]), jnp.array([2.0, 6.0])
+    _, m = losses.critic_loss(q1, q2, v1, v2, *targets, reward, done, 0.5, g, 0.25)
+    # TD targets as above: Q1 [4, 0], Q2 [9, 0]; mixed with G = [2, 6] at beta 0.25:
+    # Q1 [3.5, 1.5] -> ((1-3.5)^2 + (0-1.5)^2) / 2 = 4.25; Q2 [7.25, 1.5] -> (5.25^2 + 2.5^2) / 2 = 16.90625
+    np.testing.assert_allclose(m["q1_loss"], 4.25, rtol=1e-6)
+    np.testing.assert_allclose(m["q2_loss"], 16.90625, rtol=1e-6)
+    np.testing.assert_allclose(m["v1_loss"], 1.0, rtol=1e-6)
+    # beta 1: Q is plain Monte-Carlo regression, whatever the target critic says.
+    _, m = losses.critic_loss(q1, q2, v1, v2, *targets, reward, done, 0.5, g, 1.0)
+    np.testing.assert_allclose(m["q1_loss"], ((1 - 2) ** 2 + 6 ** 2) / 2, rtol=1e-6)
+    np.testing.assert_allclose(m["q2_loss"], ((2 - 2) ** 2 + 7 ** 2) / 2, rtol=1e-6)
+
+
 def test_critic_loss_does_not_train_through_targets():
     args = [jnp.array([1.0, 2.0])] * 8 + [jnp.array([0.5, 0.5]), jnp.array([False, False])]
 

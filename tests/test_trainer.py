@@ -254,6 +254,7 @@ def test_probe_metrics_by_hand():
     ("env.oracle", "human", "config.env.oracle = 'human'"),
     ("critic.kind", "bert", "config.critic.kind = 'bert': choose one of ('roberta', 'actor')"),
     ("archer.gamma", 1.5, "config.archer.gamma = 1.5: must lie in [0, 1]"),
+    ("archer.mc_mix", -0.1, "config.archer.mc_mix = -0.1: must lie in [0, 1]"),
     ("archer.greedy_rollouts", -0.5, "config.archer.greedy_rollouts = -0.5: a fraction in [0, 1]"),
     ("archer.reward_scale", 0.0, "config.archer.reward_scale = 0.0: must be a positive number"),
     ("archer.rollout_size", 10, "config.archer.rollout_size = 10 must be a multiple of config.archer.rollout_batch"),

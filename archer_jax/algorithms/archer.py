@@ -79,6 +79,9 @@ class ArcherHParams:
     # The policy whose V the critic learns: 1 = a ~ pi (ArCHer); k > 1 = CHAI's, the
     # best of k utterances a ~ pi by the target critic's min(Q1, Q2) (``best_of_k``).
     candidates: int = 1
+    # beta of the critic's mixed Monte-Carlo Q target (1 - beta) (r + gamma V(s')) + beta G,
+    # G the row's discounted return (``losses.critic_loss``); 0 = the paper's TD target.
+    mc_mix: float = 0.0
     # Widths the update phases cut observations to, per group of rows of similar length
     # (``length_buckets.apply``): () = every row at the full width. ``bucket_chunks``:
     # the groups a batch is split into.
@@ -96,6 +99,8 @@ class ArcherHParams:
                      "actor_samples", "candidates", "bucket_chunks"):
             if getattr(self, name) < 1:
                 raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 1")
+        if not 0.0 <= self.mc_mix <= 1.0:
+            raise ValueError(f"ArcherHParams.mc_mix = {self.mc_mix}: must lie in [0, 1]")
         if not 0.0 <= self.gamma <= 1.0:
             raise ValueError(f"ArcherHParams.gamma = {self.gamma}: must lie in [0, 1]")
         if self.temperature < 0:
@@ -117,7 +122,7 @@ def hparams(config: Any, stop_ids: Sequence[int], pad_id: int) -> ArcherHParams:
         gamma=a.gamma, tau=a.tau, critic_batch_size=a.batch_size, actor_batch_size=a.actor_batch_size,
         critic_epochs=a.critic_epochs, actor_epochs=max(a.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
         temperature=a.temperature, actor_temperature=a.actor_temperature, actor_samples=a.actor_samples,
-        kl_coef=a.kl_coef, forward_kl_coef=a.forward_kl_coef, stop_ids=tuple(stop_ids), pad_id=pad_id,
+        kl_coef=a.kl_coef, forward_kl_coef=a.forward_kl_coef, mc_mix=a.mc_mix, stop_ids=tuple(stop_ids), pad_id=pad_id,
         length_buckets=tuple(config.tokens.length_buckets), bucket_chunks=config.tokens.bucket_chunks)
 
 
@@ -251,7 +256,8 @@ def _critic_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
     def loss_fn(params: Any) -> tuple[jax.Array, Metrics]:
         out = critic_apply(critic, params, obs, obs_mask, act, act_mask, **hp.rows)
         return losses.critic_loss(out.q1, out.q2, out.v1, out.v2, target_pi.q1, target_pi.q2,
-                                  target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma)
+                                  target_v1_next, target_v2_next, batch.reward, batch.done, hp.gamma,
+                                  batch.mc_return, hp.mc_mix)
 
     state, metrics = critic_update(state, loss_fn, tx=tx, tau=hp.tau)
     return state.replace(step=state.step + 1), metrics

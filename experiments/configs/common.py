@@ -184,6 +184,12 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     # players tried, which the policy's own rollouts seldom do (hybrid RL); False = the
     # paper's buffer of the policy's rollouts alone.
     c.archer.offline_data = False
+    # beta in [0, 1]: the critic's Q regresses on (1 - beta) (r + gamma V(s')) + beta G, G the
+    # turn's discounted return to the episode's end (mixed Monte Carlo): a reward reaches
+    # every earlier turn at once instead of one turn per target update, biased toward the
+    # returns of whoever played the row (the rollouts' policy, the data's players).
+    # 0 = the paper's one-step TD target.
+    c.archer.mc_mix = 0.0
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
 
