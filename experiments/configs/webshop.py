@@ -22,7 +22,9 @@ Variants (the part after ':'):
          within a state, as its replay buffer seldom holds the alternatives
          (docs/research_log.md, stops 46-49). With the BC data's turns in the buffer
          (--config.archer.offline_data=True) it ranks them after ~900 steps, and on the
-         careless shoppers' data two of three seeds gained +0.05 (stop 50).
+         careless shoppers' data two of three seeds gained +0.05 (stop 50); with the
+         critic's mixed Monte-Carlo target as well (--config.archer.mc_mix=0.5) every
+         seed gained, mean +0.03, 1.7 SE (stop 51): still not the claim.
   smoke  seconds; for tests.
 """
 
