@@ -49,6 +49,8 @@ def critic_loss(
     chex.assert_equal_shape([q1, q2, v1, v2, target_q1, target_q2, target_v1_next, target_v2_next, reward, done])
     targets = [td_targets(reward, done, v_next, gamma) for v_next in (target_v1_next, target_v2_next)]
     if mc_mix:
+        if mc_return is None:
+            raise ValueError("critic_loss: mc_mix > 0 needs mc_return (each row's discounted return)")
         chex.assert_equal_shape([reward, mc_return])
         targets = [(1.0 - mc_mix) * y + mc_mix * mc_return.astype(jnp.float32) for y in targets]
     q1_loss = _mse(q1, targets[0])
