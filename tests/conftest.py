@@ -56,31 +56,3 @@ def pytest_sessionfinish(session, exitstatus) -> None:
     del session, exitstatus
     if _XLA_CACHE is not None:
         shutil.rmtree(_XLA_CACHE, ignore_errors=True)
-
-
-# Each file's share of the suite's test time (seconds, `python -m pytest -v -n 2 --dist loadfile
-# tests --durations=0`, setup + call + teardown summed per file, 2026-12-07, the machine loaded,
-# so only the order matters). With `--dist loadfile` xdist deals whole files to the two
-# workers; by default it queues them by their NUMBER of tests, so files of one or two long
-# tests (the two-process run, the kill-and-resume runs) come last and one worker runs them
-# while the other idles. Queued longest first (the files not listed after them, in collection
-# order), the workers end close together.
-FILE_SECONDS = {
-    "test_trainer.py": 1156, "test_archer_steps.py": 849, "test_use_policy.py": 575, "test_length_buckets.py": 565,
-    "test_privileged_critic.py": 524, "test_lora.py": 450, "test_offline_archer.py": 307,
-    "test_filtered_bc.py": 281, "test_resume.py": 279, "test_webshop.py": 273, "test_detective.py": 250,
-    "test_benchmarks.py": 237, "test_t5.py": 216, "test_memory_plan.py": 215, "test_env_contract.py": 214,
-    "test_ppo.py": 214, "test_probe_guesses.py": 212, "test_multihost.py": 208, "test_lm_oracle.py": 192,
-    "test_probe_critic.py": 183, "test_sampling.py": 169, "test_fit_critic.py": 163, "test_gcs_workdir.py": 142,
-    "test_llama.py": 115, "test_fit_contrast.py": 115, "test_hf_loading.py": 105,
-}
-
-
-def pytest_configure(config) -> None:
-    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist: keep the order set below
-        config.option.loadscopereorder = False
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    del config
-    items.sort(key=lambda item: -FILE_SECONDS.get(item.path.name, 0))  # stable: each file's tests keep their order
