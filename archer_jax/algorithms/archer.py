@@ -82,6 +82,15 @@ class ArcherHParams:
     # beta of the critic's mixed Monte-Carlo Q target (1 - beta) (r + gamma V(s')) + beta G,
     # G the row's discounted return (``losses.critic_loss``); 0 = the paper's TD target.
     mc_mix: float = 0.0
+    # Weight of an advantage-weighted regression term on the replay buffer's own turns
+    # (AWAC; the actor of offline ArCHer, ``offline_archer``): -mean(w log pi_T(a|s)) over
+    # the sampled (s, a) of the buffer, w = min(exp(awr_beta * A), awr_max_weight), A =
+    # min(Q1, Q2)(s, a) - min(V1, V2)(s) by the online critic, V the current policy's value.
+    # It moves pi_T toward the buffer's better-than-pi actions even where pi_T's own
+    # samples coincide (a peaked policy's policy gradient is zero there). 0 = none, as in the paper.
+    awr_coef: float = 0.0
+    awr_beta: float = 1.0
+    awr_max_weight: float = 20.0
     # Widths the update phases cut observations to, per group of rows of similar length
     # (``length_buckets.apply``): () = every row at the full width. ``bucket_chunks``:
     # the groups a batch is split into.
@@ -110,7 +119,9 @@ class ArcherHParams:
                              "policy gradient differentiates log pi_T, which T = 0 does not define)")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"ArcherHParams.tau = {self.tau}: must lie in (0, 1]")
-        for name in ("kl_coef", "forward_kl_coef"):
+        if self.awr_max_weight <= 0:
+            raise ValueError(f"ArcherHParams.awr_max_weight = {self.awr_max_weight}: must be > 0")
+        for name in ("kl_coef", "forward_kl_coef", "awr_coef", "awr_beta"):
             if getattr(self, name) < 0:
                 raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 0")
 
@@ -122,7 +133,8 @@ def hparams(config: Any, stop_ids: Sequence[int], pad_id: int) -> ArcherHParams:
         gamma=a.gamma, tau=a.tau, critic_batch_size=a.batch_size, actor_batch_size=a.actor_batch_size,
         critic_epochs=a.critic_epochs, actor_epochs=max(a.actor_epochs, 1), max_new_tokens=config.tokens.action_len,
         temperature=a.temperature, actor_temperature=a.actor_temperature, actor_samples=a.actor_samples,
-        kl_coef=a.kl_coef, forward_kl_coef=a.forward_kl_coef, mc_mix=a.mc_mix, stop_ids=tuple(stop_ids), pad_id=pad_id,
+        kl_coef=a.kl_coef, forward_kl_coef=a.forward_kl_coef, mc_mix=a.mc_mix, awr_coef=a.awr_coef,
+        awr_beta=a.awr_beta, awr_max_weight=a.awr_max_weight, stop_ids=tuple(stop_ids), pad_id=pad_id,
         length_buckets=tuple(config.tokens.length_buckets), bucket_chunks=config.tokens.bucket_chunks)
 
 
@@ -311,6 +323,14 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
     ref_self_logp = (action_logprobs(actor, ref_params, batch.obs, batch.obs_mask, ref.tokens, ref.mask,
                                      hp.actor_temperature, **hp.rows) if ref is not None else None)
 
+    awr_weight = None
+    if hp.awr_coef:  # AWR on the buffer's own turns: the online critic's advantage of the stored action
+        d_obs, d_obs_mask = critic_view(bridge, batch.obs, batch.obs_mask, batch.hidden, batch.hidden_mask)
+        d_act, d_act_mask = bridge(batch.action, batch.action_mask)
+        d_values = critic_apply(critic, state.critic_params, d_obs, d_obs_mask, d_act, d_act_mask, **hp.rows)
+        awr_advantage = losses.advantages(d_values.q1, d_values.q2, d_values.v1, d_values.v2)
+        awr_weight = losses.awr_weights(awr_advantage, hp.awr_beta, hp.awr_max_weight)
+
     def weights(logp: jax.Array) -> tuple[jax.Array, jax.Array]:
         """(the policy-gradient weight of each sample, its KL sample), both constants."""
         kl = (losses.sequence_kl_sample(jax.lax.stop_gradient(logp), ref_logp, pi.mask) if hp.kl_coef
@@ -348,9 +368,15 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
                                           hp.actor_temperature, **hp.rows)
             forward_kl = jnp.mean(losses.sequence_kl_sample(ref_self_logp, ref_logp_pi, ref.mask))
             pg = pg + hp.forward_kl_coef * forward_kl
-        return pg, (weight, kl, logp, forward_kl)
+        awr = jnp.zeros(())
+        if awr_weight is not None:
+            data_logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, batch.action, batch.action_mask,
+                                        hp.actor_temperature, **hp.rows)
+            awr = losses.awr_loss(data_logp, batch.action_mask, awr_weight)
+            pg = pg + hp.awr_coef * awr
+        return pg, (weight, kl, logp, forward_kl, awr)
 
-    (loss, (advantage, kl, logp, forward_kl)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
+    (loss, (advantage, kl, logp, forward_kl, awr)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
     updates, opt_state = tx.update(grads, state.actor_opt_state, state.actor_params)
     state = state.replace(step=state.step + 1, actor_params=optax.apply_updates(state.actor_params, updates),
                           actor_opt_state=opt_state)
@@ -368,6 +394,11 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
         metrics["actor/kl"] = jnp.mean(kl)  # nats per utterance
     if hp.forward_kl_coef:
         metrics["actor/forward_kl"] = forward_kl  # KL(pi_ref || pi), nats per utterance
+    if awr_weight is not None:
+        metrics["actor/awr_loss"] = awr
+        metrics["actor/awr_advantage_std"] = jnp.std(awr_advantage)
+        metrics["actor/awr_weight_mean"] = jnp.mean(awr_weight)
+        metrics["actor/awr_weight_clipped"] = jnp.mean(awr_weight >= hp.awr_max_weight)
     if baseline is not None:
         metrics["baseline/loss"] = b_loss
         metrics["baseline/value_mean"] = jnp.sum(jnp.where(pi.mask, token_values, 0.0)) / jnp.maximum(

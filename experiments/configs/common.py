@@ -190,6 +190,12 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     # returns of whoever played the row (the rollouts' policy, the data's players).
     # 0 = the paper's one-step TD target.
     c.archer.mc_mix = 0.0
+    # Weight of advantage-weighted regression on the buffer's turns in the actor's
+    # objective (AWAC, offline ArCHer's actor): w = min(exp(awr_beta * A), awr_max_weight)
+    # on log pi(a|s) of the stored actions, A by the online critic. 0 = none, the paper.
+    c.archer.awr_coef = 0.0
+    c.archer.awr_beta = 1.0
+    c.archer.awr_max_weight = 20.0
     c.archer.eval_every = 5  # greedy evaluation every N iterations (and at iteration 0)
     c.archer.eval_size = 64  # trajectories per greedy evaluation
 
