@@ -51,10 +51,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                  "archer.actor_batch_size", "archer.actor_samples", "archer.actor_temperature", "archer.eval_size",
                  "archer.eval_every", "archer.tau", "archer.reward_scale", "actor.lr",
                  "critic.lr", "checkpoint_every", "data.num_episodes", "bc.steps",
-                 "bc.batch_size", "bc.lr"):
+                 "bc.batch_size", "bc.lr", "archer.awr_max_weight"):
         positive(config, path)
     for path in ("archer.iterations", "archer.actor_epochs", "archer.warmup_iter", "bc.iterations",
-                 "archer.temperature", "archer.kl_coef", "archer.forward_kl_coef", "transcripts"):
+                 "archer.temperature", "archer.kl_coef", "archer.forward_kl_coef", "archer.awr_coef",
+                 "archer.awr_beta", "transcripts"):
         positive(config, path, allow_zero=True)
     positive(config, "tokens.bucket_chunks")
     buckets = config.tokens.length_buckets

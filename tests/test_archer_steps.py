@@ -308,6 +308,46 @@ def test_only_the_mass_covering_anchor_brings_back_a_mode_the_policy_lost(sharde
     assert collapsed - forward > 3 * max(collapsed - reverse, 0.005), (collapsed, forward, reverse)
 
 
+def _stored_logp(params, buffer):
+    """The mean over the buffer's rows of log pi(stored action | s), summed per utterance."""
+    logp = archer.action_logprobs(ACTOR, params, buffer.obs, buffer.obs_mask, buffer.action, buffer.action_mask)
+    return float(jnp.mean(jnp.sum(jnp.where(buffer.action_mask, logp, 0.0), axis=-1)))
+
+
+def test_awr_term_fits_the_buffers_actions_where_the_policy_gradient_is_silent(sharded):
+    """Q = V = 0: the policy gradient's weights vanish, so without the AWR term the actor
+    does not move; with it (w = exp(0) = 1 on every stored turn) it fits the buffer's own
+    utterances, as BC would."""
+    identity = lambda ids, mask: (ids, mask)  # noqa: E731
+    buffer = jax.device_get(sharded.buffer)
+    state = jax.device_get(sharded.fresh_state()).replace(critic_params={}, critic_opt_state={},
+                                                          target_critic_params={})
+
+    def phase(**coefs):
+        run = jax.jit(functools.partial(archer.actor_phase, actor=ACTOR, critic=ConstantCritic(),
+                                        hp=dataclasses.replace(HP, actor_epochs=8, **coefs), bridge=identity,
+                                        tx=train_state.make_optimizer(1e-2)))
+        return jax.device_get(run(state, buffer))
+
+    silent, metrics = phase()
+    assert not tree_changed(state.actor_params, silent.actor_params)
+    assert "actor/awr_loss" not in metrics
+    fitted, metrics = phase(awr_coef=1.0, awr_beta=5.0)
+    assert set(metrics) == ACTOR_METRICS | {"actor/awr_loss", "actor/awr_advantage_std", "actor/awr_weight_mean",
+                                            "actor/awr_weight_clipped"}
+    assert float(metrics["actor/awr_weight_mean"]) == pytest.approx(1.0)
+    assert float(metrics["actor/awr_weight_clipped"]) == 0.0
+    before, after = _stored_logp(state.actor_params, buffer), _stored_logp(fitted.actor_params, buffer)
+    assert after > before + 1.0, (before, after)
+
+
+def test_awr_fields_are_checked():
+    with pytest.raises(ValueError, match="awr_max_weight"):
+        dataclasses.replace(HP, awr_max_weight=0.0)
+    with pytest.raises(ValueError, match="awr_beta"):
+        dataclasses.replace(HP, awr_beta=-1.0)
+
+
 def test_token_level_baseline_learns_min_q_and_the_policy_still_moves_toward_it(sharded):
     """ArCHer with a token-level baseline: the phase trains V(s, a_<t) toward min Q of the
     sampled utterance (its loss falls) while the policy moves as with A = Q - V."""
