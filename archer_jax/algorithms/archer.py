@@ -376,7 +376,8 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
             pg = pg + hp.awr_coef * awr
         return pg, (weight, kl, logp, forward_kl, awr)
 
-    (loss, (advantage, kl, logp, forward_kl, awr)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.actor_params)
+    (loss, (advantage, kl, logp, forward_kl, awr)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state.actor_params)
     updates, opt_state = tx.update(grads, state.actor_opt_state, state.actor_params)
     state = state.replace(step=state.step + 1, actor_params=optax.apply_updates(state.actor_params, updates),
                           actor_opt_state=opt_state)

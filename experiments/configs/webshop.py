@@ -15,16 +15,11 @@ Variants (the part after ':'):
          512 rollouts per iteration, gamma 0.9, 10-step cap) on instructions 2000-2099
          as the reference; for a TPU/GPU host.
   demo   CPU, no downloads: tiny models from scratch with a word tokenizer built from the
-         shop's own texts; simulated data from the scripted shoppers (informed, noisy,
-         first-result and random), BC warm start, then ArCHer. About 15 minutes
-         alone on 2 cores (seed 0: 14.5); no gain over BC yet (3 seeds: +0.03,
-         +0.01, -0.03 in 30 iterations): the critic does not rank the utterances
-         within a state, as its replay buffer seldom holds the alternatives
-         (docs/research_log.md, stops 46-49). With the BC data's turns in the buffer
-         (--config.archer.offline_data=True) it ranks them after ~900 steps, and on the
-         careless shoppers' data two of three seeds gained +0.05 (stop 50); with the
-         critic's mixed Monte-Carlo target as well (--config.archer.mc_mix=0.5) every
-         seed gained, mean +0.03, 1.7 SE (stop 51): still not the claim.
+         shop's own texts; simulated data from the scripted shoppers (informed, careless
+         and random), BC warm start, then ArCHer with the data's turns in its replay buffer
+         and advantage-weighted regression on the buffer's turns beside the policy
+         gradient (config.archer.awr_coef). 3 seeds: +0.07, +0.06, +0.05 over the BC
+         start (docs/results.md; docs/research_log.md, stops 46-53).
   smoke  seconds; for tests.
 """
 
@@ -59,6 +54,16 @@ def get_config(arg: str | None = None):
         # the width it needs (2.1-2.5x faster update steps, docs/benchmarks.md).
         c.tokens.length_buckets, c.tokens.bucket_chunks = (64, 128, 192, 256, 320), 8
         c.data.num_episodes = 2000
+        # Shoppers who know what to buy but skip each option with probability 0.5 (the
+        # data holds the alternatives at every item page), the data's turns in the replay
+        # buffer so the critic is trained where they differ, a light anchor to the BC
+        # policy, and AWR on the buffer's turns: at T = 0.3 the actor's own samples of a
+        # state mostly coincide, so the policy gradient alone has nothing to rank
+        # (docs/research_log.md, stops 50-53).
+        c.data.mix = "informed=0.05,careless_50=0.75,random=0.2"
+        c.archer.offline_data = True
+        c.archer.kl_coef = c.archer.forward_kl_coef = 0.02
+        c.archer.awr_coef, c.archer.awr_beta = 1.0, 10.0
     if c.variant == "smoke":
         c.tokens.obs_len = 128  # the start and item pages whole, results pages truncated
         c.tokens.action_len = 16
