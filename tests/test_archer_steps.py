@@ -341,6 +341,40 @@ def test_awr_term_fits_the_buffers_actions_where_the_policy_gradient_is_silent(s
     assert after > before + 1.0, (before, after)
 
 
+def _stored_logp_by_kind(params, buffer):
+    """(mean stored-utterance log pi over the rows whose first token is in GOOD, over the rest)."""
+    logp = archer.action_logprobs(ACTOR, params, buffer.obs, buffer.obs_mask, buffer.action, buffer.action_mask)
+    seq = np.asarray(jnp.sum(jnp.where(buffer.action_mask, logp, 0.0), axis=-1))
+    good = np.isin(np.asarray(buffer.action[:, 0]), np.asarray(GOOD))
+    assert good.any() and (~good).any()
+    return seq[good].mean(), seq[~good].mean()
+
+
+def test_awr_weights_the_buffers_better_actions_up(sharded):
+    """FirstTokenCritic: A = +0.75 on the stored utterances that start in GOOD, -1.25 on the
+    rest. With beta 5 (weights 20 against 0.002) the actor fits the good stored utterances
+    and not the bad ones; with beta 0 (every weight 1) both alike. The policy gradient
+    acts the same in both, so the difference is the weighting."""
+    identity = lambda ids, mask: (ids, mask)  # noqa: E731
+    buffer = jax.device_get(sharded.buffer)
+    state = jax.device_get(sharded.fresh_state()).replace(critic_params={}, critic_opt_state={},
+                                                          target_critic_params={})
+    good0, bad0 = _stored_logp_by_kind(state.actor_params, buffer)
+
+    def separation(beta):
+        run = jax.jit(functools.partial(archer.actor_phase, actor=ACTOR, critic=FirstTokenCritic(),
+                                        hp=dataclasses.replace(HP, actor_epochs=8, awr_coef=1.0, awr_beta=beta),
+                                        bridge=identity, tx=train_state.make_optimizer(1e-2)))
+        new, metrics = jax.device_get(run(state, buffer))
+        good, bad = _stored_logp_by_kind(new.actor_params, buffer)
+        return (good - good0) - (bad - bad0), metrics
+
+    weighted, metrics = separation(5.0)
+    uniform, _ = separation(0.0)
+    assert float(metrics["actor/awr_weight_clipped"]) > 0.0  # the good rows' exp(3.75) hits the clip of 20
+    assert weighted > uniform + 1.0, (weighted, uniform)
+
+
 def test_awr_fields_are_checked():
     with pytest.raises(ValueError, match="awr_max_weight"):
         dataclasses.replace(HP, awr_max_weight=0.0)
