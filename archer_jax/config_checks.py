@@ -4,6 +4,7 @@ with the field to fix."""
 from __future__ import annotations
 
 import importlib.util
+import os
 from typing import Any
 
 import ml_collections
@@ -84,6 +85,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise ConfigError(f"config.data.source = 'lmrl_gym' has no data for config.task = {config.task!r}: "
                               f"use it with one of {tuple(lmrl_gym.TASKS)}, or 'simulated'")
     _check_privileged(config)
+    _check_xla_cache(config)
     _check_logging(config.logging)
     if config.critic.pooling not in ("pooled", "mean"):
         raise ConfigError(f"config.critic.pooling = {config.critic.pooling!r}: choose 'pooled' or 'mean'")
@@ -136,6 +138,12 @@ def data_mix(config: ml_collections.ConfigDict) -> dict[str, float]:
         raise ConfigError(f"config.data.mix = {text!r} chooses scripted players, but config.data.source = "
                           f"{config.data.source!r} reads recorded episodes; set it to ''")
     return mix
+
+
+def _check_xla_cache(config: ml_collections.ConfigDict) -> None:
+    folder = config.get("xla_cache_dir", "")
+    if folder and "://" not in folder and os.path.isfile(os.path.expanduser(folder)):
+        raise ConfigError(f"config.xla_cache_dir = {folder!r} is a file: give a folder (or '' for no cache)")
 
 
 def _check_logging(logging: ml_collections.ConfigDict) -> None:

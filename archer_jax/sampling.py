@@ -23,13 +23,25 @@ class Generation:
     logprobs: jax.Array  # [B, T] float32, log pi(token) at temperature 1; 0 where masked
 
 
+def first_argmax(x: jax.Array) -> jax.Array:
+    """``jnp.argmax(x, axis=-1)`` for rows without NaN (the first index of the maximum), as a
+    max and a min over indices: two plain reductions, which the CPU backend runs about 2.5x
+    faster than argmax's (value, index) reduction (docs/benchmarks.md)."""
+    top = jnp.max(x, axis=-1, keepdims=True)
+    index = jnp.arange(x.shape[-1], dtype=jnp.int32)
+    return jnp.min(jnp.where(x == top, index, x.shape[-1]), axis=-1)
+
+
 def _pick(logits: jax.Array, rng: jax.Array, temperature: jax.Array) -> jax.Array:
     """Samples at ``temperature`` (> 0) or takes the argmax (temperature == 0);
-    ``temperature`` is a scalar or one value per row ([B])."""
-    greedy = jnp.argmax(logits, axis=-1)
+    ``temperature`` is a scalar or one value per row ([B]).
+
+    Sampling is ``jax.random.categorical``'s Gumbel-max, argmax(g + logits / T), with the
+    same noise g; greedy rows take the argmax of the logits themselves, so one argmax
+    serves both."""
     scaled = logits / jnp.maximum(temperature, 1e-6)[..., None]
-    sampled = jax.random.categorical(rng, scaled, axis=-1)
-    return jnp.where(temperature > 0, sampled, greedy).astype(jnp.int32)
+    noisy = jax.random.gumbel(rng, logits.shape, logits.dtype) + scaled
+    return first_argmax(jnp.where((temperature > 0)[..., None], noisy, logits))
 
 
 def generate(

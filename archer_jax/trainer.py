@@ -219,6 +219,18 @@ def check_workdir(workdir: str | os.PathLike) -> epath.Path:
     return path
 
 
+def use_xla_cache(folder: str) -> None:
+    """Keeps compiled programs in ``folder`` (``config.xla_cache_dir``; '~' expanded), from
+    the process's first compile on, unless JAX already has a cache folder (as
+    $JAX_COMPILATION_CACHE_DIR sets) or ``folder`` is ''. JAX keeps only programs that took
+    at least ``jax_persistent_cache_min_compile_time_secs`` (1 s) to compile."""
+    if not folder or jax.config.jax_compilation_cache_dir:
+        return
+    if "://" not in folder:
+        folder = os.path.expanduser(folder)
+    jax.config.update("jax_compilation_cache_dir", folder)
+
+
 def setup(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, read_only: bool = False) -> Run:
     """Validates the config, then builds (or restores) every part of the run.
 
@@ -232,6 +244,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, read
             f"config.archer.rollout_batch = {config.archer.rollout_batch}: each of the {multihost.count()} "
             "processes steps an equal share of a batch's environments; make it a multiple of the process count")
     CompileCounter.register()
+    use_xla_cache(config.get("xla_cache_dir", ""))
     workdir = check_workdir(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     try:

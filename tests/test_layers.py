@@ -51,7 +51,9 @@ def test_attention_equals_the_per_head_reference(hkv, bias_shape, key_block):
     q, k, v, bias = _inputs(hkv, bias_shape)
     if key_block < S:  # a query whose first block is all masked: its weights come from the later blocks
         bias = bias.at[..., 0, :3].set(np.finfo(np.float32).min).at[..., 0, 5].set(0.0)
-    attention = functools.partial(layers.dot_product_attention, key_block=key_block)
+    def attention(q, k, v, bias):  # k, v as the projections give them, [B, S, Hkv, D]
+        return layers.dot_product_attention(q, *layers.heads_first(k, v), bias, key_block=key_block)
+
     weights = jnp.cos(jnp.arange(B * L * H * D, dtype=jnp.float32).reshape(B, L, H, D))
 
     def grads(fn):
@@ -70,5 +72,6 @@ def test_attention_of_a_batch_split_over_devices_equals_the_unsplit_result():
     mesh = sharding.make_mesh((jax.device_count(), 1, 1))
     q, k, v, bias = _inputs(H, (B, 1, L, S))
     rows = NamedSharding(mesh, PartitionSpec(mesh.axis_names[0]))
+    k, v = layers.heads_first(k, v)
     out = jax.jit(layers.dot_product_attention)(*(jax.device_put(x, rows) for x in (q, k, v, bias)))
     np.testing.assert_allclose(out, layers.dot_product_attention(q, k, v, bias), atol=1e-6, rtol=0)

@@ -248,4 +248,4 @@ def test_from_scratch_init(tied: bool, biases: bool) -> None:
     assert out.hidden.shape == (4, 7, 24)
     assert np.isfinite(np.asarray(out.logits)).all()
     cache = cfg.init_cache(4, 9)
-    assert cache.k[0].shape == (4, 9, 2, 10) and len(cache.v) == 2
+    assert cache.k[0].shape == (4, 2, 10, 9) and cache.v[0].shape == (4, 2, 9, 10) and len(cache.v) == 2

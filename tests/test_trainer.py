@@ -284,6 +284,40 @@ def test_bad_config_fields_are_named(tmp_path, field, value, message):
     assert message in str(err.value)
 
 
+XLA_CACHE_SCRIPT = """
+import sys, jax, jax.numpy as jnp
+from archer_jax import trainer
+hits = []
+jax.monitoring.register_event_listener(lambda event, **_: hits.append(event == "/jax/compilation_cache/cache_hits"))
+trainer.use_xla_cache(sys.argv[1])
+print(float(jax.jit(lambda x: jnp.sin(x) @ x)(jnp.ones((8, 8)))[0, 0]), sum(hits))
+"""
+
+
+def test_the_xla_cache_folder_keeps_compiled_programs_for_the_next_process(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # keep even this tiny program
+
+    def run(folder: str) -> list[str]:
+        out = subprocess.run([sys.executable, "-c", XLA_CACHE_SCRIPT, folder], env=env, capture_output=True,
+                             text=True, check=True, cwd=Path(__file__).parents[1])
+        return out.stdout.split()
+
+    first = run(str(tmp_path / "xla"))
+    assert first[1] == "0" and any((tmp_path / "xla").iterdir())
+    second = run(str(tmp_path / "xla"))
+    assert second[0] == first[0] and int(second[1]) >= 1  # the same result, from cached programs
+    assert run("")[1] == "0"  # '' = off
+
+
+def test_an_xla_cache_folder_that_is_a_file_is_refused(tmp_path):
+    config = guess_city.get_config("smoke")
+    config.xla_cache_dir = str(tmp_path / "cache")
+    (tmp_path / "cache").write_text("")
+    with pytest.raises(config_checks.ConfigError, match="config.xla_cache_dir = .* is a file: give a folder"):
+        trainer.setup(config, tmp_path / "run")
+
+
 def test_a_workdir_that_is_a_file_is_refused(tmp_path):
     path = tmp_path / "notes.txt"
     path.write_text("mine")

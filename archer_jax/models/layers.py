@@ -190,11 +190,13 @@ def positions_from_mask(mask: jax.Array) -> jax.Array:
 
 @flax.struct.dataclass
 class KVCache:
-    """Keys and values of every layer for incremental decoding.
+    """Keys and values of every layer for incremental decoding, stored in the layout
+    ``dot_product_attention`` reads (``heads_first``), so a decoding step reads the cache
+    as it is instead of transposing all of it.
 
-    ``k[i]``/``v[i]``: [B, S, kv_heads, head_dim]; ``mask``: [B, S], True where a slot
-    holds a real token; ``index``: the next slot to write (same for all rows, since
-    prompts are left-padded to one length).
+    ``k[i]``: [B, kv_heads, head_dim, S]; ``v[i]``: [B, kv_heads, S, head_dim]; ``mask``:
+    [B, S], True where a slot holds a real token; ``index``: the next slot to write (same
+    for all rows, since prompts are left-padded to one length).
     """
 
     k: tuple[jax.Array, ...]
@@ -205,10 +207,11 @@ class KVCache:
     @classmethod
     def init(cls, batch: int, max_len: int, num_layers: int, num_kv_heads: int, head_dim: int,
              dtype: Dtype = jnp.float32) -> KVCache:
-        zeros = jnp.zeros((batch, max_len, num_kv_heads, head_dim), dtype)
+        k = jnp.zeros((batch, num_kv_heads, head_dim, max_len), dtype)
+        v = jnp.zeros((batch, num_kv_heads, max_len, head_dim), dtype)
         return cls(
-            k=tuple(zeros for _ in range(num_layers)),
-            v=tuple(zeros for _ in range(num_layers)),
+            k=tuple(k for _ in range(num_layers)),
+            v=tuple(v for _ in range(num_layers)),
             mask=jnp.zeros((batch, max_len), jnp.bool_),
             index=jnp.zeros((), jnp.int32),
         )
@@ -224,17 +227,30 @@ class KVCache:
         return count[:, None] + positions_from_mask(attention_mask)
 
 
-def write_cache(buf: jax.Array, new: jax.Array, index: jax.Array) -> jax.Array:
-    return jax.lax.dynamic_update_slice(buf, new.astype(buf.dtype), (0, index, 0, 0))
+def heads_first(k: jax.Array, v: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Keys and values [B, S, kv_heads, head_dim] (as the projections give them) in the
+    layout ``dot_product_attention`` and ``KVCache`` use: keys [B, kv_heads, head_dim, S],
+    values [B, kv_heads, S, head_dim], so both products are plain batched matmuls."""
+    return k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)
+
+
+def write_cache(kv: tuple[jax.Array, jax.Array], k: jax.Array, v: jax.Array, index: jax.Array
+                ) -> tuple[jax.Array, jax.Array]:
+    """Heads-first keys and values of new tokens written into the cache buffers ``kv`` at
+    slot ``index`` (in place under ``jit`` when the buffers are donated or loop-carried)."""
+    return (jax.lax.dynamic_update_slice(kv[0], k.astype(kv[0].dtype), (0, 0, 0, index)),
+            jax.lax.dynamic_update_slice(kv[1], v.astype(kv[1].dtype), (0, 0, index, 0)))
 
 
 def cached_kv(k: jax.Array, v: jax.Array, kv: tuple[jax.Array, jax.Array] | None, index: jax.Array | None
               ) -> tuple[jax.Array, jax.Array, tuple[jax.Array, jax.Array] | None]:
-    """Without a cache, (k, v, None). With one, the new keys/values written at
-    ``index``; attention then reads the whole buffers, which are also returned."""
+    """Keys and values [B, S, kv_heads, head_dim] made ``heads_first``: without a cache,
+    (k, v, None); with one, written at ``index``, and attention then reads the whole
+    buffers, which are also returned."""
+    k, v = heads_first(k, v)
     if kv is None:
         return k, v, None
-    k, v = write_cache(kv[0], k, index), write_cache(kv[1], v, index)
+    k, v = write_cache(kv, k, v, index)
     return k, v, (k, v)
 
 
@@ -268,14 +284,16 @@ CPU_KEY_BLOCK = 256
 
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, *,
                           scale: float | None = None, key_block: int | None = None) -> jax.Array:
-    """Grouped-query attention. q [B,L,H,D]; k, v [B,S,Hkv,D]; bias [B or 1, H or 1,
-    L or 1, S]. Softmax in fp32 whatever the compute dtype. Returns [B,L,H,D].
+    """Grouped-query attention. q [B,L,H,D]; k [B,Hkv,D,S] and v [B,Hkv,S,D] (``heads_first``,
+    the ``KVCache`` layout); bias [B or 1, H or 1, L or 1, S]. Softmax in fp32 whatever the
+    compute dtype. Returns [B,L,H,D].
 
     Heads lead and the query heads of one kv head share one axis with the queries, so
     both products are plain [B, Hkv] batches of matrices ([G*L, D] x [D, S], then
     [G*L, S] x [S, D]). On the CPU backend this runs the demos' update steps about 1.5x
     faster than einsums that keep the head axes between the sequence axes
-    (docs/benchmarks.md).
+    (docs/benchmarks.md); taking k and v in that layout lets a decoding step read its
+    cache without transposing it.
 
     The softmax is normalised after the second product, as flash attention does: the
     unnormalised weights exp(scores - max) multiply v and the [G*L, D] result is divided
@@ -289,7 +307,7 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Ar
     the CPU backend's fused attention otherwise reads the scale as a materialized
     [B, H, L, S] operand, and the backward pass runs about 20% faster without it."""
     b, l, h, d = q.shape
-    s_len, hkv = k.shape[1], k.shape[2]
+    s_len, hkv = k.shape[3], k.shape[1]
     groups = h // hkv
     if scale is None:
         scale = d ** -0.5
@@ -300,7 +318,7 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Ar
     blocks = -(-s_len // key_block)
     bounds = [(i * s_len // blocks, (i + 1) * s_len // blocks) for i in range(blocks)]  # near-equal blocks
     qt = q.transpose(0, 2, 1, 3).reshape(b, hkv, groups * l, d)  # head h: kv head h // G, group h % G
-    kt, vt = k.transpose(0, 2, 3, 1), v.transpose(0, 2, 1, 3)  # [B, Hkv, D, S], [B, Hkv, S, D]
+    kt, vt = k, v  # [B, Hkv, D, S], [B, Hkv, S, D]
     f32 = jnp.float32  # products accumulate in fp32 whatever the compute dtype
     scores = [jnp.matmul(qt, kt[..., lo:hi], preferred_element_type=f32).reshape(b, h, l, hi - lo)
               + bias[..., lo:hi].astype(f32) for lo, hi in bounds]  # [B, H, L, block]

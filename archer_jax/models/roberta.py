@@ -152,7 +152,7 @@ class SelfAttention(nn.Module):
         q = layers.dense(shape, ("embed", "heads", "head_dim"), name="query", **kw)(x)
         k = layers.dense(shape, ("embed", "heads", "head_dim"), name="key", **kw)(x)
         v = layers.dense(shape, ("embed", "heads", "head_dim"), name="value", **kw)(x)
-        out = layers.dot_product_attention(q, k, v, bias)
+        out = layers.dot_product_attention(q, *layers.heads_first(k, v), bias)
         return layers.dense(cfg.hidden_size, ("heads", "head_dim", "embed"), axis=(-2, -1), name="out", **kw)(out)
 
 

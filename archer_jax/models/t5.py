@@ -191,7 +191,8 @@ class T5DecoderCache:
 
     ``self_attn``: the decoder self-attention cache (slots = decoder positions);
     ``cross_k[i]`` / ``cross_v[i]``: layer i's cross-attention keys/values of the
-    encoder output, [B, Le, heads, d_kv], fixed for the whole generation.
+    encoder output, ``layers.heads_first`` ([B, heads, d_kv, Le] and [B, heads, Le, d_kv]),
+    fixed for the whole generation.
     """
 
     self_attn: KVCache
@@ -219,8 +220,9 @@ class T5Attention(nn.Module):
                               init_std=(c.num_heads * c.d_kv) ** -0.5, **kw)
 
     def project_kv(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """Keys and values [B, S, heads, d_kv] of ``x`` [B, S, d_model]."""
-        return self.k(x), self.v(x)
+        """Keys and values of ``x`` [B, S, d_model], ``layers.heads_first`` ([B, heads, d_kv, S]
+        and [B, heads, S, d_kv])."""
+        return layers.heads_first(self.k(x), self.v(x))
 
     def __call__(self, x: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array) -> jax.Array:
         """Queries from ``x`` [B, L, d_model] attend to ``k``/``v``; ``bias`` [B|1, H|1, L, S]
@@ -319,7 +321,7 @@ class T5DecoderBlock(nn.Module):
         k, v = self.self_attn.project_kv(h)
         if cache is not None:
             k_buf, v_buf, index = cache
-            k, v = layers.write_cache(k_buf, k, index), layers.write_cache(v_buf, v, index)
+            k, v = layers.write_cache((k_buf, v_buf), k, v, index)
         x = x + self.self_attn(h, k, v, self_bias)
         x = x + self.cross_attn(self.ln_cross(x), cross_k, cross_v, cross_bias)
         return x + self.ff(self.ln_ff(x)), k, v

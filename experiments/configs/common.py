@@ -79,6 +79,12 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     c.logging.wandb_project = ""
     c.logging.wandb_entity = ""  # the W&B team or user ('' = your default)
 
+    # Persistent XLA compilation cache: a rerun, a resume or an evaluation of the same
+    # shapes loads its compiled programs instead of compiling them again (the CPU demos'
+    # phases: minutes; docs/benchmarks.md). A local folder or gs:// ('' = off;
+    # $JAX_COMPILATION_CACHE_DIR, when set, wins).
+    c.xla_cache_dir = "~/.cache/archer_jax/xla"
+
     c.mesh = ml_collections.ConfigDict()
     c.mesh.shape = (-1, 1, 1)  # devices along ('data', 'fsdp', 'tensor'); -1 = the rest
     c.mesh.rules = sharding.DEFAULT_RULES  # logical axis -> mesh axes
