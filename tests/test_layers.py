@@ -2,7 +2,6 @@
 for its query heads), values and gradients, for every bias shape the model families
 pass, with the keys in one block or several, and with the batch split over devices."""
 
-import functools
 
 import jax
 import jax.numpy as jnp
