@@ -4,7 +4,9 @@ and tokenizes its half of the BC data, process 0 alone writes metrics and transc
 both write and restore the checkpoints. Killed together (kill -9) and resumed with the
 same commands, they end where one process with 4 devices ends, the same global batch:
 the same episodes, evaluation returns, transcripts and replay buffer, and metrics and
-weights equal to float32 rounding (the cross-process sums run in another order).
+weights equal to float32 rounding (the cross-process sums run in another order). PPO and
+offline ArCHer, whose rollouts, updates and data paths are their own, run the same way
+without the kill: the same metrics and evaluation files as one process.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ OVERRIDES = ("--config.bc.iterations=1", "--config.archer.iterations=4", "--conf
 TIMEOUT = 600.0
 
 
-def _launch(workdir: Path, env: dict[str, str], devices: int, process: tuple[int, int, int] | None = None
-            ) -> subprocess.Popen:
+def _launch(workdir: Path, env: dict[str, str], devices: int, process: tuple[int, int, int] | None = None,
+            overrides: tuple[str, ...] = OVERRIDES) -> subprocess.Popen:
     """One process of the run: alone (``process`` None) or (id, count, port) of several."""
     command = [sys.executable, "-m", "experiments.run", "--config=guess_city.py:smoke", f"--workdir={workdir}",
-               *OVERRIDES]
+               *overrides]
     name = "single"
     if process is not None:
         index, count, port = process
@@ -50,9 +52,9 @@ def _launch(workdir: Path, env: dict[str, str], devices: int, process: tuple[int
     return proc
 
 
-def _two(workdir: Path, env: dict[str, str]) -> list[subprocess.Popen]:
+def _two(workdir: Path, env: dict[str, str], overrides: tuple[str, ...] = OVERRIDES) -> list[subprocess.Popen]:
     port = runs.free_port()
-    return [_launch(workdir, env, 2, (i, 2, port)) for i in range(2)]
+    return [_launch(workdir, env, 2, (i, 2, port), overrides) for i in range(2)]
 
 
 def _finish(procs: list[subprocess.Popen]) -> None:
@@ -117,3 +119,28 @@ def test_two_processes_killed_and_resumed_match_one_process(env, tmp_path):
     for (path, g), (_, w) in zip(got_leaves, want_leaves):
         np.testing.assert_allclose(np.asarray(g, np.float64), np.asarray(w, np.float64), rtol=1e-4, atol=1e-5,
                                    err_msg=jax.tree_util.keystr(path))
+
+
+# The other learners' own paths: PPO's token-level rollouts and updates, offline ArCHer's
+# IQL critic and AWR actor on the BC data (ArCHer, CHAI, filtered BC and BC share the paths
+# the test above covers).
+@pytest.mark.parametrize("algorithm, overrides", [
+    ("ppo", ("--config.bc.iterations=1", "--config.archer.iterations=2", "--config.archer.eval_every=2")),
+    ("offline_archer", ("--config.bc.iterations=2",)),
+])
+def test_two_processes_of_another_learner_match_one_process(env, tmp_path, algorithm, overrides):
+    overrides = (f"--config.algorithm={algorithm}", *overrides)
+    single, two = tmp_path / "single", tmp_path / "two"
+    _finish([_launch(single, env, 4, overrides=overrides)])
+    _finish(_two(two, env, overrides))
+    want, got = runs.rows(single), runs.rows(two)
+    assert [(r["stage"], r["iteration"]) for r in got] == [(r["stage"], r["iteration"]) for r in want]
+    for g, w in zip(got, want):
+        g, w = runs.without_timing(g), runs.without_timing(w)
+        assert g.keys() == w.keys()
+        np.testing.assert_allclose([g[k] for k in sorted(g) if k != "stage"], [w[k] for k in sorted(w) if k != "stage"],
+                                   rtol=1e-4, atol=1e-5)
+    names = sorted(p.name for p in (single / "evaluations").iterdir())
+    assert names and sorted(p.name for p in (two / "evaluations").iterdir()) == names
+    for name in names:
+        assert (two / "evaluations" / name).read_text() == (single / "evaluations" / name).read_text(), name
