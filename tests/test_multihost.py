@@ -64,6 +64,19 @@ def _finish(procs: list[subprocess.Popen]) -> None:
         assert proc.returncode == 0, proc.log.read_text()[-3000:]
 
 
+def _matching_rows(single: Path, two: Path) -> list[tuple[dict, dict]]:
+    """The two runs' metrics rows (without timings), checked to be the same stages and
+    iterations with the same keys, equal to float32 rounding; (two's, single's) pairs."""
+    want, got = runs.rows(single), runs.rows(two)
+    assert [(r["stage"], r["iteration"]) for r in got] == [(r["stage"], r["iteration"]) for r in want]
+    pairs = [(runs.without_timing(g), runs.without_timing(w)) for g, w in zip(got, want)]
+    for g, w in pairs:
+        assert g.keys() == w.keys()
+        np.testing.assert_allclose([g[k] for k in sorted(g) if k != "stage"], [w[k] for k in sorted(w) if k != "stage"],
+                                   rtol=1e-4, atol=1e-5)
+    return pairs
+
+
 @pytest.fixture(scope="module")
 def env() -> dict[str, str]:
     """The session's environment: its persistent XLA compilation cache (conftest.py) is
@@ -95,15 +108,9 @@ def test_two_processes_killed_and_resumed_match_one_process(env, tmp_path):
     _finish(_two(two, env))
 
     # One metrics file, written by process 0, with the single process's rows.
-    want, got = runs.rows(single), runs.rows(two)
-    assert [(r["stage"], r["iteration"]) for r in got] == [(r["stage"], r["iteration"]) for r in want]
-    for g, w in zip(got, want):
-        g, w = runs.without_timing(g), runs.without_timing(w)
-        assert g.keys() == w.keys()
+    for g, w in _matching_rows(single, two):
         exact = {k: g[k] for k in g if k.startswith(("eval/", "rollout/", "env_steps"))}
         assert exact == {k: w[k] for k in exact}, (g["stage"], g["iteration"])
-        np.testing.assert_allclose([g[k] for k in sorted(g) if k not in ("stage",)],
-                                   [w[k] for k in sorted(w) if k not in ("stage",)], rtol=1e-4, atol=1e-5)
     names = sorted(p.name for p in (single / "transcripts").iterdir())
     assert sorted(p.name for p in (two / "transcripts").iterdir()) == names
     for name in names:
@@ -129,13 +136,7 @@ def test_two_processes_of_ppo_match_one_process(env, tmp_path):
     single, two = tmp_path / "single", tmp_path / "two"
     _finish([_launch(single, env, 4, overrides=overrides)])
     _finish(_two(two, env, overrides))
-    want, got = runs.rows(single), runs.rows(two)
-    assert [(r["stage"], r["iteration"]) for r in got] == [(r["stage"], r["iteration"]) for r in want]
-    for g, w in zip(got, want):
-        g, w = runs.without_timing(g), runs.without_timing(w)
-        assert g.keys() == w.keys()
-        np.testing.assert_allclose([g[k] for k in sorted(g) if k != "stage"], [w[k] for k in sorted(w) if k != "stage"],
-                                   rtol=1e-4, atol=1e-5)
+    _matching_rows(single, two)
     names = sorted(p.name for p in (single / "evaluations").iterdir())
     assert names and sorted(p.name for p in (two / "evaluations").iterdir()) == names
     for name in names:

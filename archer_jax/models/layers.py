@@ -318,16 +318,15 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Ar
     blocks = -(-s_len // key_block)
     bounds = [(i * s_len // blocks, (i + 1) * s_len // blocks) for i in range(blocks)]  # near-equal blocks
     qt = q.transpose(0, 2, 1, 3).reshape(b, hkv, groups * l, d)  # head h: kv head h // G, group h % G
-    kt, vt = k, v  # [B, Hkv, D, S], [B, Hkv, S, D]
     f32 = jnp.float32  # products accumulate in fp32 whatever the compute dtype
-    scores = [jnp.matmul(qt, kt[..., lo:hi], preferred_element_type=f32).reshape(b, h, l, hi - lo)
+    scores = [jnp.matmul(qt, k[..., lo:hi], preferred_element_type=f32).reshape(b, h, l, hi - lo)
               + bias[..., lo:hi].astype(f32) for lo, hi in bounds]  # [B, H, L, block]
     # The max only keeps exp finite: the result does not depend on it (no gradient).
     top = jax.lax.stop_gradient(functools.reduce(jnp.maximum, [jnp.max(s, axis=-1, keepdims=True) for s in scores]))
     weights = [jnp.exp(s - top) for s in scores]
     total = functools.reduce(jnp.add, [jnp.sum(w, axis=-1, keepdims=True) for w in weights])  # [B, H, L, 1]
     out = functools.reduce(jnp.add, [
-        jnp.matmul(w.astype(v.dtype).reshape(b, hkv, groups * l, hi - lo), vt[:, :, lo:hi], preferred_element_type=f32)
+        jnp.matmul(w.astype(v.dtype).reshape(b, hkv, groups * l, hi - lo), v[:, :, lo:hi], preferred_element_type=f32)
         for w, (lo, hi) in zip(weights, bounds)])  # [B, Hkv, G*L, D]
     out = out.reshape(b, h, l, d) / total
     return out.astype(v.dtype).transpose(0, 2, 1, 3)
