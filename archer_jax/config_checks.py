@@ -63,6 +63,11 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     if not isinstance(buckets, (tuple, list)) or not all(isinstance(b, int) and b > 0 for b in buckets):
         raise ConfigError(f"config.tokens.length_buckets = {buckets!r}: a tuple of token widths > 0, e.g. "
                           "'(64, 128, 256)', or () for none")
+    template = config.tokens.actor_template
+    if not isinstance(template, str) or (template and template.count("{obs}") != 1):
+        raise ConfigError(f"config.tokens.actor_template = {template!r}: a text with one '{{obs}}' where the "
+                          "observation goes (the actor's framing, e.g. an instruct model's '[INST] ... {obs} ... "
+                          "[/INST]'), or '' for none")
     unit_interval(config, "archer.gamma")
     unit_interval(config, "archer.mc_mix")
     if not 0.0 < config.archer.tau <= 1.0:
@@ -204,13 +209,15 @@ def _check_checkpoint(field: str, checkpoint: str) -> None:
 
 
 def check_context_lengths(config: ml_collections.ConfigDict, actor_max_positions: int | None,
-                          critic_max_positions: int | None, bridge_extra: int = 0) -> None:
-    """Prompt + utterance must fit the actor's context; observations the critic's."""
-    need = config.tokens.obs_len + config.tokens.action_len
+                          critic_max_positions: int | None, bridge_extra: int = 0, template_len: int = 0) -> None:
+    """Prompt (``template_len`` tokens of the actor's template around the observation)
+    + utterance must fit the actor's context; observations the critic's."""
+    need = config.tokens.obs_len + config.tokens.action_len + template_len
     if actor_max_positions is not None and need > actor_max_positions:
         raise ConfigError(
-            f"config.tokens.obs_len + config.tokens.action_len = {need} exceeds the actor's context of "
-            f"{actor_max_positions} positions; lower config.tokens.obs_len")
+            f"config.tokens.obs_len + config.tokens.action_len"
+            f"{f' + the {template_len} tokens of config.tokens.actor_template' if template_len else ''} = {need} "
+            f"exceeds the actor's context of {actor_max_positions} positions; lower config.tokens.obs_len")
     critic_need = critic_length(config) + bridge_extra
     if critic_max_positions is not None and critic_need > critic_max_positions:
         raise ConfigError(

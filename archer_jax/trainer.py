@@ -38,7 +38,6 @@ from archer_jax import (
     algorithms,
     checkpointing,
     config_checks,
-    length_buckets,
     metrics,
     multihost,
     replay,
@@ -144,13 +143,16 @@ def _actor_tokenizer(config: ml_collections.ConfigDict, workdir: epath.Path, tas
 
 
 def word_tokenizer(config: ml_collections.ConfigDict, task: Any) -> Any:
-    """A from-scratch actor's word tokenizer: the task's own text and what its
-    environment hides (which a privileged critic reads), its markup kept whole. It
-    depends on the task and its environment fields only, so every algorithm and critic
-    on one config starts from the same ids, hence the same BC actor."""
+    """A from-scratch actor's word tokenizer: the task's own text, what its environment
+    hides (which a privileged critic reads) and the actor's template, its markup kept
+    whole. It depends on the task, its environment fields and the template only, so
+    every algorithm and critic on one config starts from the same ids, hence the same
+    BC actor."""
     corpus = task.corpus(config.env)
     if hasattr(task, "hidden_texts"):
         corpus = itertools.chain(corpus, task.hidden_texts(config.env))
+    if config.tokens.actor_template:
+        corpus = itertools.chain(corpus, config.tokens.actor_template.split(tokenization.OBS_SLOT))
     return tokenization.build_word_tokenizer(corpus, marks=getattr(task, "word_marks", ()))
 
 
@@ -278,10 +280,11 @@ def setup(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, read
         bridge = token_bridge.make_bridge(tokenizer, critic_tokenizer, add_bos=add_bos,
                                           actor_vocab_size=actor.config.vocab_size)
     critic_positions = getattr(critic.encoder.config, "max_positions", None) if critic is not None else None
-    config_checks.check_context_lengths(config, actor.config.max_positions, critic_positions,
-                                        bridge_extra=int(add_bos))
     pad_id = _pad_id(tokenizer)
-    hp = archer.hparams(config, tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id)
+    prompt = tokenization.prompt_template(tokenizer, config.tokens.actor_template, pad_id)
+    config_checks.check_context_lengths(config, actor.config.max_positions, critic_positions,
+                                        bridge_extra=int(add_bos), template_len=len(prompt))
+    hp = archer.hparams(config, tokenization.terminator_ids(tokenizer, config.tokens.terminator), pad_id, prompt)
 
     actor_tx = train_state.actor_optimizer(config)
     critic_tx = train_state.make_optimizer(config.critic.lr, config.critic.max_grad_norm)
@@ -315,8 +318,7 @@ def setup(config: ml_collections.ConfigDict, workdir: str | os.PathLike, *, read
         _check_frozen_base(state, frozen, progress, checkpointer.directory / str(step))
         state = _with_frozen(stored, state, frozen)
 
-    policy = jax.jit(functools.partial(length_buckets.generate, actor, max_new_tokens=hp.max_new_tokens,
-                                       stop_ids=hp.stop_ids, pad_id=pad_id, **hp.rows))
+    policy = jax.jit(functools.partial(archer.generate, actor, hp=hp))
     # This process's share of each batch's environments (rollout.RolloutRunner).
     env = task.make_env(config.env, config.archer.rollout_batch // multihost.count(), oracle=oracle)
     runner = rollout.RolloutRunner(env, policy, tokenizer,

@@ -77,10 +77,11 @@ def export(run: Any, out: Path) -> dict[str, Any]:
             "stage": run.progress.get("stage"), "iteration": run.progress.get("iteration"),
             "task": c.task, "algorithm": c.algorithm, "model_type": hf_config["model_type"],
             # How the run prompted the actor: the observation text, tokenized without
-            # special tokens, left-truncated to obs_len tokens; an utterance ends at the
-            # terminator (generation_config's eos ids) or after action_len tokens.
+            # special tokens, left-truncated to obs_len tokens, between the ids of
+            # actor_template's two sides (each tokenized alone; '' = none); an utterance
+            # ends at the terminator (generation_config's eos ids) or after action_len tokens.
             "obs_len": c.tokens.obs_len, "action_len": c.tokens.action_len, "terminator": c.tokens.terminator,
-            "add_special_tokens": False,
+            "add_special_tokens": False, "actor_template": c.tokens.actor_template,
         }
         (tmp / EXPORT_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
         umask = os.umask(0)

@@ -20,9 +20,12 @@ for a 7B actor read its program numbers as a CPU's, not a TPU's; on the slice's 
 ``--native`` compiles for the chips themselves (still nothing allocated).
 
 A checkpoint's architecture comes from its ``config.json`` (a local folder, or the
-Hugging Face cache); for the public models the configs name (GPT-2, RoBERTa-base,
-Mistral-7B-Instruct-v0.2) a copy of that file's architecture fields is built in, so the
-plan runs offline. The last stdout line is one JSON object.
+Hugging Face hub: its config and tokenizer files, never its weights); for the public
+models the configs name (GPT-2, RoBERTa-base, Mistral-7B-Instruct-v0.2) a copy of that
+file's architecture fields is built in, so the plan runs offline. The actor's template
+(``config.tokens.actor_template``) lengthens each prompt by its tokens: counted with the
+actor's tokenizer when it is at hand, else one per character (an upper bound). The last
+stdout line is one JSON object.
 """
 
 from __future__ import annotations
@@ -88,7 +91,7 @@ def architecture(checkpoint: str, field: str) -> dict[str, Any]:
     from archer_jax.models import hf_loading
 
     try:
-        return hf_loading.read_config(hf_loading.resolve_folder(checkpoint))
+        return hf_loading.read_config(hf_loading.resolve_folder(checkpoint, hf_loading.METADATA_PATTERNS))
     except hf_loading.CheckpointError as e:
         if checkpoint in KNOWN_ARCHITECTURES:
             return dict(KNOWN_ARCHITECTURES[checkpoint])
@@ -133,9 +136,34 @@ def build_models(config: Any, mesh: Any) -> dict[str, Any]:
         bridge = token_bridge.TokenBridge(kind="table", critic_length=None, bos_id=0, pad_id=1, unk_id=3, table=table)
     else:
         critic, _, _ = registry.build_critic(config, actor, tokenizer or _Vocabulary(vocab, 0), mesh)
-    hp = archer.hparams(config, stop_ids=(1,), pad_id=0)
+    prompt, template_exact = template_stand_in(config, tokenizer)
+    hp = archer.hparams(config, stop_ids=(1,), pad_id=0, prompt=prompt)
     baseline = value_heads.TokenValue(lm=actor) if algorithm.token_value else None
-    return dict(actor=actor, critic=critic, bridge=bridge, hp=hp, baseline=baseline, algorithm=algorithm)
+    return dict(actor=actor, critic=critic, bridge=bridge, hp=hp, baseline=baseline, algorithm=algorithm,
+                template_exact=template_exact)
+
+
+def template_stand_in(config: Any, tokenizer: Any) -> tuple[Any, bool]:
+    """(``config.tokens.actor_template`` as ids of its length, whether that length is
+    exact): the actor tokenizer's count when it is at hand (the word tokenizer, or a
+    checkpoint's files), else one token per character, an upper bound for ASCII text
+    (every token covers a character or more)."""
+    from archer_jax.data import tokenization
+    from archer_jax.models import hf_loading
+
+    template = config.tokens.actor_template
+    if not template:
+        return tokenization.PromptTemplate(), True
+    if tokenizer is None:
+        try:
+            import transformers
+
+            folder = hf_loading.resolve_folder(config.actor.checkpoint, hf_loading.METADATA_PATTERNS)
+            tokenizer = transformers.AutoTokenizer.from_pretrained(folder)
+        except (hf_loading.CheckpointError, OSError, ValueError):
+            sides = template.split(tokenization.OBS_SLOT)
+            return tokenization.PromptTemplate(tuple([0] * len(sides[0])), tuple([0] * len(sides[1]))), False
+    return tokenization.prompt_template(tokenizer, template, 0), True
 
 
 def per_device_bytes(abstract: Any, shardings: Any) -> int:
@@ -188,6 +216,7 @@ def plan(config: Any, *, compile_programs: bool = True) -> dict[str, Any]:
         "devices": jax.device_count(), "platform": jax.devices()[0].platform, "mesh": dict(mesh.shape),
         "resident": resident,
         "actor_params": sum(x.size for x in jax.tree.leaves(state.actor_params)), "actor_trainable": trainable,
+        "template_tokens": len(m["hp"].prompt), "template_exact": m["template_exact"],  # obs_len + these per prompt
         "critic_params": sum(x.size for x in jax.tree.leaves(state.critic_params)),
     }
     if not compile_programs:
@@ -201,7 +230,7 @@ def plan(config: Any, *, compile_programs: bool = True) -> dict[str, Any]:
     generate = jax.jit(functools.partial(sampling.generate, m["actor"], max_new_tokens=hp.max_new_tokens,
                                          stop_ids=hp.stop_ids, pad_id=hp.pad_id),
                        in_shardings=(state_shardings.actor_params, replicated, replicated, replicated, replicated))
-    prompt = jax.ShapeDtypeStruct((b, config.tokens.obs_len), jnp.int32)
+    prompt = jax.ShapeDtypeStruct((b, config.tokens.obs_len + len(hp.prompt)), jnp.int32)
     programs = {
         "generate": generate.lower(state.actor_params, prompt, prompt, jax.eval_shape(lambda: jax.random.key(0)),
                                    jax.ShapeDtypeStruct((b,), jnp.float32)),
@@ -234,7 +263,10 @@ def _size(n: int) -> str:
 
 def print_plan(result: dict[str, Any], device_gib: float) -> None:
     print(f"memory plan: {result['devices']} devices, mesh {result['mesh']}; actor {result['actor_params']:,} "
-          f"params ({result['actor_trainable']:,} trained), critic {result['critic_params']:,}")
+          f"params ({result['actor_trainable']:,} trained), critic {result['critic_params']:,}"
+          + (f"; the actor's template adds {result['template_tokens']} tokens to each prompt"
+             + ("" if result["template_exact"] else " (one per character, an upper bound: its tokenizer is not at "
+                "hand)") if result.get("template_tokens") else ""))
     print("| per device | bytes |\n|---|---|")
     for name, n in result["resident"].items():
         print(f"| {name} | {_gib(n)} |")

@@ -1,6 +1,8 @@
 """Rows grouped by length (archer_jax/length_buckets.py): the same numbers as one call on
 the whole batch, in the model calls, their gradients, greedy generation and the jitted
-phases that use them, on one device and on a mesh."""
+phases that use them, on one device and on a mesh. And the actor's template
+(``ArcherHParams.prompt``) around the observations of those calls: the same numbers as
+the framed observations written out by hand."""
 
 import dataclasses
 import functools
@@ -11,6 +13,7 @@ import numpy as np
 
 from archer_jax import length_buckets, replay, sampling, sharding, train_state
 from archer_jax.algorithms import archer, bc, ppo
+from archer_jax.data.tokenization import PromptTemplate
 from archer_jax.models.gpt2 import GPT2Config, GPT2LMHeadModel
 from archer_jax.models.roberta import RobertaConfig, RobertaModel
 from archer_jax.models.value_heads import CausalEncoder, DoubleCritic, TokenValue
@@ -157,3 +160,75 @@ def test_a_ppo_phase_with_buckets_equals_the_phase_without():
         new, metrics = phase(state, episodes, jnp.float32(0.1))
         results.append(jax.device_get((new.actor_params, new.baseline_params, metrics)))
     close(results[1], results[0], atol=1e-4)
+
+
+PROMPT = PromptTemplate(prefix=(5, 6, 7), suffix=(8, 9), pad_id=PAD)
+
+
+def framed(obs, mask):
+    """PROMPT around each row's span (its first real token to the end), by hand."""
+    rows, masks = [], []
+    for row, m in zip(np.asarray(obs).tolist(), np.asarray(mask).tolist()):
+        start = m.index(True) if any(m) else len(m)
+        ids = [*PROMPT.prefix, *row[start:], *PROMPT.suffix]
+        real = [True] * len(PROMPT.prefix) + m[start:] + [True] * len(PROMPT.suffix)
+        pad = OBS + len(PROMPT) - len(ids)
+        rows.append([PAD] * pad + ids)
+        masks.append([False] * pad + real)
+    return jnp.asarray(rows, jnp.int32), jnp.asarray(masks)
+
+
+def test_the_actor_template_frames_its_log_probs_and_generations():
+    """Log-probs (rows grouped over buckets of observation widths) and greedy generations
+    with ``prompt`` equal those of the hand-framed observations without it."""
+    batch = transitions(ROWS, seed=6)
+    empty = jnp.zeros((1, OBS), jnp.int32), jnp.zeros((1, OBS), bool)  # a row with no real token: the template alone
+    obs, obs_mask = jnp.concatenate([batch.obs, empty[0]]), jnp.concatenate([batch.obs_mask, empty[1]])
+    f_obs, f_mask = framed(obs, obs_mask)
+    wrapped = jax.jit(PROMPT.wrap)(obs, obs_mask)
+    np.testing.assert_array_equal(wrapped[0], f_obs)
+    np.testing.assert_array_equal(wrapped[1], f_mask)
+    obs, obs_mask, f_obs, f_mask = obs[:ROWS], obs_mask[:ROWS], f_obs[:ROWS], f_mask[:ROWS]
+    params = ACTOR.init(jax.random.key(1), batch.obs, batch.obs_mask)["params"]
+    logp = jax.jit(lambda p: archer.action_logprobs(ACTOR, p, obs, obs_mask, batch.action, batch.action_mask,
+                                                    buckets=BUCKETS, chunks=4, prompt=PROMPT))(params)
+    by_hand = jax.jit(lambda p: archer.action_logprobs(ACTOR, p, f_obs, f_mask, batch.action,
+                                                       batch.action_mask))(params)
+    close(logp, by_hand)
+    hp = archer.ArcherHParams(max_new_tokens=ACT, stop_ids=(STOP,), pad_id=PAD, length_buckets=BUCKETS,
+                              bucket_chunks=4, prompt=PROMPT)
+
+    def greedy(hp, o, m):
+        return jax.jit(lambda p: archer.generate(ACTOR, p, o, m, jax.random.key(3), 0.0, hp))(params)
+
+    gen, plain = greedy(hp, obs, obs_mask), greedy(dataclasses.replace(hp, prompt=PromptTemplate()), f_obs, f_mask)
+    np.testing.assert_array_equal(gen.tokens, plain.tokens)
+    close(gen.logprobs, plain.logprobs)
+    bare = greedy(dataclasses.replace(hp, prompt=PromptTemplate()), obs, obs_mask)
+    assert not np.array_equal(bare.tokens, gen.tokens)  # the template reaches the model
+
+
+def test_a_ppo_phase_reads_the_actor_template_in_its_policy_and_value_model():
+    """PPO's phase with ``prompt`` (the actor's and its reference's log-probs, the value
+    model on the actor's view) equals the phase on hand-framed observations without it."""
+    value = TokenValue(lm=ACTOR)
+    batch = transitions(ROWS, seed=7)
+    actor_params = ACTOR.init(jax.random.key(1), batch.obs, batch.obs_mask)["params"]
+    value_params = value.init(jax.random.key(2), batch.obs, batch.obs_mask, batch.action, batch.action_mask)["params"]
+    state = train_state.ArcherState(
+        step=jnp.int32(0), rng=jax.random.key_data(jax.random.key(3)), actor_params=actor_params,
+        actor_opt_state=TX.init(actor_params), critic_params={}, target_critic_params={}, critic_opt_state=(),
+        ref_actor_params=jax.tree.map(lambda x: x * 0.9, actor_params), baseline_params=value_params,
+        baseline_opt_state=TX.init(value_params))
+    f_obs, f_mask = framed(batch.obs, batch.obs_mask)
+    results = []
+    for obs, obs_mask, prompt in ((batch.obs, batch.obs_mask, PROMPT), (f_obs, f_mask, PromptTemplate())):
+        episodes = {k: np.asarray(v).reshape(ROWS // 2, 2, *v.shape[1:]) for k, v in (
+            ("obs", obs), ("obs_mask", obs_mask), ("action", batch.action), ("action_mask", batch.action_mask),
+            ("reward", batch.reward))}
+        episodes["valid"] = np.ones((ROWS // 2, 2), bool)
+        hp = ppo.PPOHParams(epochs=1, batch_size=8, length_buckets=BUCKETS, bucket_chunks=2, prompt=prompt)
+        phase = jax.jit(functools.partial(ppo.ppo_phase, actor=ACTOR, value=value, hp=hp, tx=TX, value_tx=TX))
+        new, metrics = phase(state, episodes, jnp.float32(0.1))
+        results.append(jax.device_get((new.actor_params, new.baseline_params, metrics)))
+    close(results[0], results[1], atol=1e-4)

@@ -25,6 +25,7 @@ def test_the_plan_counts_what_a_run_allocates_on_a_device(tmp_path):
     config = guess_city.get_config("smoke")
     config.mesh.shape = (2, 4, 1)  # data x FSDP: some leaves sharded, some replicated
     config.archer.kl_coef = 0.1  # the KL anchor's copy of the actor too
+    config.tokens.actor_template = "Find the city.\n{obs}\nYour question:"
     planned = memory_plan.plan(config, compile_programs=False)
     run = trainer.setup(config, tmp_path)
     try:
@@ -36,6 +37,7 @@ def test_the_plan_counts_what_a_run_allocates_on_a_device(tmp_path):
         assert resident["replay_buffer"] == _device0_bytes(run.buffer)
         whole = sum(x.nbytes for x in jax.tree.leaves(run.state.actor_params))
         assert resident["actor_params"] < whole  # FSDP splits the actor
+        assert planned["template_exact"] and planned["template_tokens"] == len(run.hp.prompt) == 9  # words, marks
     finally:
         run.checkpointer.close()
 
@@ -70,6 +72,9 @@ def test_the_mistral_recipe_is_planned_offline():
     assert planned["actor_trainable"] == 32 * 16 * (q + k + v + o) == 13_631_488
     # bfloat16 base over 8 FSDP shards, float32 adapters
     assert np.isclose(planned["resident"]["actor_params"], 7.24e9 * 2 / 8, rtol=0.03)
+    # Its instruct template, without the tokenizer at hand: one token per character at most.
+    template = twenty_questions_subset.MISTRAL_TEMPLATE
+    assert not planned["template_exact"] and planned["template_tokens"] == len(template) - len("{obs}")
 
 
 def test_a_checkpoint_without_a_config_is_one_error():

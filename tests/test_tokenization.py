@@ -113,3 +113,16 @@ def test_word_tokenizer_keeps_marks_whole():
     assert len(_ids(tokenization.build_word_tokenizer([page]), page)) == len(_ids(tok, page)) + 2 * 4 + 2
     with pytest.raises(ValueError, match="without spaces"):
         tokenization.build_word_tokenizer([page], marks=("[ SEP ]",))
+
+
+def test_an_actor_template_is_its_two_sides_ids(word_tok):
+    template = tokenization.prompt_template(word_tok, "Is it Paris?\n{obs}\nYes.", pad_id=0)
+    assert template.prefix == tuple(_ids(word_tok, "Is it Paris?\n"))
+    assert template.suffix == tuple(_ids(word_tok, "\nYes."))
+    assert len(template) == len(template.prefix) + len(template.suffix) and template.widen((4, 9)) == (
+        4 + len(template), 9 + len(template))
+    assert tokenization.prompt_template(word_tok, "", pad_id=3) == tokenization.PromptTemplate(pad_id=3)
+    assert tokenization.prompt_template(word_tok, "{obs}", pad_id=0) == tokenization.PromptTemplate()
+    for bad in ("no slot", "{obs} {obs}"):
+        with pytest.raises(ValueError, match="holds '{obs}' exactly once"):
+            tokenization.prompt_template(word_tok, bad, pad_id=0)

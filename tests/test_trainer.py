@@ -270,6 +270,7 @@ def test_probe_metrics_by_hand():
     ("tokens.obs_len", 2, "config.tokens.obs_len = 2 cannot hold one turn (the shortest whole observation of "
                           "task 'guess_city' takes 17 tokens)"),
     ("tokens.length_buckets", (64, 0), "config.tokens.length_buckets = (64, 0): a tuple of token widths > 0"),
+    ("tokens.actor_template", "Ask.", "config.tokens.actor_template = 'Ask.': a text with one '{obs}' where"),
     ("mesh.shape", (3, 1, 1), "config.mesh.shape = (3, 1, 1): mesh_shape [3, 1, 1] needs 3 devices but 8 are"),
 ])
 def test_bad_config_fields_are_named(tmp_path, field, value, message):
@@ -334,6 +335,28 @@ def test_prompt_longer_than_the_actor_context_is_refused(tmp_path, hf_fixtures):
     config.critic.checkpoint = str(hf_fixtures / "roberta")
     with pytest.raises(config_checks.ConfigError, match="exceeds the actor's context of 32 positions"):
         trainer.setup(config, tmp_path)
+    config.tokens.actor_template = "Play.\n{obs}"  # counted too
+    with pytest.raises(config_checks.ConfigError, match=r"action_len \+ the \d+ tokens of config\.tokens\.actor_"):
+        trainer.setup(config, tmp_path)
+
+
+def test_the_actor_template_reaches_the_actor_and_not_the_buffer_or_the_critic(tmp_path):
+    """A smoke run with config.tokens.actor_template: the word tokenizer has its words,
+    the phases' prompt holds its ids, and the buffer (what the critic reads) holds bare
+    observations, none of the template's own words."""
+    config = guess_city.get_config("smoke")
+    config.tokens.actor_template = "Zebra quantum:\n{obs}\nxylophone"
+    config.bc.iterations, config.archer.iterations, config.archer.warmup_iter = 1, 1, 0
+    run = trainer.train(config, tmp_path)
+    tok = run.tokenizer
+    assert run.hp.prompt.prefix == tuple(tok("Zebra quantum:\n", add_special_tokens=False)["input_ids"])
+    assert run.hp.prompt.suffix == tuple(tok("\nxylophone", add_special_tokens=False)["input_ids"])
+    own = {tok.convert_tokens_to_ids(w) for w in ("Zebra", "quantum", "xylophone")}
+    assert tok.unk_token_id not in own
+    buffer = jax.device_get(run.buffer)
+    assert buffer.size > 0 and not np.isin(buffer.obs[:buffer.size], list(own)).any()
+    assert "actor/pg_loss" in _archer_rows(tmp_path)[1]
+    run.checkpointer.close()
 
 
 def test_paper_variant_without_weights_names_the_field_and_the_demo(tmp_path, monkeypatch):

@@ -29,6 +29,7 @@ from archer_jax import critic_probe, length_buckets, losses, multihost, replay, 
 from archer_jax import train_state
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage
+from archer_jax.data.tokenization import PromptTemplate
 from archer_jax.train_state import ArcherState, step_key
 
 # (ids [B, L], mask [B, L]) in the actor's vocabulary -> the same in the critic's.
@@ -96,12 +97,20 @@ class ArcherHParams:
     # the groups a batch is split into.
     length_buckets: tuple[int, ...] = ()
     bucket_chunks: int = 1
+    # The actor's framing of each observation (config.tokens.actor_template): ids read
+    # before and after it by the actor only; the buffer and the critic keep the bare one.
+    prompt: PromptTemplate = PromptTemplate()
 
     @property
     def rows(self) -> dict[str, Any]:
         """The length grouping as keyword arguments (``buckets``, ``chunks``) of the
         row-wise calls below."""
         return {"buckets": self.length_buckets, "chunks": self.bucket_chunks}
+
+    @property
+    def actor_rows(self) -> dict[str, Any]:
+        """``rows`` and the actor's ``prompt``: the keyword arguments of the actor's calls."""
+        return {**self.rows, "prompt": self.prompt}
 
     def __post_init__(self) -> None:
         for name in ("critic_batch_size", "actor_batch_size", "critic_epochs", "actor_epochs", "max_new_tokens",
@@ -126,8 +135,10 @@ class ArcherHParams:
                 raise ValueError(f"ArcherHParams.{name} = {getattr(self, name)}: must be >= 0")
 
 
-def hparams(config: Any, stop_ids: Sequence[int], pad_id: int) -> ArcherHParams:
-    """The phases' hyper-parameters of a run config (``config.archer``, ``config.tokens``)."""
+def hparams(config: Any, stop_ids: Sequence[int], pad_id: int,
+            prompt: PromptTemplate = PromptTemplate()) -> ArcherHParams:
+    """The phases' hyper-parameters of a run config (``config.archer``, ``config.tokens``;
+    ``prompt``: ``config.tokens.actor_template`` in the actor's ids)."""
     a = config.archer
     return ArcherHParams(
         gamma=a.gamma, tau=a.tau, critic_batch_size=a.batch_size, actor_batch_size=a.actor_batch_size,
@@ -135,7 +146,7 @@ def hparams(config: Any, stop_ids: Sequence[int], pad_id: int) -> ArcherHParams:
         temperature=a.temperature, actor_temperature=a.actor_temperature, actor_samples=a.actor_samples,
         kl_coef=a.kl_coef, forward_kl_coef=a.forward_kl_coef, mc_mix=a.mc_mix, awr_coef=a.awr_coef,
         awr_beta=a.awr_beta, awr_max_weight=a.awr_max_weight, stop_ids=tuple(stop_ids), pad_id=pad_id,
-        length_buckets=tuple(config.tokens.length_buckets), bucket_chunks=config.tokens.bucket_chunks)
+        length_buckets=tuple(config.tokens.length_buckets), bucket_chunks=config.tokens.bucket_chunks, prompt=prompt)
 
 
 def sample_batch(buffer: replay.ReplayBuffer, rng: jax.Array, batch_size: int, mesh: Mesh | None,
@@ -147,15 +158,17 @@ def sample_batch(buffer: replay.ReplayBuffer, rng: jax.Array, batch_size: int, m
 
 def action_logits(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array,
                   action: jax.Array, action_mask: jax.Array, *, buckets: Sequence[int] = (),
-                  chunks: int = 1) -> jax.Array:
+                  chunks: int = 1, prompt: PromptTemplate = PromptTemplate()) -> jax.Array:
     """The logits [B, T, V] that predict each action token given obs, from ONE forward
     pass over [obs (left-padded); action (right-padded)] (rows grouped by length over
-    ``buckets`` in ``chunks`` groups: ``length_buckets.apply``).
+    ``buckets`` in ``chunks`` groups: ``length_buckets.apply``); the observation framed
+    by ``prompt`` (``actor_view``).
 
     Positions come from the joint mask, so the action continues right after the
     observation's last real token; logits at column P - 1 + t predict action token t.
     """
     action_len = action.shape[1]
+    obs, obs_mask, buckets = actor_view(prompt, obs, obs_mask, buckets)
 
     def logits(width: int, obs: jax.Array, obs_mask: jax.Array, action: jax.Array, action_mask: jax.Array):
         ids = jnp.concatenate([obs[:, -width:], action], axis=1)
@@ -168,10 +181,12 @@ def action_logits(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.A
 
 def action_logprobs(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array,
                     action: jax.Array, action_mask: jax.Array, temperature: float = 1.0, *,
-                    buckets: Sequence[int] = (), chunks: int = 1) -> jax.Array:
+                    buckets: Sequence[int] = (), chunks: int = 1,
+                    prompt: PromptTemplate = PromptTemplate()) -> jax.Array:
     """log pi_T(action tokens | obs) with pi_T = softmax(logits / T), [B, T], 0 at
     padding (see ``action_logits``)."""
-    logits = action_logits(actor, params, obs, obs_mask, action, action_mask, buckets=buckets, chunks=chunks)
+    logits = action_logits(actor, params, obs, obs_mask, action, action_mask, buckets=buckets, chunks=chunks,
+                           prompt=prompt)
     if temperature != 1.0:
         logits = logits.astype(jnp.float32) / temperature
     return losses.sequence_logprobs(logits, action, action_mask)
@@ -179,9 +194,20 @@ def action_logprobs(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax
 
 def generate(actor: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array, rng: jax.Array,
              temperature: jax.Array | float, hp: ArcherHParams) -> sampling.Generation:
-    """Utterances a ~ pi_T(.|s) of ``hp``'s length, the rows grouped by length."""
+    """Utterances a ~ pi_T(.|s) of ``hp``'s length, the rows grouped by length, each
+    observation framed by ``hp.prompt``."""
+    obs, obs_mask, buckets = actor_view(hp.prompt, obs, obs_mask, hp.length_buckets)
     return length_buckets.generate(actor, params, obs, obs_mask, rng, temperature, max_new_tokens=hp.max_new_tokens,
-                                   stop_ids=hp.stop_ids, pad_id=hp.pad_id, **hp.rows)
+                                   stop_ids=hp.stop_ids, pad_id=hp.pad_id, buckets=buckets, chunks=hp.bucket_chunks)
+
+
+def actor_view(prompt: PromptTemplate, obs: jax.Array, obs_mask: jax.Array,
+               buckets: Sequence[int]) -> tuple[jax.Array, jax.Array, tuple[int, ...]]:
+    """An observation as the actor reads it: framed by the ``prompt``'s ids (still
+    left-padded), with the length ``buckets`` widened to match. The critic reads the
+    bare observation (``critic_view``)."""
+    obs, obs_mask = prompt.wrap(obs, obs_mask)
+    return obs, obs_mask, prompt.widen(buckets)
 
 
 def critic_apply(critic: nn.Module, params: Any, obs: jax.Array, obs_mask: jax.Array, act: jax.Array,
@@ -315,13 +341,13 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
                          "create_state(..., reference=True)")
     ref_params = train_state.reference_params(state) if state.ref_actor_params is not None else None
     ref_logp = (action_logprobs(actor, ref_params, obs, obs_mask, pi.tokens, pi.mask,
-                                hp.actor_temperature, **hp.rows) if hp.kl_coef else None)
+                                hp.actor_temperature, **hp.actor_rows) if hp.kl_coef else None)
     # One utterance of the reference policy per state, and its log pi_ref,T (the
     # mass-covering anchor's samples; their log-probs only feed its metric).
     ref = (_sample_actions(actor, ref_params, batch, jax.random.fold_in(k_action, 1), hp,
                            hp.actor_temperature) if hp.forward_kl_coef else None)
     ref_self_logp = (action_logprobs(actor, ref_params, batch.obs, batch.obs_mask, ref.tokens, ref.mask,
-                                     hp.actor_temperature, **hp.rows) if ref is not None else None)
+                                     hp.actor_temperature, **hp.actor_rows) if ref is not None else None)
 
     awr_weight = None
     if hp.awr_coef:  # AWR on the buffer's own turns: the online critic's advantage of the stored action
@@ -354,7 +380,8 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
                               baseline_opt_state=b_opt_state)
 
     def loss_fn(params: Any) -> tuple[jax.Array, tuple[jax.Array, ...]]:
-        logp = action_logprobs(actor, params, obs, obs_mask, pi.tokens, pi.mask, hp.actor_temperature, **hp.rows)
+        logp = action_logprobs(actor, params, obs, obs_mask, pi.tokens, pi.mask, hp.actor_temperature,
+                               **hp.actor_rows)
         weight, kl = weights(logp)
         if token_values is None:
             pg = losses.policy_gradient_loss(logp, pi.mask, weight)
@@ -365,13 +392,13 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
         forward_kl = jnp.zeros(())
         if ref is not None:  # KL(pi_ref || pi) per utterance, up to pi_ref's (constant) entropy in the loss
             ref_logp_pi = action_logprobs(actor, params, batch.obs, batch.obs_mask, ref.tokens, ref.mask,
-                                          hp.actor_temperature, **hp.rows)
+                                          hp.actor_temperature, **hp.actor_rows)
             forward_kl = jnp.mean(losses.sequence_kl_sample(ref_self_logp, ref_logp_pi, ref.mask))
             pg = pg + hp.forward_kl_coef * forward_kl
         awr = jnp.zeros(())
         if awr_weight is not None:
             data_logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, batch.action, batch.action_mask,
-                                        hp.actor_temperature, **hp.rows)
+                                        hp.actor_temperature, **hp.actor_rows)
             awr = losses.awr_loss(data_logp, batch.action_mask, awr_weight)
             pg = pg + hp.awr_coef * awr
         return pg, (weight, kl, logp, forward_kl, awr)

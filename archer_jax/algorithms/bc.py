@@ -24,19 +24,20 @@ from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage
 from archer_jax.algorithms.archer import ArcherHParams, Metrics, action_logits, jit_phase, sample_batch, scan_steps
 from archer_jax.data import sources
+from archer_jax.data.tokenization import PromptTemplate
 from archer_jax.train_state import ArcherState, step_key
 
 
 def bc_update(state: ArcherState, batch: replay.Transitions, *, actor: nn.Module,
               tx: optax.GradientTransformation, buckets: Sequence[int] = (),
-              chunks: int = 1) -> tuple[ArcherState, Metrics]:
+              chunks: int = 1, prompt: PromptTemplate = PromptTemplate()) -> tuple[ArcherState, Metrics]:
     """One BC step of the actor on ``batch``: the token-mean NLL of its actions given
-    their observations (rows grouped by length over ``buckets``: ``action_logits``).
-    ``tx``: the actor optimizer."""
+    their observations (framed by ``prompt``, rows grouped by length over ``buckets``:
+    ``action_logits``). ``tx``: the actor optimizer."""
 
     def loss_fn(params: Any) -> tuple[jax.Array, jax.Array]:
         logits = action_logits(actor, params, batch.obs, batch.obs_mask, batch.action, batch.action_mask,
-                               buckets=buckets, chunks=chunks)
+                               buckets=buckets, chunks=chunks, prompt=prompt)
         logp = losses.sequence_logprobs(logits, batch.action, batch.action_mask)
         return losses.bc_loss(logp, batch.action_mask), logits
 
@@ -53,7 +54,7 @@ def _bc_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Modul
              tx: optax.GradientTransformation, mesh: Mesh | None,
              rules: Sequence[tuple[str, Any]]) -> tuple[ArcherState, Metrics]:
     batch = sample_batch(buffer, step_key(state), hp.actor_batch_size, mesh, rules)
-    return bc_update(state, batch, actor=actor, tx=tx, **hp.rows)
+    return bc_update(state, batch, actor=actor, tx=tx, **hp.actor_rows)
 
 
 def bc_phase(state: ArcherState, dataset_buffer: replay.ReplayBuffer, *, actor: nn.Module, hp: ArcherHParams,

@@ -47,7 +47,7 @@ def filtered_bc_phase(state: ArcherState, buffer: replay.ReplayBuffer, *, actor:
                       rows: dict[str, Any] | None = None) -> tuple[ArcherState, Metrics]:
     """``steps`` BC updates of the actor (``bc.bc_update``), each on ``batch_size`` rows
     drawn uniformly, with replacement, from the rows ``selection`` keeps. The buffer
-    must hold at least one row. ``rows``: the length grouping (``ArcherHParams.rows``)."""
+    must hold at least one row. ``rows``: the length grouping and prompt (``ArcherHParams.actor_rows``)."""
     cutoff, selected = selection(buffer, top_fraction)
     p = selected.astype(jnp.float32) / jnp.sum(selected)
 
@@ -97,7 +97,7 @@ def stage(run: Any) -> Stage:
         phase = make_filtered_bc_phase(
             actor=run.actor, batch_size=c.archer.actor_batch_size, steps=max(c.archer.actor_epochs, 1),
             top_fraction=c.filtered_bc.top_fraction, tx=tx, state_shardings=run.state_shardings,
-            buffer_shardings=run.buffer_shardings, mesh=run.mesh, rules=c.mesh.rules, rows=run.hp.rows,
+            buffer_shardings=run.buffer_shardings, mesh=run.mesh, rules=c.mesh.rules, rows=run.hp.actor_rows,
         ).lower(run.state, run.buffer).compile()
         insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
 
@@ -129,7 +129,7 @@ def offline_stage(run: Any) -> Stage:
     return bc.dataset_stage(run, "offline_filtered_bc", lambda shardings: make_filtered_bc_phase(
         actor=run.actor, batch_size=c.bc.batch_size, steps=c.bc.steps, top_fraction=c.filtered_bc.top_fraction,
         tx=tx, state_shardings=run.state_shardings, buffer_shardings=shardings, mesh=run.mesh, rules=c.mesh.rules,
-        rows=run.hp.rows))
+        rows=run.hp.actor_rows))
 
 
 def offline_stages(run: Any) -> list[Stage]:

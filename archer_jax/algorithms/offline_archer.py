@@ -63,7 +63,8 @@ def offline_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.M
     weight = losses.awr_weights(advantage, beta, max_weight)
 
     def actor_loss(params: Any) -> tuple[jax.Array, jax.Array]:
-        logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, batch.action, batch.action_mask, **hp.rows)
+        logp = action_logprobs(actor, params, batch.obs, batch.obs_mask, batch.action, batch.action_mask,
+                               **hp.actor_rows)
         return losses.awr_loss(logp, batch.action_mask, weight), logp
 
     (loss, logp), grads = jax.value_and_grad(actor_loss, has_aux=True)(state.actor_params)

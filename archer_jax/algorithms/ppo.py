@@ -39,6 +39,7 @@ from archer_jax import config_checks, length_buckets, losses, replay, rollout, t
 from archer_jax import sharding as sharding_lib
 from archer_jax.algorithms import Iterate, PhaseClock, Stage, archer, bc
 from archer_jax.algorithms.archer import Metrics
+from archer_jax.data.tokenization import PromptTemplate
 from archer_jax.train_state import ArcherState, step_key
 
 # The per-episode arrays a phase reads, [episodes, turns, ...], and their dtypes.
@@ -62,11 +63,17 @@ class PPOHParams:
     # Rows grouped by length for every model call (``length_buckets.apply``; as ArCHer's).
     length_buckets: tuple[int, ...] = ()
     bucket_chunks: int = 1
+    prompt: PromptTemplate = PromptTemplate()  # the actor's framing of observations, as ArCHer's
 
     @property
     def rows(self) -> dict[str, Any]:
         """The length grouping as keyword arguments (``buckets``, ``chunks``), as ``ArcherHParams.rows``."""
         return {"buckets": self.length_buckets, "chunks": self.bucket_chunks}
+
+    @property
+    def actor_rows(self) -> dict[str, Any]:
+        """``rows`` and the actor's ``prompt``, as ``ArcherHParams.actor_rows``."""
+        return {**self.rows, "prompt": self.prompt}
 
     def __post_init__(self) -> None:
         if self.temperature <= 0:
@@ -124,13 +131,15 @@ def ppo_phase(state: ArcherState, data: dict[str, jax.Array], kl_coef: jax.Array
     mask = rows["action_mask"] & rows["valid"][:, None]  # [N, L] the tokens said
 
     def logp(params: Any, o: jax.Array, om: jax.Array, a: jax.Array, am: jax.Array) -> jax.Array:
-        return archer.action_logprobs(actor, params, o, om, a, am, hp.temperature, **hp.rows)
+        return archer.action_logprobs(actor, params, o, om, a, am, hp.temperature, **hp.actor_rows)
 
     def values(params: Any, o: jax.Array, om: jax.Array, a: jax.Array, am: jax.Array) -> jax.Array:
         def call(width: int, o: jax.Array, om: jax.Array, a: jax.Array, am: jax.Array) -> jax.Array:
             return value.apply({"params": params}, o[:, -width:], om[:, -width:], a, am)
 
-        return length_buckets.apply(call, om, (o, om, a, am), **hp.rows)
+        # The value model reads the observation as the actor does.
+        o, om, buckets = archer.actor_view(hp.prompt, o, om, hp.length_buckets)
+        return length_buckets.apply(call, om, (o, om, a, am), buckets=buckets, chunks=hp.bucket_chunks)
 
     def measure(x: tuple[jax.Array, ...]) -> tuple[jax.Array, jax.Array, jax.Array]:
         old = logp(state.actor_params, *x)
@@ -242,7 +251,7 @@ def stage(run: Any) -> Stage:
     hp = PPOHParams(temperature=c.archer.actor_temperature, gamma=p.gamma, lam=p.gae_lambda, clip=p.clip,
                     value_clip=p.value_clip, epochs=p.epochs, batch_size=p.batch_size, whiten=p.whiten,
                     reference=p.kl_coef > 0, length_buckets=tuple(c.tokens.length_buckets),
-                    bucket_chunks=c.tokens.bucket_chunks)
+                    bucket_chunks=c.tokens.bucket_chunks, prompt=run.hp.prompt)
 
     def start(done: int) -> Iterate:
         tx = train_state.actor_optimizer(c)

@@ -8,16 +8,24 @@ step is one batched tokenizer call plus a few array operations.
 
 ``build_word_tokenizer`` makes the ``:demo`` tokenizer from the task's own text (no
 downloads): one id per word, punctuation mark and newline.
+
+``PromptTemplate`` is the actor's own framing of an observation (an instruct model's
+chat template, ``config.tokens.actor_template``): its ids are put around the stored
+observation ids inside the jitted calls, so the replay buffer and the critic keep the
+bare observation and the window ``config.tokens.obs_len`` still counts observation tokens.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import itertools
 import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 PAD_TOKEN = "<pad>"
@@ -219,3 +227,55 @@ def terminator_ids(tokenizer: Any, terminator: str) -> tuple[int, ...]:
                                    clean_up_tokenization_spaces=False)
     others = [i for i, t in enumerate(texts) if terminator in t and i != own[0]]
     return (own[0], *others)
+
+
+OBS_SLOT = "{obs}"
+
+
+@dataclasses.dataclass(frozen=True)
+class PromptTemplate:
+    """Token ids the actor reads before (``prefix``) and after (``suffix``) each
+    observation; ``pad_id`` fills the padding. Empty: the actor reads the observation
+    alone. Hashable, so it is a static field of the phases' hyper-parameters."""
+
+    prefix: tuple[int, ...] = ()
+    suffix: tuple[int, ...] = ()
+    pad_id: int = 0
+
+    def __len__(self) -> int:
+        return len(self.prefix) + len(self.suffix)
+
+    def wrap(self, ids: jax.Array, mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """Left-padded observations [B, W] (``encode_left``'s) -> [B, len(prefix) + W +
+        len(suffix)], still left-padded: each row is padding, prefix, its span (from its
+        first real token to the end, masked slots inside kept masked), suffix."""
+        if not len(self):
+            return ids, mask
+        p, width = len(self.prefix), ids.shape[1]
+        span = jnp.where(jnp.any(mask, axis=1), width - jnp.argmax(mask, axis=1), 0)[:, None].astype(jnp.int32)
+        k = jnp.arange(width + len(self), dtype=jnp.int32)[None, :] - (width - span)  # slot within the wrapped row
+        in_obs = (k >= p) & (k < p + span)
+        column = jnp.clip(k + width - span - p, 0, width - 1)
+        template = jnp.asarray(self.prefix + self.suffix, ids.dtype)
+        framed = template[jnp.clip(jnp.where(k < p, k, k - span), 0, len(self) - 1)]
+        out = jnp.where(in_obs, jnp.take_along_axis(ids, column, axis=1),
+                        jnp.where(k >= 0, framed, jnp.asarray(self.pad_id, ids.dtype)))
+        return out, jnp.where(in_obs, jnp.take_along_axis(mask, column, axis=1), k >= 0)
+
+    def widen(self, buckets: Sequence[int]) -> tuple[int, ...]:
+        """Length buckets of observations as widths of the wrapped rows."""
+        return tuple(int(b) + len(self) for b in buckets)
+
+
+def prompt_template(tokenizer: Any, template: str, pad_id: int) -> PromptTemplate:
+    """The ``PromptTemplate`` of a text with one ``{obs}`` slot (``''``: none). Each side
+    is tokenized on its own, without added special tokens (write an instruct model's
+    BOS into the text, e.g. ``"<s>[INST] ... {obs} ... [/INST]"``)."""
+    if not template:
+        return PromptTemplate(pad_id=pad_id)
+    if template.count(OBS_SLOT) != 1:
+        raise ValueError(f"an actor template holds {OBS_SLOT!r} exactly once (it holds it "
+                         f"{template.count(OBS_SLOT)} times)")
+    before, after = template.split(OBS_SLOT)
+    prefix, suffix = _batch_ids(tokenizer, [before, after], False)
+    return PromptTemplate(tuple(map(int, prefix)), tuple(map(int, suffix)), pad_id)

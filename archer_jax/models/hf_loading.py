@@ -34,6 +34,7 @@ _DTYPES = {
 
 # Files a model folder needs besides weights (tokenizer files are optional).
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.model", "*.txt", "*.tiktoken"]
+METADATA_PATTERNS = [p for p in HUB_PATTERNS if p != "*.safetensors"]  # config and tokenizer: no weights
 
 
 class CheckpointError(ValueError):
@@ -173,9 +174,10 @@ class CheckpointReader:
         return self._where[key].get(key)
 
 
-def resolve_folder(path_or_name: str) -> Path:
-    """A local folder as is; otherwise a hub repo id downloaded (config, tokenizer and
-    safetensors only). Offline, the error says how to get the folder by hand."""
+def resolve_folder(path_or_name: str, patterns: list[str] = HUB_PATTERNS) -> Path:
+    """A local folder as is; otherwise a hub repo id downloaded (the files of
+    ``patterns``: config, tokenizer and safetensors; ``METADATA_PATTERNS`` leaves out
+    the weights). Offline, the error says how to get the folder by hand."""
     path = Path(os.path.expanduser(path_or_name))
     if path.is_dir():
         if not (path / "config.json").exists():
@@ -186,7 +188,7 @@ def resolve_folder(path_or_name: str) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(path_or_name, allow_patterns=HUB_PATTERNS))
+        return Path(snapshot_download(path_or_name, allow_patterns=patterns))
     except Exception as e:  # noqa: BLE001 -- any hub failure gets the same advice
         raise CheckpointError(
             f"'{path_or_name}' is not a local folder and could not be fetched from the Hugging Face hub "

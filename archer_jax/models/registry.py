@@ -21,6 +21,7 @@ from jax.sharding import Mesh
 
 from archer_jax import config_checks
 from archer_jax import sharding as sharding_lib
+from archer_jax.data import tokenization
 from archer_jax.models import hf_loading, layers
 
 
@@ -186,6 +187,7 @@ def build_actor(config: ml_collections.ConfigDict, tokenizer: Any, mesh: jax.sha
         module, params = loaded.family.build(dataclasses.replace(loaded.config, **options)), loaded.params
     else:
         positions = config.tokens.obs_len + config.tokens.action_len
+        positions += len(tokenization.prompt_template(tokenizer, config.tokens.actor_template, 0))
         if config.critic.kind == "actor":  # the critic of the actor's architecture also reads the hidden text
             positions += config.critic.privileged_len
         if c.kind == "gpt2":

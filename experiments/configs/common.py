@@ -99,6 +99,10 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     c.tokens.obs_len = 256  # observation tokens kept (left-truncated: newest turns kept)
     c.tokens.action_len = 32  # max new tokens per utterance (paper: 32)
     c.tokens.terminator = "\n"  # an utterance ends at its first newline
+    # The actor's framing of each observation, '{obs}' where it goes (an instruct model's
+    # chat template); '' = the bare observation. The critic and the buffer never see it,
+    # and tokens.obs_len counts observation tokens only.
+    c.tokens.actor_template = ""
     # Widths (tokens) the jitted phases and the rollouts cut observations to: a batch's
     # rows are sorted by length and split into bucket_chunks groups, and each group runs
     # at the smallest width here that holds its longest row (the full obs_len otherwise).

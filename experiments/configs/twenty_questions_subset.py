@@ -18,8 +18,10 @@ Variants (the part after ':'):
          2e-6, critic lr 1e-5, 32 rollouts, 20 critic steps and 1 actor step per
          iteration, 64-token utterances; FSDP over every device. For a TPU slice:
          `python -m experiments.memory_plan --config=twenty_questions_subset.py:mistral`
-         says what one needs. The reference prompts the instruct model with a template;
-         here, as in the other variants, BC on the scripted data starts the actor.
+         says what one needs. The actor reads each observation in the instruct
+         template of the reference's prompt (``MISTRAL_TEMPLATE``; the critic reads the
+         bare observation, as there); here, as in the other variants, BC on the
+         scripted data starts the actor.
   smoke  seconds; for tests.
 """
 
@@ -47,8 +49,33 @@ def get_config(arg: str | None = None):
     return common.get_config("twenty_questions_subset", arg, PRESETS)
 
 
+# The reference's prompt for the instruct actor (its llm_twenty_questions_subset.py), in
+# Mistral's [INST] template with the BOS written out. One change: the reference asks for
+# the question as JSON and reads all 64 new tokens; here an utterance is one line (BC's
+# targets, config.tokens.terminator), so the prompt asks for that line.
+MISTRAL_TEMPLATE = """<s>[INST]Please play Twenty Questions with me.
+An example is:
+Questions:
+Is the object alive? Yes.
+Is the object a mammal? No.
+Is the object a plant? Yes.
+Is the object edible? Yes.
+Is the object a fruit? Yes.
+Is the object a tropical fruit? Yes.
+Is the object a banana? Yes.
+
+Please continue this conversation by completing the next question.
+{obs}
+Please answer with the next question alone, on one line.
+The possible hidden words are:
+football, dog, banana, truck, pants, computer, piano, chair, pen, scissors.
+[/INST]
+"""
+
+
 def _mistral(c) -> None:
     c.variant = "mistral"
+    c.tokens.actor_template = MISTRAL_TEMPLATE
     c.mesh.shape = (1, -1, 1)  # FSDP: 7B bfloat16 weights (14.5 GB) do not fit one chip beside the rest
     c.actor.update(kind="llama", checkpoint="mistralai/Mistral-7B-Instruct-v0.2", dtype="bfloat16",
                    param_dtype="bfloat16", lora_rank=16, lora_alpha=32.0,
