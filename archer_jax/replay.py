@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import chex
 import flax
@@ -23,6 +23,9 @@ from jax.sharding import Mesh, NamedSharding
 from archer_jax import multihost
 from archer_jax import sharding as sharding_lib
 from archer_jax.data import tokenization
+
+if TYPE_CHECKING:  # TFDS: imported by the runs that read a dataset
+    from archer_jax.data import episode_records
 
 
 @flax.struct.dataclass
@@ -206,11 +209,13 @@ def hidden_ids(tokenizer: Any, hidden: Sequence[str], hidden_len: int, pad_id: i
     return tokenization.encode_left(tokenizer, [f"{h}\n" for h in hidden], hidden_len, pad_id=pad_id)
 
 
-def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_len: int, action_len: int,
+def from_dataset(transitions: Mapping[str, Sequence[Any]] | episode_records.Turns, tokenizer: Any, *, obs_len: int,
+                 action_len: int,
                  pad_id: int, terminator_ids: Sequence[int], mesh: Mesh,
                  rules: Sequence[tuple[str, Any]] = sharding_lib.DEFAULT_RULES, hidden_len: int = 0,
                  reward_scale: float = 1.0) -> ReplayBuffer:
-    """A dataset's turns (texts: ``observation``, ``action``, ``next_observation``;
+    """A dataset's turns (columns; or an ``episode_records.Turns`` that reads them by row
+    range. Texts: ``observation``, ``action``, ``next_observation``;
     ``reward``, ``done``, ``mc_return``, ``episode_return``, ``turn``; ``hidden`` when
     ``hidden_len`` > 0) tokenized once into a sharded device buffer of exactly their rows
     (rounded up to the data-parallel devices), as ``insert`` stores rollouts:
@@ -219,8 +224,13 @@ def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_l
     rewards and Monte-Carlo returns times ``reward_scale``, as ``RolloutRunner`` stores
     them (episode returns stay in the environment's units).
 
-    Each process tokenizes only the rows its own devices hold."""
-    n = len(transitions["reward"])
+    Each process reads (from ``Turns``) and tokenizes only the rows its own devices hold."""
+    if isinstance(transitions, Mapping):
+        table = transitions
+        n = len(table["reward"])
+        read = lambda start, stop: {k: list(v[start:stop]) for k, v in table.items()}  # noqa: E731
+    else:
+        n, read = len(transitions), transitions.columns
     scale = np.float32(reward_scale)
     devices = mesh.shape["data"] * mesh.shape["fsdp"]
     capacity = -(-n // devices) * devices
@@ -229,19 +239,19 @@ def from_dataset(transitions: dict[str, Sequence[Any]], tokenizer: Any, *, obs_l
     def encode(start: int, stop: int) -> tuple[Transitions, np.ndarray]:
         """Rows [start, stop) of the batch (zeros past the dataset's end) and their validity."""
         real = slice(min(start, n), min(stop, n))
-        column = lambda name: list(transitions[name][real])  # noqa: E731
-        obs, obs_mask = tokenization.encode_left(tokenizer, column("observation"), obs_len, pad_id=pad_id)
-        nxt, nxt_mask = tokenization.encode_left(tokenizer, column("next_observation"), obs_len, pad_id=pad_id)
-        act, act_mask = tokenization.encode_right(tokenizer, column("action"), action_len, pad_id=pad_id,
+        cols = read(real.start, real.stop)
+        obs, obs_mask = tokenization.encode_left(tokenizer, cols["observation"], obs_len, pad_id=pad_id)
+        nxt, nxt_mask = tokenization.encode_left(tokenizer, cols["next_observation"], obs_len, pad_id=pad_id)
+        act, act_mask = tokenization.encode_right(tokenizer, cols["action"], action_len, pad_id=pad_id,
                                                   append_ids=list(terminator_ids)[:1])
         rows = Transitions(obs=obs, obs_mask=obs_mask, action=act, action_mask=act_mask, next_obs=nxt,
-                           next_obs_mask=nxt_mask, reward=np.asarray(column("reward"), np.float32) * scale,
-                           done=np.asarray(column("done"), bool),
-                           mc_return=np.asarray(column("mc_return"), np.float32) * scale,
-                           episode_return=np.asarray(column("episode_return"), np.float32),
-                           turn=np.asarray(column("turn"), np.int32))
+                           next_obs_mask=nxt_mask, reward=np.asarray(cols["reward"], np.float32) * scale,
+                           done=np.asarray(cols["done"], bool),
+                           mc_return=np.asarray(cols["mc_return"], np.float32) * scale,
+                           episode_return=np.asarray(cols["episode_return"], np.float32),
+                           turn=np.asarray(cols["turn"], np.int32))
         if hidden_len:
-            hidden, hidden_mask = hidden_ids(tokenizer, column("hidden"), hidden_len, pad_id)
+            hidden, hidden_mask = hidden_ids(tokenizer, cols["hidden"], hidden_len, pad_id)
             rows = rows.replace(hidden=hidden, hidden_mask=hidden_mask)
         pad = (stop - start) - (real.stop - real.start)
         rows = jax.tree.map(lambda x: np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)]), rows)

@@ -53,8 +53,10 @@ def test_import_reads_back_turns_rewards_and_success(tmp_path, manual_dir):
 
 
 def test_transitions_match_the_simulated_reader(tmp_path, manual_dir):
-    columns = sources.load_transitions_from("lmrl_gym", task="twenty_questions", data_dir=tmp_path / "data",
-                                            manual_dir=manual_dir, gamma=0.5, num_episodes=1, seed=0)
+    turns = sources.turns_from("lmrl_gym", task="twenty_questions", data_dir=tmp_path / "data",
+                               manual_dir=manual_dir, gamma=0.5, num_episodes=1, seed=0)
+    columns = turns.columns(0, len(turns))
+    assert turns.columns(2, 5) == {k: v[2:5] for k, v in columns.items()}
     assert list(columns) == list(simulated_episodes.Transition._fields)
     assert len(columns["action"]) == 3 + 2 + 2 + 1
     assert columns["action"][:3] == ["Is it an animal?", "Is it a mammal?", "Is it a lion?"]
@@ -137,7 +139,7 @@ def test_unknown_task_and_source_are_named(tmp_path):
     with pytest.raises(episode_records.EpisodeDataError, match="'wordle'"):
         lmrl_gym.load_episodes(tmp_path, "wordle")
     with pytest.raises(ValueError, match="config.data.source = 'web'"):
-        sources.load_transitions_from("web", task="guess_city", data_dir=tmp_path, gamma=0.9, num_episodes=1, seed=0)
+        sources.turns_from("web", task="guess_city", data_dir=tmp_path, gamma=0.9, num_episodes=1, seed=0)
 
 
 def test_config_check_knows_the_sources():

@@ -159,6 +159,35 @@ def test_load_transitions_columns(tmp_path):
     assert [se.Transition(*row) for row in zip(*columns.values())] == expected
 
 
+def test_turns_read_by_row_range_only_the_episodes_they_need(tmp_path, monkeypatch):
+    """``open_turns``: every row range equals the same slice of the whole columns, and
+    decodes only the episodes holding its rows (what a host of a pod reads); the index
+    written on first use serves the next open; a bad index is named with the fix."""
+    from archer_jax.data import episode_records
+
+    columns = se.load_transitions("guess_city", tmp_path, num_episodes=9, seed=4, gamma=0.5)
+    turns = se.open_turns("guess_city", tmp_path, num_episodes=9, seed=4, gamma=0.5)
+    n = len(columns["reward"])
+    assert len(turns) == n
+    decoded = []
+    real_episode = episode_records._episode
+    monkeypatch.setattr(episode_records, "_episode", lambda r: decoded.append(int(r["episode_id"])) or real_episode(r))
+    turns = se.open_turns("guess_city", tmp_path, num_episodes=9, seed=4, gamma=0.5)  # from the index: no read
+    assert decoded == []
+    episodes = se.load_episodes(tmp_path, se.episodes_config("guess_city", 9, 4))
+    episode_of_row = [e for e, episode in enumerate(episodes) for _ in episode["actions"]]
+    for start, stop in ((0, n), (0, 1), (3, 11), (n - 2, n), (5, 5), (n - 1, n + 7)):
+        decoded.clear()
+        assert turns.columns(start, stop) == {k: v[start:stop] for k, v in columns.items()}, (start, stop)
+        assert decoded == sorted(set(episode_of_row[start:stop])), (start, stop)
+    (index,) = glob.glob(str(tmp_path / "simulated_episodes/*/2.0.0/train-episode_index.npy"))
+    with open(index, "wb") as f:
+        f.write(b"not an index")
+    with pytest.raises(se.EpisodeDataError, match="delete the folder") as error:
+        se.open_turns("guess_city", tmp_path, num_episodes=9, seed=4, gamma=0.5)
+    assert index in str(error.value)
+
+
 def test_config_data_mix_chooses_the_players(tmp_path):
     from archer_jax import config_checks
     from archer_jax.data import sources
@@ -169,8 +198,9 @@ def test_config_data_mix_chooses_the_players(tmp_path):
     config.data.mix = "informative=3, noisy=1"
     mix = config_checks.data_mix(config)
     assert mix == {"informative": 3.0, "noisy": 1.0}
-    columns = sources.load_transitions_from("simulated", task="guess_city", data_dir=tmp_path, gamma=0.5,
-                                            num_episodes=6, seed=2, mix=mix)
+    turns = sources.turns_from("simulated", task="guess_city", data_dir=tmp_path, gamma=0.5, num_episodes=6, seed=2,
+                               mix=mix)
+    columns = turns.columns(0, len(turns))
     expected = [t for ep in simulate(mix, 6, seed=2) for t in se.episode_transitions(ep, 0.5)]
     assert [se.Transition(*row) for row in zip(*columns.values())] == expected
     assert {ep["player"] for ep in simulate(mix, 6, seed=2)} <= {"informative", "noisy"}

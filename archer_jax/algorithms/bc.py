@@ -99,10 +99,11 @@ def data_dir(config: Any, workdir: epath.Path) -> str:
 
 def dataset_buffer(run: Any) -> replay.ReplayBuffer:
     """The offline episodes of ``config.data.source``, every turn in one sharded device
-    buffer of exactly their rows (``replay.from_dataset``)."""
+    buffer of exactly their rows (``replay.from_dataset``): each process reads and
+    tokenizes only the episodes of the rows its devices hold."""
     c = run.config
-    # Process 0 builds the dataset files; the others read them once built.
-    transitions = multihost.main_first("bc.dataset", lambda: sources.load_transitions_from(
+    # Process 0 builds the dataset files and their index; the others read them once built.
+    transitions = multihost.main_first("bc.dataset", lambda: sources.turns_from(
         c.data.source, task=c.task, data_dir=data_dir(c, run.workdir),
         manual_dir=c.data.manual_dir, num_episodes=c.data.num_episodes, seed=c.data.seed, gamma=c.archer.gamma,
         max_turns=c.env.max_turns, num_items=c.env.num_items, env=task_env_fields(c),

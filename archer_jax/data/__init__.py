@@ -4,7 +4,7 @@
   `load_episodes`, `load_transitions`, `episode_transitions`, `task_corpus`.
 - lmrl_gym: TFDS builder importing LMRL-Gym's offline JSON episodes (manual download).
 - episode_records: the episode record both builders store, its reading and transitions.
-- sources: `load_transitions_from(config.data.source, ...)`, the BC data switch.
+- sources: `turns_from(config.data.source, ...)`, the BC data switch (turns read by row range).
 - tokenization: text <-> fixed-shape id arrays.
 
 Submodules are imported explicitly (`from archer_jax.data import simulated_episodes`):

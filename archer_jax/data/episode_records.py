@@ -7,6 +7,7 @@ sources, and turning episodes into the transitions BC and the replay buffer cons
 from __future__ import annotations
 
 import inspect
+import io
 import os
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
@@ -134,18 +135,28 @@ def read_episodes(builder: EpisodeBuilder, split: str, num_episodes: int) -> lis
 
     Raises EpisodeDataError naming the files unless it holds episodes 0..num_episodes-1.
     """
-    folder = epath.Path(builder.data_dir)
-    files = ", ".join(str(path) for path in builder.info.splits[split].filepaths)
+    episodes = sorted(_read_episodes(builder, split, None), key=lambda pair: pair[0])
+    if [i for i, _ in episodes] != list(range(num_episodes)):
+        raise EpisodeDataError(f"episodes missing or duplicated in {_files(builder, split)}. "
+                               + rebuild_hint(epath.Path(builder.data_dir)))
+    return [ep for _, ep in episodes]
+
+
+def _files(builder: EpisodeBuilder, split: str) -> str:
+    return ", ".join(str(path) for path in builder.info.splits[split].filepaths)
+
+
+def _read_episodes(builder: EpisodeBuilder, split: str,
+                   positions: Iterable[int] | None) -> list[tuple[int, Episode]]:
+    """(episode id, episode) of the records at ``positions`` of the prepared ``split``
+    (None: all, in file order); an EpisodeDataError names its files."""
     try:
         source = builder.as_data_source(split=split)
-        records = source.__getitems__(range(len(source)))
-        episodes = sorted(((int(r["episode_id"]), _episode(r)) for r in records), key=lambda pair: pair[0])
+        wanted = range(len(source)) if positions is None else [int(p) for p in positions]
+        return [(int(r["episode_id"]), _episode(r)) for r in source.__getitems__(wanted)]
     except Exception as error:
-        raise EpisodeDataError(f"cannot read {builder.name} episodes from {files} ({error!r}). "
-                               + rebuild_hint(folder)) from error
-    if [i for i, _ in episodes] != list(range(num_episodes)):
-        raise EpisodeDataError(f"episodes missing or duplicated in {files}. " + rebuild_hint(folder))
-    return [ep for _, ep in episodes]
+        raise EpisodeDataError(f"cannot read {builder.name} episodes from {_files(builder, split)} ({error!r}). "
+                               + rebuild_hint(epath.Path(builder.data_dir))) from error
 
 
 class Transition(NamedTuple):
@@ -187,3 +198,69 @@ def transition_columns(episodes: Iterable[Episode], gamma: float) -> dict[str, l
     (observation, action, reward, next_observation, done, mc_return, episode_return, turn, hidden)."""
     rows = [t for episode in episodes for t in episode_transitions(episode, gamma)]
     return {field: [getattr(t, field) for t in rows] for field in Transition._fields}
+
+
+INDEX_FILE = "episode_index.npy"  # per split, beside its record files: "<split>-episode_index.npy"
+
+
+def episode_index(builder: EpisodeBuilder, split: str, num_episodes: int) -> np.ndarray:
+    """[num_episodes, 2] int64: per episode, in episode order, the position of its record
+    and its number of turns. Read from ``<split>-episode_index.npy`` in the dataset's
+    folder; the first call reads every record once, checks it holds episodes
+    0..num_episodes-1, and writes that file (a new file, renamed into place)."""
+    folder = epath.Path(builder.data_dir)
+    path = folder / f"{split}-{INDEX_FILE}"
+    if path.exists():
+        try:
+            index = np.load(io.BytesIO(path.read_bytes()), allow_pickle=False)
+        except Exception as error:
+            raise EpisodeDataError(f"cannot read {path} ({error!r}). " + rebuild_hint(folder)) from error
+        if index.shape != (num_episodes, 2) or index.dtype != np.int64:
+            raise EpisodeDataError(f"{path} indexes {index.shape} {index.dtype}, not {num_episodes} episodes. "
+                                   + rebuild_hint(folder))
+        return index
+    episodes = _read_episodes(builder, split, None)
+    ids = np.asarray([i for i, _ in episodes], np.int64)
+    if sorted(ids.tolist()) != list(range(num_episodes)):
+        raise EpisodeDataError(f"episodes missing or duplicated in {_files(builder, split)}. " + rebuild_hint(folder))
+    index = np.zeros((num_episodes, 2), np.int64)
+    index[ids, 0] = np.arange(len(episodes))
+    index[ids, 1] = [len(episode["actions"]) for _, episode in episodes]
+    buffer = io.BytesIO()
+    np.save(buffer, index, allow_pickle=False)
+    partial = folder / f".{path.name}.{os.getpid()}"
+    partial.write_bytes(buffer.getvalue())
+    partial.rename(path)
+    return index
+
+
+class Turns:
+    """Every turn of a prepared split's episodes, in episode order, as the columns
+    ``transition_columns`` makes (``len``: the turn count), read by row range: ``columns(
+    start, stop)`` reads and decodes only the episodes those rows belong to, so a host
+    reads the rows its own devices hold and no others (``episode_index`` maps rows to
+    records)."""
+
+    def __init__(self, builder: EpisodeBuilder, split: str, num_episodes: int, gamma: float) -> None:
+        self._builder, self._split, self._gamma = builder, split, gamma
+        index = episode_index(builder, split, num_episodes)
+        self._records = index[:, 0]
+        self._starts = np.concatenate([[0], np.cumsum(index[:, 1])])  # the first row of each episode
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def columns(self, start: int, stop: int) -> dict[str, list]:
+        """Rows [start, stop) (clipped to the turns there are)."""
+        start, stop = max(start, 0), min(stop, len(self))
+        if start >= stop:
+            return {field: [] for field in Transition._fields}
+        first = int(np.searchsorted(self._starts, start, side="right")) - 1
+        last = int(np.searchsorted(self._starts, stop, side="left"))  # one past the last episode read
+        episodes = _read_episodes(self._builder, self._split, self._records[first:last])
+        if [i for i, _ in episodes] != list(range(first, last)):
+            raise EpisodeDataError(f"{_files(self._builder, self._split)} no longer match "
+                                   f"{self._split}-{INDEX_FILE}. " + rebuild_hint(epath.Path(self._builder.data_dir)))
+        columns = transition_columns((episode for _, episode in episodes), self._gamma)
+        offset = start - int(self._starts[first])
+        return {field: values[offset:offset + stop - start] for field, values in columns.items()}

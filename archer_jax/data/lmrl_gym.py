@@ -31,6 +31,7 @@ from etils import epath
 from archer_jax.data.episode_records import (
     EpisodeBuilder,
     EpisodeDataError,
+    Turns,
     encode_episode,
     open_builder,
     read_episodes,
@@ -173,6 +174,13 @@ def load_episodes(data_dir: epath.PathLike, task: str, manual_dir: epath.PathLik
     `manual_dir` defaults to TFDS's `<data_dir>/downloads/manual`. Raises EpisodeDataError
     naming the folder, file or record when the data is missing, malformed or unreadable.
     """
+    builder = _prepared(data_dir, task, manual_dir, split)
+    return read_episodes(builder, split, builder.info.splits[split].num_examples)
+
+
+def _prepared(data_dir: epath.PathLike, task: str, manual_dir: epath.PathLike | None, split: str) -> LmrlGymEpisodes:
+    """The builder of `task`'s episodes, imported from `manual_dir` unless already (and
+    unchanged since); it has `split`."""
     if task not in TASKS:
         raise EpisodeDataError(f"LMRL-Gym has no offline data for task {task!r} (config.task); "
                                f"choose one of {list(TASKS)}")
@@ -188,7 +196,7 @@ def load_episodes(data_dir: epath.PathLike, task: str, manual_dir: epath.PathLik
     if split not in builder.info.splits:
         raise EpisodeDataError(f"no {split!r} split in {builder.data_dir} (splits: {list(builder.info.splits)}); "
                                f"an eval split needs eval.json beside train.json when importing")
-    return read_episodes(builder, split, builder.info.splits[split].num_examples)
+    return builder
 
 
 def load_transitions(task: str, data_dir: epath.PathLike, gamma: float,
@@ -196,3 +204,9 @@ def load_transitions(task: str, data_dir: epath.PathLike, gamma: float,
     """Every turn of `task`'s LMRL-Gym train episodes as columns named like `Transition`'s
     fields (observation, action, reward, next_observation, done, mc_return), imported if absent."""
     return transition_columns(load_episodes(data_dir, task, manual_dir), gamma)
+
+
+def open_turns(task: str, data_dir: epath.PathLike, gamma: float, manual_dir: epath.PathLike | None = None) -> Turns:
+    """``load_transitions``'s rows, read by row range (``episode_records.Turns``), imported if absent."""
+    builder = _prepared(data_dir, task, manual_dir, "train")
+    return Turns(builder, "train", builder.info.splits["train"].num_examples, gamma)

@@ -28,6 +28,7 @@ from archer_jax.data.episode_records import (
     EpisodeBuilder,
     EpisodeDataError,
     Transition,
+    Turns,
     encode_episode,
     episode_transitions,
     open_builder,
@@ -37,7 +38,7 @@ from archer_jax.data.episode_records import (
 from archer_jax.envs import base
 
 __all__ = ["EpisodeDataError", "SimulatedEpisodes", "SimulatedEpisodesConfig", "Transition", "dataset_dir",
-           "episode_transitions", "episodes_config", "load_episodes", "load_transitions", "task_corpus"]
+           "episode_transitions", "episodes_config", "load_episodes", "load_transitions", "open_turns", "task_corpus"]
 
 _CHUNK = 5_000  # episodes simulated at a time while writing (bounds memory)
 
@@ -125,13 +126,17 @@ def load_episodes(data_dir: epath.PathLike, config: SimulatedEpisodesConfig | No
     Raises EpisodeDataError naming the file when stored data cannot be read.
     """
     config = config or episodes_config()
+    return read_episodes(_prepared(data_dir, config, build), split, config.num_episodes)
+
+
+def _prepared(data_dir: epath.PathLike, config: SimulatedEpisodesConfig, build: bool) -> SimulatedEpisodes:
     builder = open_builder(SimulatedEpisodes, data_dir, config)
     if build:
         builder.download_and_prepare()
     elif not builder.is_prepared():
         raise EpisodeDataError(f"no prepared dataset in {dataset_dir(data_dir, config)}; "
                                "call load_episodes(..., build=True)")
-    return read_episodes(builder, split, config.num_episodes)
+    return builder
 
 
 def load_transitions(task: str, data_dir: epath.PathLike, num_episodes: int, seed: int, gamma: float,
@@ -141,6 +146,14 @@ def load_transitions(task: str, data_dir: epath.PathLike, num_episodes: int, see
     (observation, action, reward, next_observation, done, mc_return), built if absent."""
     episodes = load_episodes(data_dir, episodes_config(task, num_episodes, seed, mix, max_turns, num_items, env))
     return transition_columns(episodes, gamma)
+
+
+def open_turns(task: str, data_dir: epath.PathLike, num_episodes: int, seed: int, gamma: float,
+               mix: Mapping[str, float] | None = None, max_turns: int = 20, num_items: int = 0,
+               env: Mapping[str, object] | None = None) -> Turns:
+    """``load_transitions``'s rows, read by row range (``episode_records.Turns``), built if absent."""
+    config = episodes_config(task, num_episodes, seed, mix, max_turns, num_items, env)
+    return Turns(_prepared(data_dir, config, build=True), "train", config.num_episodes, gamma)
 
 
 def task_corpus(episodes: Iterable[base.Episode]) -> Iterator[str]:

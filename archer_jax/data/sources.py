@@ -13,16 +13,18 @@ from collections.abc import Mapping
 from etils import epath
 
 from archer_jax.data import lmrl_gym, simulated_episodes
+from archer_jax.data.episode_records import Turns
 
 SOURCES = ("simulated", "lmrl_gym")
 
 
-def load_transitions_from(source: str, *, task: str, data_dir: epath.PathLike, gamma: float,
-                          manual_dir: epath.PathLike | None = None, num_episodes: int, seed: int,
-                          max_turns: int = 20, num_items: int = 0,
-                          env: Mapping[str, object] | None = None,
-                          mix: Mapping[str, float] | None = None) -> dict[str, list]:
-    """Every turn of `source`'s episodes of `task` as columns named like `Transition`'s fields.
+def turns_from(source: str, *, task: str, data_dir: epath.PathLike, gamma: float,
+               manual_dir: epath.PathLike | None = None, num_episodes: int, seed: int,
+               max_turns: int = 20, num_items: int = 0,
+               env: Mapping[str, object] | None = None,
+               mix: Mapping[str, float] | None = None) -> Turns:
+    """Every turn of `source`'s episodes of `task` (built or imported first if absent), as
+    columns named like `Transition`'s fields, read by row range (`episode_records.Turns`).
 
     `manual_dir` is read by "lmrl_gym" only; `num_episodes`, `seed`, `max_turns`,
     `num_items`, `env` (the task's other config.env fields) and `mix` (player -> weight;
@@ -30,9 +32,8 @@ def load_transitions_from(source: str, *, task: str, data_dir: epath.PathLike, g
     taken whole).
     """
     if source == "simulated":
-        return simulated_episodes.load_transitions(task, data_dir, num_episodes=num_episodes, seed=seed,
-                                                   gamma=gamma, mix=mix, max_turns=max_turns, num_items=num_items,
-                                                   env=env)
+        return simulated_episodes.open_turns(task, data_dir, num_episodes=num_episodes, seed=seed, gamma=gamma,
+                                             mix=mix, max_turns=max_turns, num_items=num_items, env=env)
     if source == "lmrl_gym":
-        return lmrl_gym.load_transitions(task, data_dir, gamma=gamma, manual_dir=manual_dir)
+        return lmrl_gym.open_turns(task, data_dir, gamma=gamma, manual_dir=manual_dir)
     raise ValueError(f"config.data.source = {source!r}: choose one of {SOURCES}")
