@@ -4,6 +4,7 @@ pass, with the keys in one block or several, and with the batch split over devic
 
 
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -74,3 +75,35 @@ def test_attention_of_a_batch_split_over_devices_equals_the_unsplit_result():
     k, v = layers.heads_first(k, v)
     out = jax.jit(layers.dot_product_attention)(*(jax.device_put(x, rows) for x in (q, k, v, bias)))
     np.testing.assert_allclose(out, layers.dot_product_attention(q, k, v, bias), atol=1e-6, rtol=0)
+
+
+def _dot_output_dtypes(jaxpr) -> list:
+    """The result dtypes of every dot_general in ``jaxpr``, nested calls included."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            found.append(eqn.outvars[0].aval.dtype)
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            found += _dot_output_dtypes(sub)
+    return found
+
+
+@pytest.mark.parametrize("kind", ["gpt2", "llama"])
+def test_bfloat16_models_accumulate_every_product_in_float32(kind):
+    """A bfloat16 model's matrix products (dense layers, attention, the tied head) all
+    accumulate to float32 (``layers.float32_accumulation``: XLA:CPU's fast bfloat16 path,
+    the MXU's own); float32 models are unchanged by it (the demos' results, bit for bit)."""
+    from archer_jax.models import gpt2, llama
+
+    if kind == "gpt2":
+        model = gpt2.GPT2LMHeadModel(gpt2.GPT2Config(vocab_size=50, n_positions=16, n_embd=16, n_layer=1, n_head=2,
+                                                     dtype=jnp.bfloat16))
+    else:
+        model = llama.LlamaForCausalLM(llama.LlamaConfig(
+            vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+            num_key_value_heads=1, max_position_embeddings=16, tie_word_embeddings=True, dtype=jnp.bfloat16))
+    ids, mask = jnp.ones((2, 8), jnp.int32), jnp.ones((2, 8), bool)
+    params = model.init(jax.random.key(0), ids, mask)["params"]
+    jaxpr = jax.make_jaxpr(lambda p: model.apply({"params": p}, ids, mask).logits)(params).jaxpr
+    dtypes = _dot_output_dtypes(jaxpr)
+    assert len(dtypes) >= 7 and set(dtypes) == {jnp.dtype(jnp.float32)}, dtypes

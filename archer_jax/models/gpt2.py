@@ -255,7 +255,7 @@ class GPT2LMHeadModel(nn.Module):
         # Only positions >= logits_start get logits (static): generation needs the
         # last one, the policy gradient the action's; the vocab projection dominates
         # the cost of every other position.
-        logits = wte.attend(hidden[:, logits_start:]).astype(jnp.float32)
+        logits = layers.attend(wte, hidden[:, logits_start:])
         new_cache = None
         if cache is not None:
             new_cache = KVCache(k=tuple(new_k), v=tuple(new_v), mask=key_mask, index=cache.index + length)

@@ -348,7 +348,7 @@ class LlamaForCausalLM(nn.Module):
         # Only positions >= logits_start (static) get logits: see GPT2LMHeadModel.
         head_in = hidden[:, logits_start:]
         if cfg.tie_word_embeddings:
-            logits = embed_tokens.attend(head_in)
+            logits = layers.attend(embed_tokens, head_in)
         else:
             logits = layers.dense(cfg.vocab_size, ("embed", "vocab"), use_bias=False, dtype=cfg.dtype,
                                   param_dtype=cfg.param_dtype, name="lm_head", lora=cfg.lora)(head_in)
