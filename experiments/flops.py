@@ -16,6 +16,7 @@ shapes benchmarked.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from typing import Any, Callable
@@ -90,11 +91,13 @@ def count_flops(fn: Callable[..., Any], *args: Any, while_trips: int | None = No
 
 
 def matmul_rate(dtype: str = "float32", n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of an n x n x n ``jnp.dot`` on the default device, best of ``repeats`` timed
-    calls after a compile: what a FLOP-bound phase could reach on this machine."""
+    """FLOP/s of an n x n x n ``jnp.dot`` on the default device, accumulated in float32 as
+    the models' layers do (``layers.float32_accumulation``: XLA:CPU's bfloat16 path),
+    best of ``repeats`` timed calls after a compile: what a FLOP-bound phase could reach
+    on this machine."""
     a = jnp.ones((n, n), dtype)
     b = jnp.ones((n, n), dtype)
-    dot = jax.jit(jnp.dot)
+    dot = jax.jit(functools.partial(jnp.dot, preferred_element_type=jnp.float32))
     jax.block_until_ready(dot(a, b))
     best = math.inf
     for _ in range(repeats):
