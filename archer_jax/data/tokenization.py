@@ -28,6 +28,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from archer_jax import length_buckets
+
 PAD_TOKEN = "<pad>"
 UNK_TOKEN = "<unk>"
 EOS_TOKEN = "<eos>"
@@ -252,7 +254,7 @@ class PromptTemplate:
         if not len(self):
             return ids, mask
         p, width = len(self.prefix), ids.shape[1]
-        span = jnp.where(jnp.any(mask, axis=1), width - jnp.argmax(mask, axis=1), 0)[:, None].astype(jnp.int32)
+        span = length_buckets.spans(mask)[:, None]
         k = jnp.arange(width + len(self), dtype=jnp.int32)[None, :] - (width - span)  # slot within the wrapped row
         in_obs = (k >= p) & (k < p + span)
         column = jnp.clip(k + width - span - p, 0, width - 1)
