@@ -107,3 +107,46 @@ def test_bfloat16_models_accumulate_every_product_in_float32(kind):
     jaxpr = jax.make_jaxpr(lambda p: model.apply({"params": p}, ids, mask).logits)(params).jaxpr
     dtypes = _dot_output_dtypes(jaxpr)
     assert len(dtypes) >= 7 and set(dtypes) == {jnp.dtype(jnp.float32)}, dtypes
+
+
+@pytest.mark.parametrize("kind, kept", [("gpt2", 2), ("roberta", 2), ("llama", 3)])
+def test_a_gradient_keeps_only_the_mlp_activation_inputs_and_output(kind, kept, capsys):
+    """``layers.recompute_in_backward``: of the [B, L, mlp] arrays a gradient keeps for
+    its backward pass, each layer holds only the activation's inputs (GELU's one,
+    SwiGLU's gate and up) and its output (the next product's input); autodiff through
+    GELU or silu otherwise keeps their inner terms too (6, 4 and 6 per layer)."""
+    from jax.ad_checkpoint import print_saved_residuals
+
+    from archer_jax.models import gpt2, llama, roberta
+
+    b, length, mlp, n_layers = 2, 8, 48, 2
+    model = {
+        "gpt2": lambda: gpt2.GPT2LMHeadModel(gpt2.GPT2Config(vocab_size=50, n_positions=16, n_embd=16,
+                                                             n_layer=n_layers, n_head=2, n_inner=mlp)),
+        "roberta": lambda: roberta.RobertaModel(roberta.RobertaConfig(
+            vocab_size=50, hidden_size=16, num_hidden_layers=n_layers, num_attention_heads=2, intermediate_size=mlp)),
+        "llama": lambda: llama.LlamaForCausalLM(llama.LlamaConfig(
+            vocab_size=50, hidden_size=16, intermediate_size=mlp, num_hidden_layers=n_layers, num_attention_heads=2,
+            num_key_value_heads=1, max_position_embeddings=16)),
+    }[kind]()
+    ids, mask = jnp.ones((b, length), jnp.int32), jnp.ones((b, length), bool)
+    params = model.init(jax.random.key(0), ids, mask)["params"]
+
+    def loss(p):
+        out = model.apply({"params": p}, ids, mask)
+        return jnp.sum(out.logits if kind != "roberta" else out.hidden)
+
+    capsys.readouterr()
+    print_saved_residuals(loss, params)
+    lines = capsys.readouterr().out.splitlines()
+    wide = [line for line in lines if line.startswith(f"f32[{b},{length},{mlp}]") and "argument" not in line]
+    assert len(wide) == kept * n_layers, "\n".join(lines)
+
+
+def test_recompute_in_backward_keeps_values_and_gradients():
+    x = jnp.linspace(-4.0, 4.0, 97)
+    for fn in (lambda v: jax.nn.gelu(v, approximate=True), lambda v: jax.nn.gelu(v, approximate=False)):
+        wrapped = layers.recompute_in_backward(fn)
+        np.testing.assert_array_equal(jax.jit(wrapped)(x), jax.jit(fn)(x))
+        np.testing.assert_allclose(jax.jit(jax.grad(lambda v: jnp.sum(wrapped(v))))(x),
+                                   jax.jit(jax.grad(lambda v: jnp.sum(fn(v))))(x), rtol=1e-6, atol=1e-7)

@@ -188,7 +188,7 @@ class GPT2MLP(nn.Module):
         cfg = self.config
         kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, lora=cfg.lora)
         h = layers.dense(cfg.mlp_dim, ("embed", "mlp"), name="fc", **kw)(x)
-        h = _ACTIVATIONS[cfg.activation](h)
+        h = layers.recompute_in_backward(_ACTIVATIONS[cfg.activation])(h)
         return layers.dense(cfg.n_embd, ("mlp", "embed"), init_std=_residual_std(cfg), name="proj", **kw)(h)
 
 

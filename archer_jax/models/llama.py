@@ -286,7 +286,8 @@ class LlamaMLP(nn.Module):
         kw = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, use_bias=cfg.mlp_bias, lora=cfg.lora)
         gate = layers.dense(cfg.intermediate_size, ("embed", "mlp"), name="gate_proj", **kw)(x)
         up = layers.dense(cfg.intermediate_size, ("embed", "mlp"), name="up_proj", **kw)(x)
-        return layers.dense(cfg.hidden_size, ("mlp", "embed"), name="down_proj", **kw)(jax.nn.silu(gate) * up)
+        h = layers.recompute_in_backward(lambda g, u: jax.nn.silu(g) * u)(gate, up)
+        return layers.dense(cfg.hidden_size, ("mlp", "embed"), name="down_proj", **kw)(h)
 
 
 class LlamaDecoderLayer(nn.Module):

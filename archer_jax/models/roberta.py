@@ -168,7 +168,7 @@ class Layer(nn.Module):
         attn = SelfAttention(cfg, name="attention")(x, bias)
         x = _layer_norm(cfg, "attention_norm", x + attn)
         h = layers.dense(cfg.intermediate_size, ("embed", "mlp"), name="intermediate", **kw)(x)
-        h = _ACTIVATIONS[cfg.hidden_act](h)
+        h = layers.recompute_in_backward(_ACTIVATIONS[cfg.hidden_act])(h)
         h = layers.dense(cfg.hidden_size, ("mlp", "embed"), name="output", **kw)(h)
         return _layer_norm(cfg, "output_norm", x + h)
 

@@ -242,7 +242,10 @@ class T5FeedForward(nn.Module):
         def wi(name: str) -> jax.Array:
             return layers.dense(c.d_ff, ("embed", "mlp"), init_std=c.d_model ** -0.5, name=name, **kw)(x)
 
-        h = c.activation(wi("wi_0")) * wi("wi_1") if c.is_gated else c.activation(wi("wi"))
+        if c.is_gated:
+            h = layers.recompute_in_backward(lambda g, u: c.activation(g) * u)(wi("wi_0"), wi("wi_1"))
+        else:
+            h = layers.recompute_in_backward(c.activation)(wi("wi"))
         return layers.dense(c.d_model, ("mlp", "embed"), init_std=c.d_ff ** -0.5, name="wo", **kw)(h)
 
 
