@@ -378,7 +378,6 @@ def _attention(q: jax.Array, k: jax.Array, v: jax.Array, bias: jax.Array, *, sca
     return out.astype(v.dtype).transpose(0, 2, 1, 3)
 
 
-
 @flax.struct.dataclass
 class CausalLMOutput:
     logits: jax.Array  # [B, L - logits_start, vocab], float32
