@@ -124,11 +124,12 @@ def float32_accumulation(dtype: Dtype) -> Callable[..., jax.Array]:
 def recompute_in_backward(fn: Callable[..., jax.Array]) -> Callable[..., jax.Array]:
     """``fn``, an element-wise activation (GELU, or SwiGLU's silu(gate) * up), under
     ``jax.checkpoint``: a gradient keeps only its inputs and recomputes its inner terms
-    in the backward pass. Autodiff of GELU otherwise keeps three or four [B, L, mlp]
-    arrays per layer (the erfc or tanh term, exp, products) until the backward pass
-    reaches that layer: in the small preset's critic phase (RoBERTa-base, 8 x 232
-    tokens) XLA's temporaries drop from 2.40 to 1.99 GiB without them, in its actor
-    phase (GPT-2) from 2.15 to 1.89 GiB (docs/benchmarks.md). The recomputation is
+    in the backward pass. Autodiff otherwise keeps the inner terms too (the erfc or tanh
+    term, exp, products): 6, 4 and 6 [B, L, mlp] arrays per layer for GPT-2, RoBERTa and
+    Llama instead of 2, 2 and 3, until the backward pass reaches that layer: in the
+    small preset's critic phase (RoBERTa-base, 8 x 232 tokens) XLA's temporaries drop
+    from 2.40 to 1.99 GiB without them, in its actor phase (GPT-2) from 2.15 to 1.89 GiB
+    (docs/benchmarks.md). The recomputation is
     element-wise work beside the layer's products; the values are the same, and for
     GPT-2's tanh GELU the gradients too, bit for bit."""
     return jax.checkpoint(fn)
