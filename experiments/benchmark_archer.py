@@ -29,13 +29,17 @@ a median over ``--repeats`` timed calls after one warm-up (compile) call:
   this machine's matmul rate (an n x n ``jnp.dot`` in the same process, ``--matmul_n``),
   and per part the time those FLOPs take at that rate and the fraction of it achieved
   (``limit s / median s``); on an accelerator of known peak, MFU against that peak too;
+* cores busy: the process's CPU seconds (every thread) per wall second over a part's timed
+  calls: on a CPU host, how many of its cores the part kept busy;
 * lengths: ``--lengths=mixed`` left-pads observation rows to 1..obs_len real tokens (drawn
   uniformly), the padding a real buffer holds; ``--length_buckets=64,128,...`` then runs
   every phase and generate with the rows grouped by length (``archer_jax.length_buckets``,
   ``config.tokens.length_buckets``). FLOPs count each switch at its widest branch, so with
   buckets they are an upper bound and the achieved fraction can exceed 1;
 * memory: ``peak_bytes_in_use`` of the device's ``memory_stats()`` (GPU/TPU) or, where
-  there is none (CPU), the process's max resident set size; cumulative after each part.
+  there is none (CPU), the process's max resident set size; cumulative after each part, and
+  ``after_start`` before any state or program (on a CPU: Python, JAX's runtime and this
+  package, the floor under every other number).
 
 The state and the buffer are donated on every call and every jitted function is built
 once; a compile listener counts backend compiles inside the timed calls (expected 0).
@@ -49,12 +53,13 @@ import dataclasses
 import functools
 import json
 import math
+import os
 import resource
 import statistics
 import sys
 import time
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -114,14 +119,31 @@ class CompileCounter:
             self.traces += event == self.TRACE
 
 
-def timed(fn, repeats: int, counter: CompileCounter, warmup: bool = True) -> tuple[float, float, list[float]]:
-    """(warm-up seconds, median seconds, all timed seconds); ``fn`` blocks on its outputs."""
+class Timing(NamedTuple):
+    """One part's timings: the warm-up call, the median and every timed call (seconds), and
+    ``cores_busy``: the process's CPU seconds (all threads, user + system) per wall second
+    over the timed calls, so 2.0 on a 2-core machine is every core busy throughout."""
+
+    first: float
+    median: float
+    times: list[float]
+    cores_busy: float
+
+
+def cpu_seconds() -> float:
+    t = os.times()
+    return t.user + t.system
+
+
+def timed(fn, repeats: int, counter: CompileCounter, warmup: bool = True) -> Timing:
+    """Times ``fn`` (which blocks on its outputs) after an untimed warm-up call."""
     start = time.perf_counter()
     if warmup:
         fn()
     first = time.perf_counter() - start
     times = []
     counter.active = True
+    cpu_start, wall_start = cpu_seconds(), time.perf_counter()
     try:
         for _ in range(repeats):
             start = time.perf_counter()
@@ -129,7 +151,8 @@ def timed(fn, repeats: int, counter: CompileCounter, warmup: bool = True) -> tup
             times.append(time.perf_counter() - start)
     finally:
         counter.active = False
-    return first, statistics.median(times), times
+    busy = (cpu_seconds() - cpu_start) / (time.perf_counter() - wall_start)
+    return Timing(first, statistics.median(times), times, busy)
 
 
 def peak_memory() -> tuple[str, int]:
@@ -348,6 +371,8 @@ def main(argv: list[str] | None = None) -> None:
     mesh = sharding.make_mesh(s.mesh)
     rules = sharding.DEFAULT_RULES
     actor_pad = s.actor["vocab_size"] - 1  # GPT-2 pads with <|endoftext|>, its last id
+    # Before any state or program (on a CPU host: Python, JAX's runtime and this package).
+    start_memory = peak_memory()[1]
 
     actor = gpt2.GPT2LMHeadModel(gpt2.GPT2Config(**s.actor, dtype=dtype))
     encoder = roberta.RobertaModel(roberta.RobertaConfig(vocab_size=s.critic_vocab, pad_token_id=CRITIC_PAD_ID,
@@ -375,7 +400,7 @@ def main(argv: list[str] | None = None) -> None:
     init_s = time.perf_counter() - t0
     progress(f"state and buffer created in {init_s:.1f} s")
     memory_kind, _ = peak_memory()
-    memory: dict[str, int] = {"after_init": peak_memory()[1]}
+    memory: dict[str, int] = {"after_start": start_memory, "after_init": peak_memory()[1]}
 
     rng = np.random.default_rng(args.seed)
     rows_per_insert = s.max_turns * s.rollout_batch  # the trainer's fixed [max_turns * B] rollout arrays
@@ -399,7 +424,8 @@ def main(argv: list[str] | None = None) -> None:
     params_now = holder["state"].actor_params
     part_flops = {"generate": flops.count_flops(policy, params_now, prompt_ids, prompt_mask, gen_key, TEMPERATURE,
                                                 while_trips=s.new_tokens - 1)}
-    gen_first, gen_s, _ = timed(run_generate, s.repeats, counter)
+    gen = timed(run_generate, s.repeats, counter)
+    gen_first, gen_s = gen.first, gen.median
     memory["after_generate"] = peak_memory()[1]
     progress(f"generate: {gen_s:.4f} s (first call {gen_first:.1f} s)")
 
@@ -409,13 +435,13 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_breakdown:
         prefill = jax.jit(functools.partial(length_buckets.generate, actor, max_new_tokens=1, stop_ids=(),
                                             pad_id=actor_pad, **hp.rows))
-        _, prefill_s, _ = timed(lambda: jax.block_until_ready(
+        prefill_s = timed(lambda: jax.block_until_ready(
             prefill(holder["state"].actor_params, prompt_ids, prompt_mask, gen_key, TEMPERATURE).tokens),
-            s.repeats, counter)
+            s.repeats, counter).median
         step_ids, step_mask = prompt_ids[:1].repeat(s.batch, 0), prompt_mask[:1].repeat(s.batch, 0)
-        _, step_gen_s, _ = timed(lambda: jax.block_until_ready(
+        step_gen_s = timed(lambda: jax.block_until_ready(
             policy(holder["state"].actor_params, step_ids, step_mask, gen_key, TEMPERATURE).tokens),
-            s.repeats, counter)
+            s.repeats, counter).median
         progress(f"prefill {prefill_s:.4f} s, generate at update batch {step_gen_s:.4f} s")
         part_flops["generate_prefill"] = flops.count_flops(prefill, params_now, prompt_ids, prompt_mask, gen_key,
                                                            TEMPERATURE, while_trips=0)
@@ -439,10 +465,12 @@ def main(argv: list[str] | None = None) -> None:
     for name in ("critic", "actor"):  # traced only: the donated state is not consumed
         part_flops[f"{name}_phase"] = flops.count_flops(getattr(phases, name), holder["state"], bufholder["buffer"],
                                                         while_trips=s.new_tokens - 1)
-    critic_first, critic_s, _ = timed(lambda: run_phase(phases.critic), s.repeats, counter)
+    critic_t = timed(lambda: run_phase(phases.critic), s.repeats, counter)
+    critic_first, critic_s = critic_t.first, critic_t.median
     memory["after_critic_phase"] = peak_memory()[1]
     progress(f"critic phase: {critic_s:.4f} s (first call {critic_first:.1f} s)")
-    actor_first, actor_s, _ = timed(lambda: run_phase(phases.actor), s.repeats, counter)
+    actor_t = timed(lambda: run_phase(phases.actor), s.repeats, counter)
+    actor_first, actor_s = actor_t.first, actor_t.median
     memory["after_actor_phase"] = peak_memory()[1]
     progress(f"actor phase: {actor_s:.4f} s (first call {actor_first:.1f} s)")
 
@@ -491,7 +519,8 @@ def main(argv: list[str] | None = None) -> None:
             parts["insert_and_phases"].append(end - mid)
 
         # Every function is compiled already: the warm-up is only a first untimed pass.
-        it_first, it_s, _ = timed(run_iteration, s.repeats, counter)
+        it = timed(run_iteration, s.repeats, counter)
+        it_first, it_s = it.first, it.median
         iteration = {"iteration_s": it_s, "iteration_first_s": it_first,
                      "iteration_rollout_s": statistics.median(parts["rollout"][1:]),
                      "iteration_insert_and_phases_s": statistics.median(parts["insert_and_phases"][1:]),
@@ -533,6 +562,9 @@ def main(argv: list[str] | None = None) -> None:
         **breakdown,
         **iteration,
         **({} if env is None else env),
+        "cores_busy": {"generate": gen.cores_busy, "critic_phase": critic_t.cores_busy,
+                       "actor_phase": actor_t.cores_busy, **({"iteration": it.cores_busy} if iteration else {})},
+        "cpu_count": os.cpu_count(),
         "matmul_flops_per_s": rate, "matmul_n": args.matmul_n, "peak_flops_per_s": peak, "flops": limits,
         "memory_kind": memory_kind, "peak_memory_bytes": memory,
         "recompiles_in_timed_calls": counter.count, "retraces_in_timed_calls": counter.traces,
@@ -586,10 +618,13 @@ def print_table(r: dict[str, Any], s: Settings) -> None:
     print(f"  matmul FLOPs per part; the machine's matmul rate {r['matmul_flops_per_s'] / 1e9:,.1f} GFLOP/s "
           f"({r['matmul_n']}^3 jnp.dot, {s.dtype})" + (f", peak {r['peak_flops_per_s'] / 1e12:,.0f} TFLOP/s per "
                                                        "device" if mfu else ""))
-    print(f"  {'part':40s} {'GFLOP':>10s} {'limit s':>10s}  {'of the rate':>11s}" + ("  MFU" if mfu else ""))
+    print(f"  {'part':40s} {'GFLOP':>10s} {'limit s':>10s}  {'of the rate':>11s}  {'cores busy':>10s}"
+          + ("  MFU" if mfu else ""))
     for name, f in r["flops"].items():
-        print(f"  {name:40s} {f['flops'] / 1e9:10.2f} {f['limit_s']:10.4f}  {f['matmul_fraction']:10.1%}"
-              + (f"  {f['mfu']:.1%}" if mfu else ""))
+        busy = r["cores_busy"].get(name)
+        busy_text = "" if busy is None else f"{busy:.2f} of {r['cpu_count']}"
+        print(f"  {name:40s} {f['flops'] / 1e9:10.2f} {f['limit_s']:10.4f}  {f['matmul_fraction']:10.1%}  "
+              f"{busy_text:>10s}" + (f"  {f['mfu']:.1%}" if mfu else ""))
     mem = ", ".join(f"{k} {_gb(v)}" for k, v in r["peak_memory_bytes"].items())
     print(f"  memory ({r['memory_kind']}): {mem}")
     print(f"  state {_gb(r['state_bytes'])}, buffer {_gb(r['buffer_bytes'])}, init {r['init_s']:.1f} s, "

@@ -107,7 +107,9 @@ def compare(ref: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
     our_mem = max(ours["peak_memory_bytes"].values())
     return {"phases": rows,
             "memory": {"reference_bytes": ref_mem, "ours_bytes": our_mem, "ours_over_reference": our_mem / ref_mem,
-                       "ours_kind": ours["memory_kind"]}}
+                       "ours_kind": ours["memory_kind"],
+                       # Python, JAX's runtime and the package, before any state or program
+                       "ours_after_start_bytes": ours["peak_memory_bytes"].get("after_start")}}
 
 
 def print_table(table: dict[str, Any], ref: dict[str, Any], ours: dict[str, Any]) -> None:
@@ -121,6 +123,8 @@ def print_table(table: dict[str, Any], ref: dict[str, Any], ours: dict[str, Any]
     m = table["memory"]
     print(f"  {'peak memory (RSS)':40s} {m['reference_bytes'] / 2**30:8.2f}GiB {m['ours_bytes'] / 2**30:8.2f}GiB "
           f"{m['ours_over_reference']:10.0%} (ours / ref)")
+    if m["ours_after_start_bytes"] is not None:
+        print(f"  {'  of which ours at start-up (no state)':40s} {'':>11s} {m['ours_after_start_bytes'] / 2**30:8.2f}GiB")
 
 
 def main(argv: list[str] | None = None) -> None:

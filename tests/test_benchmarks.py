@@ -43,6 +43,12 @@ def test_benchmark_archer_tiny_runs_every_phase_on_a_two_device_mesh():
     assert r["settings"]["length_buckets"] == [] and r["settings"]["lengths"] == "mixed"
     _positive(r, ["generate_s", "critic_phase_s", "actor_phase_s", "iteration_s", "matmul_flops_per_s"])
     assert r["recompiles_in_timed_calls"] == 0  # every timed call reuses its compiled program
+    # CPU seconds per wall second: positive, and at most the cores there are (a little slack
+    # for the clocks' granularity).
+    assert set(r["cores_busy"]) == {"generate", "critic_phase", "actor_phase", "iteration"}
+    assert all(0 < busy <= r["cpu_count"] * 1.1 for busy in r["cores_busy"].values()), r["cores_busy"]
+    memory = r["peak_memory_bytes"]
+    assert 0 < memory["after_start"] <= memory["after_init"] <= memory["after_critic_phase"]
     parts = r["flops"]
     assert set(parts) == {"generate", "generate_prefill", "generate_update_batch", "critic_phase", "actor_phase",
                           "iteration"}
@@ -63,6 +69,7 @@ def test_benchmark_archer_tiny_runs_every_phase_on_a_two_device_mesh():
     critic = table["phases"][1]
     assert critic["reference_s"] == ref["summary"]["critic_update_s"] and critic["ours_s"] == r["critic_step_s"]
     assert critic["speedup"] == pytest.approx(critic["reference_s"] / critic["ours_s"])
+    assert table["memory"]["ours_after_start_bytes"] == memory["after_start"]
     assert table["memory"]["ours_over_reference"] == pytest.approx(
         max(r["peak_memory_bytes"].values()) / (ref["summary"]["peak_rss_mib"] * 2**20))
 
