@@ -124,7 +124,8 @@ def print_table(table: dict[str, Any], ref: dict[str, Any], ours: dict[str, Any]
     print(f"  {'peak memory (RSS)':40s} {m['reference_bytes'] / 2**30:8.2f}GiB {m['ours_bytes'] / 2**30:8.2f}GiB "
           f"{m['ours_over_reference']:10.0%} (ours / ref)")
     if m["ours_after_start_bytes"] is not None:
-        print(f"  {'  of which ours at start-up (no state)':40s} {'':>11s} {m['ours_after_start_bytes'] / 2**30:8.2f}GiB")
+        start = m["ours_after_start_bytes"] / 2**30
+        print(f"  {'  of which ours at start-up (no state)':40s} {'':>11s} {start:8.2f}GiB")
 
 
 def main(argv: list[str] | None = None) -> None:
