@@ -52,6 +52,26 @@ def archer_smoke_run(tmp_path_factory):
     return trainer.train(config, workdir), workdir
 
 
+# pytest-xdist (``-n 2 --dist loadfile``) hands out whole files, by default those with the
+# most tests first. These files hold few tests but take minutes each (training runs in
+# subprocesses: killed and resumed, several processes, whole commands); handed out last,
+# they left one worker running alone at the end. They go first, longest first (per
+# ``--durations``); the other files keep their order.
+LONG_FILES = ("test_trainer.py", "test_multihost.py", "test_resume.py", "test_archer_steps.py",
+              "test_length_buckets.py", "test_use_policy.py")
+
+
+def pytest_configure(config) -> None:
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist's reordering by test count
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    del config
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: in-file order kept
+
+
 def pytest_sessionfinish(session, exitstatus) -> None:
     del session, exitstatus
     if _XLA_CACHE is not None:
