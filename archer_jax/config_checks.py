@@ -94,6 +94,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     _check_logging(config.logging)
     if config.critic.pooling not in ("pooled", "mean"):
         raise ConfigError(f"config.critic.pooling = {config.critic.pooling!r}: choose 'pooled' or 'mean'")
+    if config.critic.get("remat", False) and config.critic.kind == "actor":
+        raise ConfigError("config.critic.remat = True: a critic of the actor's architecture (config.critic.kind = "
+                          "'actor') rematerialises with the actor's blocks; set config.actor.remat instead")
     if config.env.oracle not in ("kb", "lm"):
         raise ConfigError(f"config.env.oracle = {config.env.oracle!r}: choose 'kb' (knowledge-base oracle) or "
                           "'lm' (a T5 oracle from config.env.oracle_checkpoint)")

@@ -215,6 +215,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--critic_mlp", type=int)
     p.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32",
                    help="compute dtype of both models (params and optimizer stay float32)")
+    p.add_argument("--remat", action="store_true",
+                   help="rematerialise both models' blocks in the backward pass (config.actor.remat, "
+                        "config.critic.remat): memory for time")
     p.add_argument("--mesh", default="-1,1,1", help="devices along (data, fsdp, tensor); -1 = the rest")
     p.add_argument("--repeats", type=int, default=5, help="timed calls per measurement (median reported)")
     p.add_argument("--skip_iteration", action="store_true", help="do not time the whole iteration")
@@ -254,6 +257,7 @@ class Settings:
     lengths: str = "full"
     length_buckets: tuple[int, ...] = ()
     bucket_chunks: int = 1
+    remat: bool = False
 
 
 def settings_from(args: argparse.Namespace) -> Settings:
@@ -286,7 +290,7 @@ def settings_from(args: argparse.Namespace) -> Settings:
     s = Settings(args.preset, actor, critic, critic_vocab, obs_len, new_tokens, pick("batch"), rollout_batch,
                  rollout_size, pick("max_turns"), critic_steps, actor_steps, pick("capacity"), args.dtype, mesh,
                  args.repeats, args.lengths, tuple(int(w) for w in args.length_buckets.split(",") if w),
-                 args.bucket_chunks)
+                 args.bucket_chunks, args.remat)
     for name in ("obs_len", "new_tokens", "batch", "rollout_batch", "max_turns", "critic_steps", "actor_steps",
                  "capacity", "repeats", "bucket_chunks"):
         if getattr(s, name) < 1:
@@ -374,9 +378,9 @@ def main(argv: list[str] | None = None) -> None:
     # Before any state or program (on a CPU host: Python, JAX's runtime and this package).
     start_memory = peak_memory()[1]
 
-    actor = gpt2.GPT2LMHeadModel(gpt2.GPT2Config(**s.actor, dtype=dtype))
+    actor = gpt2.GPT2LMHeadModel(gpt2.GPT2Config(**s.actor, dtype=dtype, remat=s.remat))
     encoder = roberta.RobertaModel(roberta.RobertaConfig(vocab_size=s.critic_vocab, pad_token_id=CRITIC_PAD_ID,
-                                                         dtype=dtype, **s.critic))
+                                                         dtype=dtype, remat=s.remat, **s.critic))
     critic = value_heads.DoubleCritic(encoder=encoder, hidden_size=s.critic["hidden_size"])
     bridge = make_bridge(s)
     hp = archer.ArcherHParams(critic_batch_size=s.batch, actor_batch_size=s.batch, critic_epochs=s.critic_steps,
@@ -576,7 +580,7 @@ def main(argv: list[str] | None = None) -> None:
 def print_table(r: dict[str, Any], s: Settings) -> None:
     a, c = s.actor, s.critic
     print(f"archer benchmark, preset {s.preset}: {r['device_count']} x {r['device_kind']} ({r['device_platform']}), "
-          f"mesh {r['mesh_shape']}, jax {r['jax_version']}, {s.dtype}")
+          f"mesh {r['mesh_shape']}, jax {r['jax_version']}, {s.dtype}{', remat' if s.remat else ''}")
     print(f"  actor  GPT-2   {a['n_layer']}x{a['n_embd']}, {a['n_head']} heads, vocab {a['vocab_size']}: "
           f"{r['actor_params'] / 1e6:.1f}M params")
     print(f"  critic RoBERTa {c['num_hidden_layers']}x{c['hidden_size']}, {c['num_attention_heads']} heads, "

@@ -86,7 +86,10 @@ def jaxpr_flops(jaxpr: Any, while_trips: int | None = None) -> int:
 
 def count_flops(fn: Callable[..., Any], *args: Any, while_trips: int | None = None, **kwargs: Any) -> int:
     """Matmul FLOPs of one call ``fn(*args, **kwargs)``, counted on its jaxpr (traced
-    only: donated arguments are not consumed)."""
+    only: donated arguments are not consumed). A jitted ``fn`` is traced as the top-level
+    program it is (a jit with ``compiler_options`` cannot be nested in ``make_jaxpr``)."""
+    if hasattr(fn, "trace"):
+        return jaxpr_flops(fn.trace(*args, **kwargs).jaxpr.jaxpr, while_trips)
     return jaxpr_flops(jax.make_jaxpr(fn)(*args, **kwargs).jaxpr, while_trips)
 
 

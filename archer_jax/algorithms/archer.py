@@ -486,9 +486,10 @@ class Phases(NamedTuple):
 def jit_phase(phase: Callable[..., tuple[ArcherState, Metrics]], state_shardings: ArcherState,
               data_shardings: Any, mesh: Mesh) -> Callable[..., tuple[ArcherState, Metrics]]:
     """Jits ``phase(state, data)`` once: explicit shardings, the state donated, metrics
-    replicated (one ``device_get`` per iteration reads them)."""
+    replicated (one ``device_get`` per iteration reads them), ``sharding.compiler_options``."""
     return jax.jit(phase, in_shardings=(state_shardings, data_shardings),
-                   out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())), donate_argnums=0)
+                   out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())), donate_argnums=0,
+                   compiler_options=sharding_lib.compiler_options(mesh))
 
 
 def make_phases(*, actor: nn.Module, critic: nn.Module, hp: ArcherHParams, bridge: Bridge,

@@ -223,7 +223,8 @@ def make_ppo_phase(*, actor: nn.Module, value: nn.Module, hp: PPOHParams, tx: op
     phase = functools.partial(ppo_phase, actor=actor, value=value, hp=hp, tx=tx, value_tx=value_tx, mesh=mesh,
                               rules=rules)
     return jax.jit(phase, in_shardings=(state_shardings, replicated, replicated),
-                   out_shardings=(state_shardings, replicated), donate_argnums=0)
+                   out_shardings=(state_shardings, replicated), donate_argnums=0,
+                   compiler_options=sharding_lib.compiler_options(mesh))
 
 
 def adapt_kl(coef: float, kl: float, *, target: float, horizon: int, steps: int) -> float:

@@ -251,9 +251,11 @@ def build_critic(config: ml_collections.ConfigDict, actor: Any, actor_tokenizer:
         critic = value_heads.DoubleCritic(encoder=value_heads.CausalEncoder(actor), hidden_size=actor.config.hidden_size,
                                           pooling=c.pooling, joint=c.joint)
         return critic, None, actor_tokenizer
+    remat = bool(c.get("remat", False))
     if c.checkpoint:
         loaded = load_pretrained(c.checkpoint, mesh=mesh, rules=config.mesh.rules, dtype=dtype)
-        critic = value_heads.DoubleCritic(encoder=loaded.module, hidden_size=loaded.config.hidden_size,
+        encoder = loaded.family.build(dataclasses.replace(loaded.config, remat=remat)) if remat else loaded.module
+        critic = value_heads.DoubleCritic(encoder=encoder, hidden_size=loaded.config.hidden_size,
                                           pooling=c.pooling, joint=c.joint)
         return critic, loaded.params, load_tokenizer(c.checkpoint)
     # From scratch the critic shares the actor's tokenizer (identity bridge).
@@ -261,7 +263,7 @@ def build_critic(config: ml_collections.ConfigDict, actor: Any, actor_tokenizer:
     cfg = roberta.RobertaConfig(
         vocab_size=len(actor_tokenizer), hidden_size=c.hidden_size, num_hidden_layers=c.num_layers,
         num_attention_heads=c.num_heads, intermediate_size=c.mlp_dim, pad_token_id=pad_id,
-        max_position_embeddings=config_checks.critic_length(config) + pad_id + 2, dtype=dtype)
+        max_position_embeddings=config_checks.critic_length(config) + pad_id + 2, dtype=dtype, remat=remat)
     critic = value_heads.DoubleCritic(encoder=roberta.RobertaModel(cfg), hidden_size=c.hidden_size, pooling=c.pooling,
                                       joint=c.joint)
     return critic, None, actor_tokenizer

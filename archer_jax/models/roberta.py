@@ -50,6 +50,9 @@ class RobertaConfig:
     pad_token_id: int = 1
     dtype: Any = jnp.float32
     param_dtype: Any = jnp.float32
+    # A training option, not architecture (never read from or written to config.json):
+    # rematerialised layers (their activations recomputed in the backward pass instead of kept).
+    remat: bool = False
 
     def __post_init__(self) -> None:
         if self.hidden_size % self.num_attention_heads:
@@ -202,8 +205,9 @@ class RobertaModel(nn.Module):
         x = _layer_norm(cfg, "embeddings_norm", x)
 
         bias = layers.attention_bias(attention_mask, input_ids.shape[-1], causal=False)
+        layer = nn.remat(Layer) if cfg.remat else Layer
         for i in range(cfg.num_hidden_layers):
-            x = Layer(cfg, name=f"layers_{i}")(x, bias)
+            x = layer(cfg, name=f"layers_{i}")(x, bias)
 
         first = jnp.take_along_axis(x, first_real_index(attention_mask)[:, None, None], axis=1)[:, 0]
         # The pooler's square kernel splits its output dim like an MLP's.

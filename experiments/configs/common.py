@@ -129,6 +129,7 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
     c.critic = _model("roberta", "roberta-base", num_layers=2, hidden_size=128, num_heads=4, mlp_dim=512)
     c.critic.pooling = "pooled"  # 'pooled' (RoBERTa's pooler, as the paper) | 'mean' (of real tokens)
     c.critic.joint = False  # Q encodes obs ++ action together (True) or apart (False, as the paper)
+    c.critic.remat = False  # recompute each encoder layer's activations in the backward pass (memory for time)
     c.critic.lr = hp["critic_lr"]  # Adam learning rate of the critic (encoder and heads)
     c.critic.max_grad_norm = 1.0  # global-norm gradient clipping
     # > 0: an asymmetric critic Q(h, s, a) that also reads what the environment hides
