@@ -8,6 +8,7 @@ rather than failing), so any checkpoint runs on any mesh.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -102,19 +103,35 @@ def tree_shardings(abstract_tree: Any, mesh: Mesh, rules: Sequence[tuple[str, An
     return jax.tree.map(one, abstract_tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))
 
 
-def compiler_options(mesh: Mesh) -> dict[str, str] | None:
-    """XLA options for the programs that train or initialise a state on ``mesh``. On
-    CPU, XLA drops optimization barriers (its ``cse_barrier_expander`` pass) before
-    common-subexpression elimination, which then merges ``jax.checkpoint``'s recomputed
-    forward pass with the original one: every checkpoint (``remat`` blocks, the
-    recomputed activations and attention weights of ``models.layers``) keeps the
-    residuals XLA does not fuse away by itself, and no barrier orders anything (a
-    4-layer toy MLP: the same dots and temporaries with and without ``jax.checkpoint``
-    on every layer; with these options 151 -> 34 MB). Keeping them makes
-    both hold there as on TPU and GPU: the small benchmark preset's critic phase takes
-    1.73 instead of 1.94 GiB of temporaries, 1.08 with its encoder's layers
-    rematerialised (docs/benchmarks.md). The values are the same."""
-    if mesh.devices.flat[0].platform == "cpu":
+def rematerialises(*modules: nn.Module | None) -> bool:
+    """Whether one of ``modules`` (or a module it wraps: a critic's encoder, a value
+    head's LM) rematerialises its blocks (``config.remat``)."""
+    def walk(module: Any) -> bool:
+        if not isinstance(module, nn.Module):
+            return False
+        if getattr(getattr(module, "config", None), "remat", False):
+            return True
+        return any(walk(getattr(module, f.name)) for f in dataclasses.fields(module) if f.name != "parent")
+
+    return any(walk(m) for m in modules)
+
+
+def compiler_options(mesh: Mesh, keep_barriers: bool) -> dict[str, str] | None:
+    """XLA options for a program on ``mesh``; ``keep_barriers``: for the programs
+    whose memory depends on optimization barriers (a model that rematerialises,
+    ``rematerialises``; ``create_state``'s one-model-after-the-other init). On CPU,
+    XLA drops optimization barriers (its ``cse_barrier_expander`` pass) before
+    common-subexpression elimination, which then merges ``jax.checkpoint``'s
+    recomputed forward pass with the original one: remat saves nothing and no barrier
+    orders anything (a 4-layer toy MLP: the same dots and temporaries with and without
+    ``jax.checkpoint`` on every layer; with the pass disabled 151 -> 34 MB). Disabling
+    it makes both hold there as on TPU and GPU: the small benchmark preset's critic
+    phase takes 1.08 instead of 1.94 GiB of temporaries with its encoder's layers
+    rematerialised (docs/benchmarks.md). It is not the default because the
+    recomputation it keeps costs compile time (the test suite's tiny phases compile
+    15-30% slower) and run time where nothing needed the memory. The values are the
+    same either way."""
+    if keep_barriers and mesh.devices.flat[0].platform == "cpu":
         return {"xla_disable_hlo_passes": "cse_barrier_expander"}
     return None
 

@@ -271,5 +271,5 @@ def create_state(
             raise ValueError(f"create_state: {name} do not match the model's param tree; "
                              f"expected {jax.tree.structure(expected)}, got {jax.tree.structure(given)}")
     state = jax.jit(lambda *a: nn.meta.unbox(init(*a)), out_shardings=shardings,
-                    compiler_options=sharding_lib.compiler_options(mesh))(rng, actor_params, critic_encoder_params)
+                    compiler_options=sharding_lib.compiler_options(mesh, keep_barriers=True))(rng, actor_params, critic_encoder_params)
     return state, shardings

@@ -97,10 +97,11 @@ def _wide(family: str, remat: bool) -> nn.Module:
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "roberta"])
 def test_rematerialised_blocks_hold_fewer_temporaries_in_a_jitted_phase(family):
-    """``archer.jit_phase`` compiles with ``sharding.compiler_options``: on CPU, where XLA
-    otherwise drops jax.checkpoint's barriers and merges the recomputation back into the
-    forward pass (so remat saved nothing), a rematerialised model's gradient step holds
-    well under the plain one's temporaries, and computes the same values."""
+    """``archer.jit_phase`` keeps a rematerialising model's checkpoints
+    (``sharding.compiler_options``): on CPU, where XLA otherwise drops jax.checkpoint's
+    barriers and merges the recomputation back into the forward pass (so remat saved
+    nothing), its gradient step holds well under the plain one's temporaries, and
+    computes the same values."""
     mesh = sharding.make_mesh((-1, 1, 1))
     replicated = NamedSharding(mesh, PartitionSpec())
     ids = jnp.asarray(np.random.default_rng(0).integers(1, 64, (8, 64)), jnp.int32)
@@ -115,7 +116,7 @@ def test_rematerialised_blocks_hold_fewer_temporaries_in_a_jitted_phase(family):
             grads = jax.grad(lambda p: loss(module, p))(params)
             return jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads), {"loss": loss(module, params)}
 
-        return archer.jit_phase(phase, replicated, replicated, mesh).lower(params, ids).compile()
+        return archer.jit_phase(phase, replicated, replicated, mesh, (module,)).lower(params, ids).compile()
 
     plain, remat = _wide(family, remat=False), _wide(family, remat=True)
     params = nn.meta.unbox(plain.init(jax.random.key(0), ids, mask)["params"])
@@ -266,6 +267,11 @@ def test_the_critic_takes_remat_from_its_config(tmp_path):
     actor, _ = registry.build_actor(config, words, mesh)
     critic, _, _ = registry.build_critic(config, actor, words, mesh)
     assert critic.encoder.config.remat
+    # (phases that run it keep its checkpoints; those that run only the plain actor do not)
+    assert sharding.rematerialises(actor, critic) and not sharding.rematerialises(actor, None)
+    mesh_options = sharding.compiler_options(mesh, sharding.rematerialises(critic))
+    assert mesh_options == {"xla_disable_hlo_passes": "cse_barrier_expander"}
+    assert sharding.compiler_options(mesh, sharding.rematerialises(actor)) is None
     config.critic.kind = "actor"
     with pytest.raises(config_checks.ConfigError, match="config.critic.remat = True: .*set config.actor.remat"):
         trainer.setup(config, tmp_path)

@@ -484,12 +484,16 @@ class Phases(NamedTuple):
 
 
 def jit_phase(phase: Callable[..., tuple[ArcherState, Metrics]], state_shardings: ArcherState,
-              data_shardings: Any, mesh: Mesh) -> Callable[..., tuple[ArcherState, Metrics]]:
+              data_shardings: Any, mesh: Mesh, models: Sequence[nn.Module | None] = (),
+              ) -> Callable[..., tuple[ArcherState, Metrics]]:
     """Jits ``phase(state, data)`` once: explicit shardings, the state donated, metrics
-    replicated (one ``device_get`` per iteration reads them), ``sharding.compiler_options``."""
+    replicated (one ``device_get`` per iteration reads them). ``models``: those the
+    phase runs; where one rematerialises, ``sharding.compiler_options`` keeps its
+    checkpoints."""
+    keep = sharding_lib.rematerialises(*models)
     return jax.jit(phase, in_shardings=(state_shardings, data_shardings),
                    out_shardings=(state_shardings, NamedSharding(mesh, PartitionSpec())), donate_argnums=0,
-                   compiler_options=sharding_lib.compiler_options(mesh))
+                   compiler_options=sharding_lib.compiler_options(mesh, keep))
 
 
 def make_phases(*, actor: nn.Module, critic: nn.Module, hp: ArcherHParams, bridge: Bridge,
@@ -503,9 +507,10 @@ def make_phases(*, actor: nn.Module, critic: nn.Module, hp: ArcherHParams, bridg
     common = dict(actor=actor, critic=critic, hp=hp, bridge=bridge, mesh=mesh, rules=rules)
     return Phases(
         critic=jit_phase(functools.partial(critic_phase, tx=critic_tx, **common), state_shardings,
-                         buffer_shardings, mesh),
+                         buffer_shardings, mesh, (actor, critic)),
         actor=jit_phase(functools.partial(actor_phase, tx=actor_tx, baseline=baseline, baseline_tx=baseline_tx,
-                                          **common), state_shardings, buffer_shardings, mesh),
+                                          **common), state_shardings, buffer_shardings, mesh,
+                        (actor, critic, baseline)),
     )
 
 

@@ -72,7 +72,7 @@ def make_bc_phase(*, actor: nn.Module, hp: ArcherHParams, tx: optax.GradientTran
                   ) -> Callable[[ArcherState, replay.ReplayBuffer], tuple[ArcherState, Metrics]]:
     """``bc_phase`` jitted once (state donated): ``state, metrics = fn(state, dataset_buffer)``."""
     phase = functools.partial(bc_phase, actor=actor, hp=hp, tx=tx, steps=steps, mesh=mesh, rules=rules)
-    return jit_phase(phase, state_shardings, buffer_shardings, mesh)
+    return jit_phase(phase, state_shardings, buffer_shardings, mesh, (actor,))
 
 
 # config.env fields every task's data shares (the question games' oracle fields do not

@@ -64,7 +64,7 @@ def stage(run: Any) -> Stage:
         critic = archer.jit_phase(functools.partial(
             archer.critic_phase, actor=run.actor, critic=run.critic, hp=hp, bridge=run.bridge, tx=critic_tx,
             mesh=run.mesh, rules=c.mesh.rules), run.state_shardings, run.buffer_shardings, run.mesh,
-        ).lower(run.state, run.buffer).compile()
+            (run.actor, run.critic)).lower(run.state, run.buffer).compile()
         insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
         scores = jax.jit(functools.partial(archer.critic_scores, critic=run.critic, bridge=run.bridge))
 

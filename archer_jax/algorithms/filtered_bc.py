@@ -71,7 +71,7 @@ def make_filtered_bc_phase(*, actor: nn.Module, batch_size: int, steps: int, top
     """``filtered_bc_phase`` jitted once (state donated): ``state, metrics = fn(state, buffer)``."""
     phase = functools.partial(filtered_bc_phase, actor=actor, batch_size=batch_size, steps=steps,
                               top_fraction=top_fraction, tx=tx, mesh=mesh, rules=rules, rows=rows)
-    return jit_phase(phase, state_shardings, buffer_shardings, mesh)
+    return jit_phase(phase, state_shardings, buffer_shardings, mesh, (actor,))
 
 
 def check_config(config: Any) -> None:

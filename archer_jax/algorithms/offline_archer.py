@@ -94,7 +94,7 @@ def make_offline_phase(*, actor: nn.Module, critic: nn.Module, hp: ArcherHParams
                              actor_tx=actor_tx, batch_size=batch_size, expectile=expectile, beta=beta,
                              max_weight=max_weight, mesh=mesh, rules=rules)
     return jit_phase(lambda state, buffer: scan_steps(step, state, buffer, steps), state_shardings,
-                     buffer_shardings, mesh)
+                     buffer_shardings, mesh, (actor, critic))
 
 
 def check_config(config: Any) -> None:

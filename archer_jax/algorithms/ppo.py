@@ -224,7 +224,7 @@ def make_ppo_phase(*, actor: nn.Module, value: nn.Module, hp: PPOHParams, tx: op
                               rules=rules)
     return jax.jit(phase, in_shardings=(state_shardings, replicated, replicated),
                    out_shardings=(state_shardings, replicated), donate_argnums=0,
-                   compiler_options=sharding_lib.compiler_options(mesh))
+                   compiler_options=sharding_lib.compiler_options(mesh, sharding_lib.rematerialises(actor, value)))
 
 
 def adapt_kl(coef: float, kl: float, *, target: float, horizon: int, steps: int) -> float:
