@@ -129,7 +129,7 @@ def compiler_options(mesh: Mesh, keep_barriers: bool) -> dict[str, str] | None:
     phase takes 1.08 instead of 1.94 GiB of temporaries with its encoder's layers
     rematerialised (docs/benchmarks.md). It is not the default because the
     recomputation it keeps costs compile time (the test suite's tiny phases compile
-    15-30% slower) and run time where nothing needed the memory. The values are the
+    10-30% slower) and run time where nothing needed the memory. The values are the
     same either way."""
     if keep_barriers and mesh.devices.flat[0].platform == "cpu":
         return {"xla_disable_hlo_passes": "cse_barrier_expander"}

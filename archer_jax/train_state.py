@@ -270,6 +270,7 @@ def create_state(
         if given is not None and jax.tree.structure(given) != jax.tree.structure(expected):
             raise ValueError(f"create_state: {name} do not match the model's param tree; "
                              f"expected {jax.tree.structure(expected)}, got {jax.tree.structure(given)}")
+    options = sharding_lib.compiler_options(mesh, keep_barriers=True)  # one model's init after the other
     state = jax.jit(lambda *a: nn.meta.unbox(init(*a)), out_shardings=shardings,
-                    compiler_options=sharding_lib.compiler_options(mesh, keep_barriers=True))(rng, actor_params, critic_encoder_params)
+                    compiler_options=options)(rng, actor_params, critic_encoder_params)
     return state, shardings

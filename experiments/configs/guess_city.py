@@ -28,7 +28,7 @@ def get_config(arg: str | None = None):
     c = common.get_config("guess_city", arg, PRESETS)
     if c.variant == "demo":
         # Observations grow from one question to ten turns: the phases and rollouts run
-        # each group of rows at the width it needs (critic phase 6.0-6.3 -> 4.3-4.4 s,
+        # each group of rows at the width it needs (critic phase 5.9-6.3 -> 4.3-4.4 s,
         # docs/benchmarks.md).
         c.tokens.length_buckets = (64, 128, 208)
     return c
