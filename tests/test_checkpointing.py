@@ -221,15 +221,20 @@ def test_no_readable_checkpoint_is_one_error_and_nothing_moves(tmp_path, mesh):
 
 
 def test_kill_during_save_keeps_the_previous_checkpoint(tmp_path):
-    """A real kill -9 while the background thread writes step 2."""
+    """A real kill -9 while the background thread writes step 2 (once its folder exists:
+    ``save`` may return before the thread has created it)."""
     script = textwrap.dedent(f"""
-        import os, signal
+        import os, signal, time
         import jax, jax.numpy as jnp
         from archer_jax import checkpointing
         ckpt = checkpointing.Checkpointer({str(tmp_path)!r})
         ckpt.save(1, state={{"w": jnp.ones((8,))}}, buffer=None, progress={{"iteration": 1}})
         ckpt.wait()
         ckpt.save(2, state={{"w": jnp.full((4_000_000,), 2.0)}}, buffer=None, progress={{"iteration": 2}})
+        folder = os.path.join({str(tmp_path)!r}, {checkpointing.CHECKPOINT_DIR!r})
+        deadline = time.monotonic() + 60
+        while not any(name.startswith("2") for name in os.listdir(folder)) and time.monotonic() < deadline:
+            time.sleep(0.001)
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="")
