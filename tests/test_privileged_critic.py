@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from archer_jax import config_checks, replay, rollout, sampling, sharding, tasks, train_state, trainer
+from archer_jax import config_checks, length_buckets, replay, rollout, sampling, sharding, tasks, train_state, trainer
 from archer_jax.algorithms import archer
 from archer_jax.data import tokenization
 from archer_jax.models import gpt2, value_heads
@@ -72,6 +72,19 @@ def test_a_padded_hidden_prefix_leaves_the_critic_unchanged_and_a_real_one_chang
     np.testing.assert_allclose(masked, plain, atol=1e-5)
     assert plain[0][0] == pytest.approx(plain[0][1])  # the same conversation twice
     assert abs(real[0][0] - real[0][1]) > 1e-4  # told apart by the hidden token alone
+
+
+def test_the_critic_view_packs_hidden_text_against_the_observation():
+    """The hidden text sits right before the observation's first token and all padding
+    to the left, so a row spans only its real tokens (what the length groups cut to)."""
+    hidden = np.array([[0, 0, 7, 8], [0, 0, 0, 9]])
+    hidden_mask = hidden > 0
+    obs = np.array([[0, 0, 0, 1, 2], [0, 3, 4, 5, 6]])
+    obs_mask = obs > 0
+    ids, mask = archer.critic_view(lambda i, m: (i, m), jnp.asarray(obs), jnp.asarray(obs_mask),
+                                   jnp.asarray(hidden), jnp.asarray(hidden_mask))
+    np.testing.assert_array_equal(np.where(mask, ids, 0), [[0, 0, 0, 0, 0, 7, 8, 1, 2], [0, 0, 0, 0, 9, 3, 4, 5, 6]])
+    np.testing.assert_array_equal(length_buckets.spans(mask), [4, 5])
 
 
 @pytest.fixture(scope="module")

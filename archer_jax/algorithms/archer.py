@@ -242,11 +242,16 @@ def critic_view(bridge: Bridge, obs: jax.Array, obs_mask: jax.Array, hidden: jax
     A critic Q(h, s, a) of the history h and the hidden state s keeps the actor's
     gradient unbiased: the rollouts draw s from its posterior given h, and E over s of
     Q(h, s, a) is the history critic's Q(h, a) (Baisero and Amato, AAMAS 2022). The
-    actor never reads ``hidden``. Both halves are left-padded; the gap between them is
-    masked (positions and pooling come from the mask).
+    actor never reads ``hidden``. The two left-padded halves are packed into one
+    left-padded row: the hidden text right before the observation's first token, every
+    padding column to the left (the critic reads positions and pooling from the mask, so
+    only the float rounding depends on where padding sits). A row then spans its real
+    tokens only, which the length groups (``length_buckets``) need to cut anything.
     """
     if hidden is not None:
         obs, obs_mask = jnp.concatenate([hidden, obs], axis=1), jnp.concatenate([hidden_mask, obs_mask], axis=1)
+        order = jnp.argsort(obs_mask.astype(jnp.int8), axis=1, stable=True)  # padding first, each part in order
+        obs, obs_mask = jnp.take_along_axis(obs, order, axis=1), jnp.take_along_axis(obs_mask, order, axis=1)
     return bridge(obs, obs_mask)
 
 
