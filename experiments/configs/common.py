@@ -39,7 +39,8 @@ class TaskPresets:
     CPU budget (15 minutes; 30 for the full Twenty Questions): hidden items (0 = all),
     turn cap, observation tokens (a whole dialogue at the turn cap, so both networks
     can tell how many turns are left), ArCHer iterations, the critic's privileged tokens
-    (``critic.privileged_len``; 0 = the paper's critic) and actor steps per iteration.
+    (``critic.privileged_len``; 0 = the paper's critic), actor steps per iteration and the
+    widths rows are grouped to (``tokens.length_buckets``; () = every row at obs_len).
     """
 
     paper: Mapping[str, float]
@@ -49,6 +50,7 @@ class TaskPresets:
     demo_iterations: int
     demo_privileged_len: int = 0
     demo_actor_epochs: int = 3
+    demo_length_buckets: tuple[int, ...] = ()
 
 
 def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collections.ConfigDict:
@@ -254,6 +256,7 @@ def get_config(task: str, arg: str | None, presets: TaskPresets) -> ml_collectio
 def _demo(c: ml_collections.ConfigDict, presets: TaskPresets) -> None:
     c.env.num_items, c.env.max_turns = presets.demo_items, presets.demo_turns
     c.tokens.obs_len, c.archer.iterations = presets.demo_obs_len, presets.demo_iterations
+    c.tokens.length_buckets = presets.demo_length_buckets
     c.tokens.action_len = 10
     c.actor.update(_model("gpt2", "", n_layer=2, n_embd=64, n_head=4))
     c.actor.lr = 1e-4
@@ -316,7 +319,7 @@ def _smoke(c: ml_collections.ConfigDict) -> None:
     c.critic.update(pooling="mean", joint=True, lr=3e-4, max_grad_norm=1.0, privileged_len=0)
     c.archer.update(greedy_rollouts=0.0, temperature=1.0, actor_temperature=1.0, kl_coef=0.0, forward_kl_coef=0.0, actor_samples=1)
     c.env.num_items = 0
-    c.tokens.obs_len = 48
+    c.tokens.obs_len, c.tokens.length_buckets = 48, ()
     c.tokens.action_len = 8
     c.env.max_turns = 4
     c.actor.n_layer, c.actor.n_embd, c.actor.n_head = 1, 32, 2

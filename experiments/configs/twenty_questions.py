@@ -19,17 +19,14 @@ Variants (the part after ':'):
 from experiments.configs import common
 
 
-# Turns are at most 10 word-tokens (14 the winning one): 207 over 20 turns.
+# Turns are at most 10 word-tokens (14 the winning one): 207 over 20 turns. Observations
+# grow from one question to twenty turns: rows grouped by length (critic phase 6.1-6.3 ->
+# 3.5-3.8 s; the Subset's, with its privileged critic, 6.0-7.1 -> 3.9-4.4 s;
+# docs/benchmarks.md).
 PRESETS = common.TaskPresets(
     paper=dict(actor_lr=1e-6, critic_lr=2e-5, warmup_iter=20, rollout_size=128, gamma=0.95),
-    demo_items=20, demo_turns=20, demo_obs_len=208, demo_iterations=50)
+    demo_items=20, demo_turns=20, demo_obs_len=208, demo_iterations=50, demo_length_buckets=(64, 128, 208))
 
 
 def get_config(arg: str | None = None):
-    c = common.get_config("twenty_questions", arg, PRESETS)
-    if c.variant == "demo":
-        # Observations grow from one question to twenty turns: the phases and rollouts run
-        # each group of rows at the width it needs (critic phase 6.1-6.3 -> 3.5-3.8 s,
-        # docs/benchmarks.md).
-        c.tokens.length_buckets = (64, 128, 208)
-    return c
+    return common.get_config("twenty_questions", arg, PRESETS)

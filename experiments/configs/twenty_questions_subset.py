@@ -46,12 +46,7 @@ def get_config(arg: str | None = None):
         c = common.get_config("twenty_questions_subset", "paper", PRESETS)
         _mistral(c)
         return c
-    c = common.get_config("twenty_questions_subset", arg, PRESETS)
-    if c.variant == "demo":
-        # As twenty_questions.py's demo: rows grouped by length (critic phase 6.0-7.1 ->
-        # 3.9-4.4 s, docs/benchmarks.md).
-        c.tokens.length_buckets = (64, 128, 208)
-    return c
+    return common.get_config("twenty_questions_subset", arg, PRESETS)
 
 
 # The reference's prompt for the instruct actor (its llm_twenty_questions_subset.py), in
