@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -46,6 +47,10 @@ class Rollout:
     # reward) where that observation does not already hold every command (``transcript``).
     dialogues: list[str]
     hidden: list[str]  # what each conversation was about (city, object, ...)
+    # Wall seconds this process waited for the policy (dispatching ``generate`` and
+    # copying its tokens to the host); the rest of a batch's time is the host's:
+    # decoding, stepping the environments, tokenizing, packaging.
+    policy_s: float = 0.0
 
     @property
     def num_turns(self) -> int:
@@ -120,13 +125,16 @@ class RolloutRunner:
                                                 "next_obs_mask", "reward", "done")}
         valid, returns, lengths = [], np.zeros(b, np.float32), np.zeros(b, np.int32)
         played: list[list[tuple[str, float]]] = [[] for _ in range(b)]  # (command, reward) per turn
+        policy_s = 0.0
         for turn in range(t_max):
             active = ~done
             if not multihost.any_process(active.any()):
                 break
             rng, key = jax.random.split(rng)
             prompt_ids, prompt_mask = multihost.gather_rows((obs_ids, obs_mask))
+            t0 = time.perf_counter()
             gen = multihost.to_host(self.policy(params, prompt_ids, prompt_mask, key, temperature))
+            policy_s += time.perf_counter() - t0
             gen = jax.tree.map(lambda x: x[mine] if np.ndim(x) else x, gen)
             actions = tokenization.decode_utterances(self.tokenizer, gen.tokens, gen.mask, self.terminator)
             observations, rewards, dones = self.env.step(actions)
@@ -146,7 +154,9 @@ class RolloutRunner:
             obs_ids, obs_mask = next_ids, next_mask
         successes = np.asarray(self.env.successes, bool).copy()
         texts = [transcript(final, turns) for final, turns in zip(observations, played)]
-        return self._package(fields, np.asarray(valid), returns, successes, lengths, texts)
+        out = self._package(fields, np.asarray(valid), returns, successes, lengths, texts)
+        out.policy_s = policy_s
+        return out
 
     def _hidden_rows(self, t_real: int) -> dict[str, np.ndarray]:
         """Each episode's hidden text, as ids, repeated on every turn row [t_real, B, H]."""
