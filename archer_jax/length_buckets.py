@@ -43,6 +43,18 @@ def widths(buckets: Sequence[int], width: int) -> tuple[int, ...]:
     return tuple(sorted({int(b) for b in buckets if 0 < b < width})) + (width,)
 
 
+def in_groups(fn: Callable[..., Any], args: Sequence[jax.Array], chunks: int) -> Any:
+    """``fn(*args)`` on gcd(``chunks``, B) equal groups of consecutive rows, one after
+    another (``lax.map``), the results concatenated in the rows' order: one call's numbers
+    (up to float rounding) with one group's working set. ``chunks`` = 1: one plain call."""
+    batch = args[0].shape[0]
+    chunks = math.gcd(max(chunks, 1), batch)
+    if chunks == 1:
+        return fn(*args)
+    out = jax.lax.map(lambda rows: fn(*rows), [x.reshape(chunks, batch // chunks, *x.shape[1:]) for x in args])
+    return jax.tree.map(lambda x: x.reshape(batch, *x.shape[2:]), out)
+
+
 def apply(fn: Callable[..., Any], mask: jax.Array, args: Sequence[jax.Array], *,
           buckets: Sequence[int], chunks: int) -> Any:
     """``fn(width, *args)`` row by row, the rows grouped by the span of ``mask``.

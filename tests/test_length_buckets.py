@@ -81,6 +81,27 @@ def test_the_critic_and_its_gradient_equal_one_call():
     close(grouped_grads, grads)
 
 
+def test_the_probe_scores_in_groups_equal_one_call():
+    """``archer.critic_scores`` (the rollout probe) in groups of rows, at their length
+    buckets or at the full width: the scores of one call on every row, row for row."""
+    critic, batch, chunks = ACTOR_CRITIC, transitions(ROWS, seed=3), 4
+    params = critic.init(jax.random.key(0), batch.obs, batch.obs_mask, batch.action, batch.action_mask)["params"]
+
+    @functools.partial(jax.jit, static_argnames=("buckets", "chunks"))
+    def scores(p, buckets, chunks):
+        state = train_state.ArcherState(step=0, rng=None, actor_params=None, actor_opt_state=None, critic_params=p,
+                                        critic_opt_state=None, target_critic_params=None)
+        return archer.critic_scores(state, batch, critic=critic, bridge=lambda i, m: (i, m), buckets=buckets,
+                                    chunks=chunks)
+
+    plain = scores(params, (), 1)
+    close(scores(params, BUCKETS, chunks), plain)
+    close(scores(params, (), chunks), plain)
+    # in_groups: consecutive rows, gcd(chunks, B) groups, the rows' order kept.
+    x = jnp.arange(12.0).reshape(6, 2)
+    assert length_buckets.in_groups(lambda r: (r * 2, r.sum(1)), (x,), 4)[1].tolist() == x.sum(1).tolist()
+
+
 def test_action_logits_and_greedy_generation_equal_one_call():
     batch = transitions(ROWS, seed=2)
     params = ACTOR.init(jax.random.key(1), batch.obs, batch.obs_mask)["params"]

@@ -439,14 +439,30 @@ def _actor_step(state: ArcherState, buffer: replay.ReplayBuffer, *, actor: nn.Mo
     return state, metrics
 
 
-def critic_scores(state: ArcherState, batch: replay.Transitions, *, critic: nn.Module,
-                  bridge: Bridge) -> tuple[jax.Array, jax.Array]:
+def critic_scores(state: ArcherState, batch: replay.Transitions, *, critic: nn.Module, bridge: Bridge,
+                  buckets: Sequence[int] = (), chunks: int = 1) -> tuple[jax.Array, jax.Array]:
     """(min(Q1, Q2)(s, a), min(V1, V2)(s)) of the ONLINE critic on a batch of
-    transitions, [B] each: what the actor phase would read."""
+    transitions, [B] each: what the actor phase would read. The rows run in ``chunks``
+    groups, one after another, each cut to the shortest of ``buckets`` that holds it
+    (``critic_apply``; without buckets, at the full width: ``length_buckets.in_groups``)."""
     obs, obs_mask = critic_view(bridge, batch.obs, batch.obs_mask, batch.hidden, batch.hidden_mask)
     act, act_mask = bridge(batch.action, batch.action_mask)
-    out = critic.apply({"params": state.critic_params}, obs, obs_mask, act, act_mask)
+    rows = (obs, obs_mask, act, act_mask)
+    if len(length_buckets.widths(buckets, obs.shape[1])) > 1:
+        out = critic_apply(critic, state.critic_params, *rows, buckets=buckets, chunks=chunks)
+    else:
+        out = length_buckets.in_groups(lambda *x: critic.apply({"params": state.critic_params}, *x), rows, chunks)
     return jnp.minimum(out.q1, out.q2), jnp.minimum(out.v1, out.v2)
+
+
+def probe_scores(run: Any) -> Callable[[ArcherState, replay.Transitions], tuple[jax.Array, jax.Array]]:
+    """``critic_scores`` jitted for ``collect``'s probe of a rollout batch's rows
+    ([max_turns * rollout_batch]): in groups of one critic minibatch, grouped by length as
+    the phases' rows. One call on every row at the full width cost 1.8-2.0 s on the Subset
+    demo's 640 rows, in groups 0.4 s (docs/benchmarks.md)."""
+    rows = run.runner.max_turns * run.config.archer.rollout_batch
+    return jax.jit(functools.partial(critic_scores, critic=run.critic, bridge=run.bridge,
+                                     buckets=run.hp.length_buckets, chunks=max(1, rows // run.hp.critic_batch_size)))
 
 
 def scan_steps(step_fn: Callable[[ArcherState, Any], tuple[ArcherState, Metrics]], state: ArcherState,
@@ -674,7 +690,7 @@ def stage(run: Any) -> Stage:
         # Compiled ahead of time: no iteration (not even the first actor one) compiles.
         critic = phases.critic.lower(run.state, run.buffer).compile()
         actor = phases.actor.lower(run.state, run.buffer).compile()
-        scores = jax.jit(functools.partial(critic_scores, critic=run.critic, bridge=run.bridge))
+        scores = probe_scores(run)
 
         def iterate(k: int, clock: PhaseClock) -> dict[str, Any]:
             row, _ = collect(run, k - 1, insert, scores)

@@ -66,7 +66,7 @@ def stage(run: Any) -> Stage:
             mesh=run.mesh, rules=c.mesh.rules), run.state_shardings, run.buffer_shardings, run.mesh,
             (run.actor, run.critic)).lower(run.state, run.buffer).compile()
         insert = replay.make_insert(run.buffer_shardings, run.mesh, c.mesh.rules)
-        scores = jax.jit(functools.partial(archer.critic_scores, critic=run.critic, bridge=run.bridge))
+        scores = archer.probe_scores(run)
 
         def iterate(k: int, clock: PhaseClock) -> dict[str, Any]:
             row, _ = archer.collect(run, k - 1, insert, scores, act)
