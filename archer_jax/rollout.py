@@ -48,9 +48,9 @@ class Rollout:
     dialogues: list[str]
     hidden: list[str]  # what each conversation was about (city, object, ...)
     # Wall seconds this process waited for the policy (dispatching ``generate`` and
-    # copying its tokens to the host); the rest of a batch's time is the host's:
-    # decoding, stepping the environments, tokenizing, packaging.
-    policy_s: float = 0.0
+    # copying its tokens to the host, every turn); the rest of ``run``'s time is the
+    # host's: decoding, stepping the environments, tokenizing, packaging.
+    generate_s: float = 0.0
 
     @property
     def num_turns(self) -> int:
@@ -125,7 +125,7 @@ class RolloutRunner:
                                                 "next_obs_mask", "reward", "done")}
         valid, returns, lengths = [], np.zeros(b, np.float32), np.zeros(b, np.int32)
         played: list[list[tuple[str, float]]] = [[] for _ in range(b)]  # (command, reward) per turn
-        policy_s = 0.0
+        generate_s = 0.0
         for turn in range(t_max):
             active = ~done
             if not multihost.any_process(active.any()):
@@ -134,7 +134,7 @@ class RolloutRunner:
             prompt_ids, prompt_mask = multihost.gather_rows((obs_ids, obs_mask))
             t0 = time.perf_counter()
             gen = multihost.to_host(self.policy(params, prompt_ids, prompt_mask, key, temperature))
-            policy_s += time.perf_counter() - t0
+            generate_s += time.perf_counter() - t0
             gen = jax.tree.map(lambda x: x[mine] if np.ndim(x) else x, gen)
             actions = tokenization.decode_utterances(self.tokenizer, gen.tokens, gen.mask, self.terminator)
             observations, rewards, dones = self.env.step(actions)
@@ -155,7 +155,7 @@ class RolloutRunner:
         successes = np.asarray(self.env.successes, bool).copy()
         texts = [transcript(final, turns) for final, turns in zip(observations, played)]
         out = self._package(fields, np.asarray(valid), returns, successes, lengths, texts)
-        out.policy_s = policy_s
+        out.generate_s = generate_s
         return out
 
     def _hidden_rows(self, t_real: int) -> dict[str, np.ndarray]:

@@ -604,7 +604,7 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
         temperatures = np.where(greedy, 0.0, c.archer.temperature)
     else:
         greedy, temperatures = np.zeros(batch, bool), np.full(batch, temperature)
-    returns, successes, turns, probe, results, policy_s = [], [], 0, [], [], 0.0
+    returns, successes, turns, probe, results, generate_s = [], [], 0, [], [], 0.0
     failures = runner.oracle_failures
     rng = jax.random.fold_in(jax.random.key(c.seed + 1), iteration)
     for start in range(0, c.archer.rollout_size, batch):
@@ -620,14 +620,15 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
         returns.append(result.returns)
         successes.append(result.successes)
         turns += result.num_turns
-        policy_s += result.policy_s
+        generate_s += result.generate_s
     run.progress["env_steps"] += turns
     returns, successes = np.stack(returns), np.stack(successes)  # [batches, B]
     # Oracle calls that failed and were retried (the episodes played on regardless).
     # rollout/generate_s: the part of the iteration's time/rollout_s spent waiting for
-    # generation; the rest is the host's (environments, tokenizing) and the buffer insert.
+    # generation; the rest is the host's (environments, tokenizing), the critic probe and
+    # the buffer insert.
     row = {"rollout/turns": float(turns),
-           "rollout/oracle_failures": float(runner.oracle_failures - failures), "rollout/generate_s": policy_s}
+           "rollout/oracle_failures": float(runner.oracle_failures - failures), "rollout/generate_s": generate_s}
     groups = {"": np.ones_like(greedy)}
     if greedy.any():  # the greedy rows are a cheap greedy evaluation on fresh seeds
         groups.update(sampled_=~greedy, greedy_=greedy)
