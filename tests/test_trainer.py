@@ -68,12 +68,13 @@ def test_smoke_command_writes_every_output_and_a_rerun_resumes(tmp_path, monkeyp
     # Each phase's wall time, the phases within the iteration's.
     assert {k for k in start if k.startswith("time/") and k.endswith("_s")} == {"time/eval_s", "time/iteration_s"}
     assert {k for k in first if k.startswith("time/") and k.endswith("_s")} == {
-        "time/eval_s", "time/rollout_s", "time/critic_s", "time/iteration_s"}
+        "time/eval_s", "time/rollout_s", "time/rollout_generate_s", "time/critic_s", "time/iteration_s"}
     assert "time/actor_s" in rows[3]
     # Of the rollout's time, the part spent waiting for generate (the rest is the host's).
-    assert all(0 < r["rollout/generate_s"] < r["time/rollout_s"] for r in rows[2:])
+    assert all(0 < r["time/rollout_generate_s"] < r["time/rollout_s"] for r in rows[2:])
     for r in rows[1:]:
-        phases = sum(v for k, v in r.items() if k.startswith("time/") and k not in ("time/iteration_s", "time/compiles"))
+        phases = sum(v for k, v in r.items() if k.startswith("time/")
+                     and k not in ("time/iteration_s", "time/compiles", "time/rollout_generate_s"))
         assert 0 < phases <= r["time/iteration_s"]
     assert "probe/q_mc_corr" in first and "probe/adv_mc_corr" in first  # values: test_probe_metrics_by_hand
     evaluation = json.loads((tmp_path / "evaluations" / "archer_00000.json").read_text())

@@ -624,11 +624,11 @@ def collect(run: Any, iteration: int, insert: Callable[..., replay.ReplayBuffer]
     run.progress["env_steps"] += turns
     returns, successes = np.stack(returns), np.stack(successes)  # [batches, B]
     # Oracle calls that failed and were retried (the episodes played on regardless).
-    # rollout/generate_s: the part of the iteration's time/rollout_s spent waiting for
+    # time/rollout_generate_s: the part of the iteration's time/rollout_s spent waiting for
     # generation; the rest is the host's (environments, tokenizing), the critic probe and
     # the buffer insert.
     row = {"rollout/turns": float(turns),
-           "rollout/oracle_failures": float(runner.oracle_failures - failures), "rollout/generate_s": generate_s}
+           "rollout/oracle_failures": float(runner.oracle_failures - failures), "time/rollout_generate_s": generate_s}
     groups = {"": np.ones_like(greedy)}
     if greedy.any():  # the greedy rows are a cheap greedy evaluation on fresh seeds
         groups.update(sampled_=~greedy, greedy_=greedy)
