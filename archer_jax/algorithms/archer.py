@@ -448,10 +448,9 @@ def critic_scores(state: ArcherState, batch: replay.Transitions, *, critic: nn.M
     obs, obs_mask = critic_view(bridge, batch.obs, batch.obs_mask, batch.hidden, batch.hidden_mask)
     act, act_mask = bridge(batch.action, batch.action_mask)
     rows = (obs, obs_mask, act, act_mask)
-    if len(length_buckets.widths(buckets, obs.shape[1])) > 1:
-        out = critic_apply(critic, state.critic_params, *rows, buckets=buckets, chunks=chunks)
-    else:
-        out = length_buckets.in_groups(lambda *x: critic.apply({"params": state.critic_params}, *x), rows, chunks)
+    score = functools.partial(critic_apply, critic, state.critic_params, buckets=buckets, chunks=chunks)
+    grouped = len(length_buckets.widths(buckets, obs.shape[1])) > 1  # critic_apply groups the rows itself
+    out = score(*rows) if grouped else length_buckets.in_groups(score, rows, chunks)
     return jnp.minimum(out.q1, out.q2), jnp.minimum(out.v1, out.v2)
 
 
