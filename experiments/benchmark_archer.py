@@ -59,6 +59,7 @@ import statistics
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
@@ -122,12 +123,65 @@ class CompileCounter:
 class Timing(NamedTuple):
     """One part's timings: the warm-up call, the median and every timed call (seconds), and
     ``cores_busy``: the process's CPU seconds (all threads, user + system) per wall second
-    over the timed calls, so 2.0 on a 2-core machine is every core busy throughout."""
+    over the timed calls, so 2.0 on a 2-core machine is every core busy throughout.
+    ``rss``: the process's resident bytes when the timed calls start and at their highest
+    (``HostRss.part``), or None where it cannot be measured."""
 
     first: float
     median: float
     times: list[float]
     cores_busy: float
+    rss: tuple[int, int] | None = None
+
+
+class HostRss:
+    """The process's resident memory from Linux's /proc: what one part holds at its own
+    peak, beside the run's high-water mark.
+
+    The kernel keeps one high-water mark per process (``VmHWM``, which ``getrusage``'s
+    ``ru_maxrss`` reads), set by whatever part came first: compiling, the init, a larger
+    program. ``part()`` restarts it at the current RSS (``/proc/self/clear_refs``) after
+    folding it into ``overall``, so the mark read after the part's calls is their own
+    peak. ``overall`` stays the run's maximum. Elsewhere (no /proc) ``available`` is False."""
+
+    def __init__(self) -> None:
+        self.overall = 0
+        self.available = os.access("/proc/self/clear_refs", os.W_OK) and self._read() is not None
+
+    @staticmethod
+    def _read() -> tuple[int, int] | None:
+        """(VmRSS, VmHWM) in bytes."""
+        try:
+            with open("/proc/self/status") as f:
+                fields = dict(line.split(":", 1) for line in f if line.startswith(("VmRSS", "VmHWM")))
+            return int(fields["VmRSS"].split()[0]) * 1024, int(fields["VmHWM"].split()[0]) * 1024
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def high_water(self) -> int:
+        """The run's maximum so far, in bytes."""
+        now = self._read()
+        if now is not None:
+            self.overall = max(self.overall, now[1])
+        return self.overall
+
+    def part(self) -> Callable[[], tuple[int, int]] | None:
+        """Starts measuring a part: returns a function that gives (RSS at the start, the
+        highest RSS since), or None where unavailable."""
+        if not self.available:
+            return None
+        self.high_water()
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the high-water mark to the current RSS
+        start = self._read()[0]
+
+        def done() -> tuple[int, int]:
+            return start, self._read()[1]
+
+        return done
+
+
+HOST_RSS = HostRss()
 
 
 def cpu_seconds() -> float:
@@ -142,6 +196,7 @@ def timed(fn, repeats: int, counter: CompileCounter, warmup: bool = True) -> Tim
         fn()
     first = time.perf_counter() - start
     times = []
+    rss = HOST_RSS.part()  # after the warm-up: the compile's memory is not the part's
     counter.active = True
     cpu_start, wall_start = cpu_seconds(), time.perf_counter()
     try:
@@ -152,7 +207,7 @@ def timed(fn, repeats: int, counter: CompileCounter, warmup: bool = True) -> Tim
     finally:
         counter.active = False
     busy = (cpu_seconds() - cpu_start) / (time.perf_counter() - wall_start)
-    return Timing(first, statistics.median(times), times, busy)
+    return Timing(first, statistics.median(times), times, busy, None if rss is None else rss())
 
 
 def peak_memory() -> tuple[str, int]:
@@ -165,8 +220,9 @@ def peak_memory() -> tuple[str, int]:
     if stats and "peak_bytes_in_use" in stats:
         peak = max(int(d.memory_stats()["peak_bytes_in_use"]) for d in jax.local_devices())
         return "device_peak_bytes_in_use (max over local devices)", peak
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return "process_max_rss (host: no device memory stats)", int(rss_kib) * 1024
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
+    # The parts restart the kernel's high-water mark (HostRss.part): the run's is kept there.
+    return "process_max_rss (host: no device memory stats)", max(rss, HOST_RSS.high_water())
 
 
 def progress(message: str) -> None:
@@ -571,6 +627,10 @@ def main(argv: list[str] | None = None) -> None:
         "cpu_count": os.cpu_count(),
         "matmul_flops_per_s": rate, "matmul_n": args.matmul_n, "peak_flops_per_s": peak, "flops": limits,
         "memory_kind": memory_kind, "peak_memory_bytes": memory,
+        # Each part's own: resident bytes when its timed calls start and at their highest.
+        "host_rss_by_part": {name: {"start": t.rss[0], "peak": t.rss[1]} for name, t in
+                             (("generate", gen), ("critic_phase", critic_t), ("actor_phase", actor_t),
+                              *((("iteration", it),) if iteration else ())) if t.rss is not None},
         "recompiles_in_timed_calls": counter.count, "retraces_in_timed_calls": counter.traces,
     }
     print_table(result, s)
@@ -631,6 +691,9 @@ def print_table(r: dict[str, Any], s: Settings) -> None:
               f"{busy_text:>10s}" + (f"  {f['mfu']:.1%}" if mfu else ""))
     mem = ", ".join(f"{k} {_gb(v)}" for k, v in r["peak_memory_bytes"].items())
     print(f"  memory ({r['memory_kind']}): {mem}")
+    if r["host_rss_by_part"]:
+        own = ", ".join(f"{k} {_gb(v['start'])} -> {_gb(v['peak'])}" for k, v in r["host_rss_by_part"].items())
+        print(f"  host RSS per part, when its timed calls start -> their highest: {own}")
     print(f"  state {_gb(r['state_bytes'])}, buffer {_gb(r['buffer_bytes'])}, init {r['init_s']:.1f} s, "
           f"recompiles / retraces in timed calls: {r['recompiles_in_timed_calls']} / "
           f"{r['retraces_in_timed_calls']}")

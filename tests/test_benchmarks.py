@@ -49,6 +49,11 @@ def test_benchmark_archer_tiny_runs_every_phase_on_a_two_device_mesh():
     assert all(0 < busy <= r["cpu_count"] * 1.1 for busy in r["cores_busy"].values()), r["cores_busy"]
     memory = r["peak_memory_bytes"]
     assert 0 < memory["after_start"] <= memory["after_init"] <= memory["after_critic_phase"]
+    # Each part's own peak (Linux: the high-water mark restarted per part), under the run's.
+    if benchmark_archer.HOST_RSS.available:
+        assert set(r["host_rss_by_part"]) == {"generate", "critic_phase", "actor_phase", "iteration"}
+        for part in r["host_rss_by_part"].values():
+            assert 0 < part["start"] <= part["peak"] <= max(memory.values())
     parts = r["flops"]
     assert set(parts) == {"generate", "generate_prefill", "generate_update_batch", "critic_phase", "actor_phase",
                           "iteration"}
