@@ -109,7 +109,9 @@ def compare(ref: dict[str, Any], ours: dict[str, Any]) -> dict[str, Any]:
             "memory": {"reference_bytes": ref_mem, "ours_bytes": our_mem, "ours_over_reference": our_mem / ref_mem,
                        "ours_kind": ours["memory_kind"],
                        # Python, JAX's runtime and the package, before any state or program
-                       "ours_after_start_bytes": ours["peak_memory_bytes"].get("after_start")}}
+                       "ours_after_start_bytes": ours["peak_memory_bytes"].get("after_start"),
+                       # each part's RSS when its timed calls start and at their highest
+                       "ours_by_part": ours.get("host_rss_by_part", {})}}
 
 
 def print_table(table: dict[str, Any], ref: dict[str, Any], ours: dict[str, Any]) -> None:
@@ -126,6 +128,9 @@ def print_table(table: dict[str, Any], ref: dict[str, Any], ours: dict[str, Any]
     if m["ours_after_start_bytes"] is not None:
         start = m["ours_after_start_bytes"] / 2**30
         print(f"  {'  of which ours at start-up (no state)':40s} {'':>11s} {start:8.2f}GiB")
+    for part, rss in m["ours_by_part"].items():
+        print(f"  {'  ours, ' + part.replace('_', ' ') + ': start -> highest':40s} {'':>11s} "
+              f"{rss['start'] / 2**30:8.2f}GiB -> {rss['peak'] / 2**30:.2f}GiB")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -75,6 +75,7 @@ def test_benchmark_archer_tiny_runs_every_phase_on_a_two_device_mesh():
     assert critic["reference_s"] == ref["summary"]["critic_update_s"] and critic["ours_s"] == r["critic_step_s"]
     assert critic["speedup"] == pytest.approx(critic["reference_s"] / critic["ours_s"])
     assert table["memory"]["ours_after_start_bytes"] == memory["after_start"]
+    assert table["memory"]["ours_by_part"] == r["host_rss_by_part"]
     assert table["memory"]["ours_over_reference"] == pytest.approx(
         max(r["peak_memory_bytes"].values()) / (ref["summary"]["peak_rss_mib"] * 2**20))
 
