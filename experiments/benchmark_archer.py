@@ -165,18 +165,23 @@ class HostRss:
             self.overall = max(self.overall, now[1])
         return self.overall
 
-    def part(self) -> Callable[[], tuple[int, int]] | None:
+    def part(self) -> Callable[[], tuple[int, int] | None] | None:
         """Starts measuring a part: returns a function that gives (RSS at the start, the
         highest RSS since), or None where unavailable."""
         if not self.available:
             return None
         self.high_water()
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")  # reset the high-water mark to the current RSS
-        start = self._read()[0]
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset the high-water mark to the current RSS
+        except OSError:  # a kernel or sandbox that refuses it: report no part's own peak
+            self.available = False
+            return None
+        start = self._read()
 
-        def done() -> tuple[int, int]:
-            return start, self._read()[1]
+        def done() -> tuple[int, int] | None:
+            now = self._read()
+            return (start[0], now[1]) if start and now else None
 
         return done
 
